@@ -1,0 +1,157 @@
+package lm
+
+import (
+	"fmt"
+
+	"github.com/gomlx/gomlx/backends"
+	. "github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+)
+
+// execs holds the compiled graphs of one model shape. Every graph takes the parameters as its
+// first inputs, in paramSpecs order.
+type execs struct {
+	cfg     Config
+	specs   []ParamSpec
+	layers  []string // captured by the train step
+	backend backends.Backend
+	train   *Exec // params, bufs, tokens, targets, mask, lr → params', bufs', loss, clip, (keys, grads) per layer
+	probe   *Exec // params, tokens, pos, target → logits at pos, (x, y, ∂logit/∂y) at pos per layer
+	loss    *Exec // params, tokens, targets → mean loss
+}
+
+func newExecs(cfg Config) (*execs, error) {
+	backend, err := NewBackend()
+	if err != nil {
+		return nil, fmt.Errorf("gomlx backend: %w", err)
+	}
+	e := &execs{cfg: cfg, specs: paramSpecs(cfg), layers: cfg.CapturedLayers(), backend: backend}
+	if e.train, err = NewExec(backend, e.trainGraph); err != nil {
+		return nil, err
+	}
+	if e.probe, err = NewExec(backend, e.probeGraph); err != nil {
+		return nil, err
+	}
+	if e.loss, err = NewExec(backend, e.lossGraph); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// weightsOf names the first len(specs) inputs.
+func (e *execs) weightsOf(inputs []*Node) weights {
+	w := weights{}
+	for i, s := range e.specs {
+		w[s.Name] = inputs[i]
+	}
+	return w
+}
+
+// nll is the per-token negative log-likelihood [B, T].
+func nll(logits, targets *Node, vocab int) *Node {
+	return Neg(ReduceSum(Mul(LogSoftmax(logits, -1), OneHot(targets, vocab, dtypes.Float32)), -1))
+}
+
+// trainGraph is one optimizer step with capture. The update is PyTorch's SGD exactly:
+// d = c·∇ + λ·W; buf = μ·buf + d; W -= η·buf, with c = min(1, C/(‖∇‖+1e-6)).
+func (e *execs) trainGraph(inputs []*Node) []*Node {
+	P, c := len(e.specs), e.cfg
+	params, bufs := inputs[:P], inputs[P:2*P]
+	tokens, targets, mask, lr := inputs[2*P], inputs[2*P+1], inputs[2*P+2], inputs[2*P+3]
+	logits, taps := forward(c, e.weightsOf(inputs), tokens)
+	n := tokens.Shape().Size()
+	loss := DivScalar(ReduceAllSum(Mul(nll(logits, targets, c.Vocab), mask)), float64(n))
+
+	wrt := append([]*Node{}, params...)
+	for _, l := range e.layers {
+		wrt = append(wrt, taps[l].y)
+	}
+	grads := Gradient(loss, wrt...)
+
+	clip := ScalarOne(loss.Graph(), dtypes.Float32)
+	if c.Clip > 0 {
+		sq := ReduceAllSum(Square(grads[0]))
+		for _, g := range grads[1:P] {
+			sq = Add(sq, ReduceAllSum(Square(g)))
+		}
+		clip = MinScalar(Div(Scalar(loss.Graph(), dtypes.Float32, c.Clip), AddScalar(Sqrt(sq), 1e-6)), 1.0)
+	}
+	var newParams, newBufs []*Node
+	for i, s := range e.specs {
+		d := Mul(clip, grads[i])
+		if s.Decay && c.WeightDecay != 0 {
+			d = Add(d, MulScalar(params[i], c.WeightDecay))
+		}
+		buf := Add(MulScalar(bufs[i], c.Momentum), d)
+		newBufs = append(newBufs, buf)
+		newParams = append(newParams, Sub(params[i], Mul(lr, buf)))
+	}
+	outs := append(append(newParams, newBufs...), loss, clip)
+	for i, l := range e.layers {
+		t, g := taps[l], grads[P+i]
+		outs = append(outs, flatTokens(t.x), flatTokens(g))
+	}
+	return outs
+}
+
+// flatTokens reshapes [B, T, d] to [B·T, d].
+func flatTokens(x *Node) *Node {
+	d := x.Shape().Dimensions
+	return Reshape(x, d[0]*d[1], d[2])
+}
+
+// probeGraph reads every captured layer at one position per row, with the gradient of that
+// row's target logit w.r.t. the layer output there (for first-order hidden-layer attribution).
+func (e *execs) probeGraph(inputs []*Node) []*Node {
+	P, c := len(e.specs), e.cfg
+	tokens, pos, target := inputs[P], inputs[P+1], inputs[P+2]
+	logits, taps := forward(c, e.weightsOf(inputs), tokens)
+	sel := OneHot(pos, tokens.Shape().Dimensions[1], dtypes.Float32) // [B, T]
+	at := func(x *Node) *Node { return DotGeneral(sel, []int{1}, []int{0}, x, []int{1}, []int{0}) }
+	logitsAt := at(logits) // [B, V]
+	chosen := ReduceAllSum(Mul(logitsAt, OneHot(target, c.Vocab, dtypes.Float32)))
+	names := c.LayerNames()
+	ys := make([]*Node, len(names))
+	for i, l := range names {
+		ys[i] = taps[l].y
+	}
+	dys := Gradient(chosen, ys...)
+	outs := []*Node{logitsAt}
+	for i, l := range names {
+		outs = append(outs, at(taps[l].x), at(taps[l].y), at(dys[i]))
+	}
+	return outs
+}
+
+// lossGraph is the mean next-token loss, for held-out evaluation.
+func (e *execs) lossGraph(inputs []*Node) *Node {
+	P := len(e.specs)
+	logits, _ := forward(e.cfg, e.weightsOf(inputs), inputs[P])
+	return ReduceAllMean(nll(logits, inputs[P+1], e.cfg.Vocab))
+}
+
+// toTensors wraps flat parameter slices as tensors in paramSpecs order.
+func (e *execs) toTensors(flat [][]float32) []*tensors.Tensor {
+	ts := make([]*tensors.Tensor, len(flat))
+	for i, v := range flat {
+		ts[i] = tensors.FromFlatDataAndDimensions(v, e.specs[i].Shape...)
+	}
+	return ts
+}
+
+// args concatenates tensors and extra inputs for Exec.
+func args(ts []*tensors.Tensor, extra ...any) []any {
+	out := make([]any, 0, len(ts)+len(extra))
+	for _, t := range ts {
+		out = append(out, t)
+	}
+	return append(out, extra...)
+}
+
+func (e *execs) finalize() {
+	for _, x := range []*Exec{e.train, e.probe, e.loss} {
+		x.Finalize()
+	}
+	e.backend.Finalize()
+}

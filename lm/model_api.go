@@ -1,0 +1,170 @@
+package lm
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sync"
+
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+)
+
+// probeBatch is the fixed row count of probe calls: one compiled graph serves every request.
+const probeBatch = 8
+
+// Model is a trained model at one step, ready for inference. It is safe for concurrent use.
+type Model struct {
+	Cfg  Config
+	Tok  *Tokenizer
+	Step int
+
+	mu     sync.Mutex // one graph execution at a time; the backend already uses every core
+	ex     *execs
+	params []*tensors.Tensor
+}
+
+// LayerProbe is one layer read at one position: input x, output y (primal) and the gradient
+// of the probed token's logit w.r.t. y.
+type LayerProbe struct {
+	X, Y, DY []float32
+}
+
+// Probe is the model read at the last position of one context.
+type Probe struct {
+	Logits []float32 // [V] next-token logits
+	Layers map[string]LayerProbe
+}
+
+// LoadModel rebuilds a model from a checkpoint blob.
+func LoadModel(ckpt []byte) (*Model, error) {
+	cfg, tok, st, err := decodeCheckpoint(ckpt)
+	if err != nil {
+		return nil, err
+	}
+	ex, err := newExecs(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Model{Cfg: cfg, Tok: tok, Step: st.Step, ex: ex, params: ex.toTensors(st.Params)}, nil
+}
+
+// Close frees the compiled graphs.
+func (m *Model) Close() { m.ex.finalize() }
+
+// ParamSpecs lists the model's parameters.
+func (m *Model) ParamSpecs() []ParamSpec { return m.ex.specs }
+
+// Probe reads the model after each context (the last Ctx tokens of it count) and, for each
+// layer, the gradient of targets[i]'s logit.
+func (m *Model) Probe(contexts [][]int32, targets []int32) ([]Probe, error) {
+	if len(contexts) != len(targets) {
+		return nil, fmt.Errorf("probe: %d contexts, %d targets", len(contexts), len(targets))
+	}
+	out := make([]Probe, 0, len(contexts))
+	for lo := 0; lo < len(contexts); lo += probeBatch {
+		hi := min(lo+probeBatch, len(contexts))
+		ps, err := m.probeChunk(contexts[lo:hi], targets[lo:hi])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ps...)
+	}
+	return out, nil
+}
+
+func (m *Model) probeChunk(contexts [][]int32, targets []int32) ([]Probe, error) {
+	c := m.Cfg
+	tok := make([]int32, probeBatch*c.Ctx)
+	pos := make([]int32, probeBatch)
+	tgt := make([]int32, probeBatch)
+	for i, ctx := range contexts {
+		if len(ctx) == 0 {
+			return nil, errors.New("probe: empty context")
+		}
+		ctx = ctx[max(0, len(ctx)-c.Ctx):]
+		copy(tok[i*c.Ctx:], ctx)
+		pos[i], tgt[i] = int32(len(ctx)-1), targets[i]
+	}
+	m.mu.Lock()
+	outs, err := m.ex.probe.Exec(args(m.params,
+		tensors.FromFlatDataAndDimensions(tok, probeBatch, c.Ctx),
+		tensors.FromFlatDataAndDimensions(pos, probeBatch),
+		tensors.FromFlatDataAndDimensions(tgt, probeBatch))...)
+	m.mu.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("probe: %w", err)
+	}
+	flat := make([][]float32, len(outs))
+	for i, t := range outs {
+		flat[i] = tensors.MustCopyFlatData[float32](t)
+		t.FinalizeAll()
+	}
+	probes := make([]Probe, len(contexts))
+	names := c.LayerNames()
+	for i := range probes {
+		row := func(v []float32) []float32 { n := len(v) / probeBatch; return v[i*n : (i+1)*n] }
+		p := Probe{Logits: row(flat[0]), Layers: map[string]LayerProbe{}}
+		for j, l := range names {
+			p.Layers[l] = LayerProbe{X: row(flat[1+3*j]), Y: row(flat[2+3*j]), DY: row(flat[3+3*j])}
+		}
+		probes[i] = p
+	}
+	return probes, nil
+}
+
+// Probabilities turns logits into probabilities at a temperature (0 or less means 1).
+func Probabilities(logits []float32, temperature float64) []float64 {
+	if temperature <= 0 {
+		temperature = 1
+	}
+	p := make([]float64, len(logits))
+	hi := math.Inf(-1)
+	for _, l := range logits {
+		hi = math.Max(hi, float64(l))
+	}
+	var sum float64
+	for i, l := range logits {
+		p[i] = math.Exp((float64(l) - hi) / temperature)
+		sum += p[i]
+	}
+	for i := range p {
+		p[i] /= sum
+	}
+	return p
+}
+
+// Sample draws a token from logits; temperature 0 is greedy.
+func Sample(logits []float32, temperature float64, rng *rand.Rand) int32 {
+	if temperature == 0 {
+		best := 0
+		for i, l := range logits {
+			if l > logits[best] {
+				best = i
+			}
+		}
+		return int32(best)
+	}
+	p := Probabilities(logits, temperature)
+	r := rng.Float64()
+	for i, pi := range p {
+		if r -= pi; r < 0 {
+			return int32(i)
+		}
+	}
+	return int32(len(p) - 1)
+}
+
+// Generate continues a prompt by n tokens and returns the new tokens.
+func (m *Model) Generate(prompt []int32, n int, temperature float64, seed uint64) ([]int32, error) {
+	rng := rand.New(rand.NewPCG(seed, 0x6e6))
+	seq := append([]int32{}, prompt...)
+	for range n {
+		ps, err := m.Probe([][]int32{seq}, []int32{0})
+		if err != nil {
+			return nil, err
+		}
+		seq = append(seq, Sample(ps[0].Logits, temperature, rng))
+	}
+	return seq[len(prompt):], nil
+}

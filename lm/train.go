@@ -1,0 +1,260 @@
+package lm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"time"
+
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+	"github.com/spotlight-lm/spotlight/dualmem"
+)
+
+// Memory receives what training captures. dualmem.Store implements it.
+type Memory interface {
+	// AppendStep records one step's keys and gradients; it is not durable until Commit.
+	AppendStep(st *dualmem.Step) error
+	// Commit makes every step up to step durable together with the checkpoint.
+	Commit(step int, checkpoint []byte) error
+}
+
+// Trainer owns the model being trained, its momentum buffers and the tokenised corpus.
+type Trainer struct {
+	*Model
+	bufs     []*tensors.Tensor
+	corpus   []int32
+	trainLen int // tokens [0, trainLen) are trained on; the rest is held out
+}
+
+// HeldOutFrac is the share of the corpus, at its end, kept for evaluation.
+const HeldOutFrac = 0.1
+
+// NewTrainer starts a fresh run on text.
+func NewTrainer(cfg Config, text string) (*Trainer, error) {
+	tok, err := NewTokenizer(text)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Vocab = tok.Size()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	st := initState(cfg, paramSpecs(cfg))
+	return newTrainer(cfg, tok, st, text)
+}
+
+// ResumeTrainer continues a run from a checkpoint.
+func ResumeTrainer(ckpt []byte, text string) (*Trainer, error) {
+	cfg, tok, st, err := decodeCheckpoint(ckpt)
+	if err != nil {
+		return nil, err
+	}
+	return newTrainer(cfg, tok, st, text)
+}
+
+func newTrainer(cfg Config, tok *Tokenizer, st *State, text string) (*Trainer, error) {
+	corpus := tok.EncodeCorpus(text)
+	trainLen := int(float64(len(corpus)) * (1 - HeldOutFrac))
+	if trainLen < cfg.Ctx+2 || len(corpus)-trainLen < cfg.Ctx+1 {
+		return nil, fmt.Errorf("corpus of %d characters is too short for context %d (need at least %d)",
+			len(corpus), cfg.Ctx, int(float64(cfg.Ctx+2)/HeldOutFrac)+1)
+	}
+	ex, err := newExecs(cfg)
+	if err != nil {
+		return nil, err
+	}
+	m := &Model{Cfg: cfg, Tok: tok, Step: st.Step, ex: ex, params: ex.toTensors(st.Params)}
+	return &Trainer{Model: m, bufs: ex.toTensors(st.Bufs), corpus: corpus, trainLen: trainLen}, nil
+}
+
+// LR is the learning rate of a step (1-based): linear warmup, then cosine decay to
+// MinLRFrac·LR at cfg.Steps, flat after that (live training may go past the plan).
+func LR(c Config, step int) float64 {
+	if step <= c.Warmup {
+		return c.LR * float64(step) / float64(c.Warmup)
+	}
+	if step >= c.Steps {
+		return c.LR * c.MinLRFrac
+	}
+	progress := float64(step-c.Warmup) / float64(c.Steps-c.Warmup)
+	return c.LR * (c.MinLRFrac + (1-c.MinLRFrac)*0.5*(1+math.Cos(math.Pi*progress)))
+}
+
+// Batch is the training data of one step: rows of Ctx tokens, their next tokens and the
+// corpus offset of each target.
+type Batch struct {
+	Tokens, Targets []int32
+	Offsets         []int64
+	Mask            []float32 // per-token loss weight; 1 unless a caller masks tokens out
+}
+
+// BatchAt is the batch of a step. It depends only on the seed and the step, so a resumed or
+// repeated run sees exactly the same data.
+func (t *Trainer) BatchAt(step int) Batch {
+	c := t.Cfg
+	rng := rand.New(rand.NewPCG(c.Seed, uint64(step)))
+	n := c.Batch * c.Ctx
+	b := Batch{make([]int32, n), make([]int32, n), make([]int64, n), make([]float32, n)}
+	for r := range c.Batch {
+		start := rng.IntN(t.trainLen - c.Ctx)
+		for p := range c.Ctx {
+			i := r*c.Ctx + p
+			b.Tokens[i], b.Targets[i] = t.corpus[start+p], t.corpus[start+p+1]
+			b.Offsets[i], b.Mask[i] = int64(start+p+1), 1
+		}
+	}
+	return b
+}
+
+// TrainStep runs the next optimizer step on b and returns what it captured.
+func (t *Trainer) TrainStep(b Batch) (*dualmem.Step, error) {
+	c, step := t.Cfg, t.Step+1
+	lr := float32(LR(c, step))
+	P := len(t.ex.specs)
+	in := append(append([]*tensors.Tensor{}, t.params...), t.bufs...)
+	outs, err := t.ex.train.Exec(args(in,
+		tensors.FromFlatDataAndDimensions(b.Tokens, c.Batch, c.Ctx),
+		tensors.FromFlatDataAndDimensions(b.Targets, c.Batch, c.Ctx),
+		tensors.FromFlatDataAndDimensions(b.Mask, c.Batch, c.Ctx),
+		tensors.FromScalar(lr))...)
+	if err != nil {
+		return nil, fmt.Errorf("train step %d: %w", step, err)
+	}
+	t.mu.Lock()
+	for _, old := range in {
+		old.FinalizeAll()
+	}
+	t.params, t.bufs, t.Step = outs[:P], outs[P:2*P], step
+	t.mu.Unlock()
+	st := &dualmem.Step{
+		StepInfo: dualmem.StepInfo{Step: step, LR: lr, Rows: c.Batch, Ctx: c.Ctx,
+			Loss: tensors.ToScalar[float32](outs[2*P]), Clip: tensors.ToScalar[float32](outs[2*P+1])},
+		Offsets: b.Offsets, Targets: b.Targets, Layers: map[string]dualmem.LayerStep{},
+	}
+	for i, l := range t.ex.layers {
+		k, g := outs[2*P+2+2*i], outs[2*P+3+2*i]
+		st.Layers[l] = dualmem.LayerStep{Keys: tensors.MustCopyFlatData[float32](k), Grads: tensors.MustCopyFlatData[float32](g)}
+		k.FinalizeAll()
+		g.FinalizeAll()
+	}
+	return st, nil
+}
+
+// Progress is reported after every step.
+type Progress struct {
+	Step, Steps  int
+	Loss         float32
+	EvalLoss     float64 // at checkpoints; NaN elsewhere
+	TokensPerSec float64
+}
+
+// Train runs steps until step `until`, capturing each into mem and committing a checkpoint
+// every CheckpointEvery steps, at the end, and when ctx is cancelled.
+func (t *Trainer) Train(ctx context.Context, mem Memory, until int, progress func(Progress)) error {
+	start, startStep := time.Now(), t.Step
+	for t.Step < until {
+		if ctx.Err() != nil {
+			return errors.Join(ctx.Err(), t.commit(mem))
+		}
+		st, err := t.TrainStep(t.BatchAt(t.Step + 1))
+		if err != nil {
+			return err
+		}
+		if err := mem.AppendStep(st); err != nil { // capture
+			return err
+		}
+		p := Progress{Step: t.Step, Steps: until, Loss: st.Loss, EvalLoss: math.NaN(),
+			TokensPerSec: float64((t.Step-startStep)*t.Cfg.Batch*t.Cfg.Ctx) / time.Since(start).Seconds()}
+		if t.Step%t.Cfg.CheckpointEvery == 0 || t.Step == until {
+			if err := t.commit(mem); err != nil {
+				return err
+			}
+			if p.EvalLoss, err = t.EvalLoss(); err != nil {
+				return err
+			}
+		}
+		if progress != nil {
+			progress(p)
+		}
+	}
+	return nil
+}
+
+func (t *Trainer) commit(mem Memory) error {
+	ckpt, err := t.Checkpoint()
+	if err != nil {
+		return err
+	}
+	return mem.Commit(t.Step, ckpt)
+}
+
+// Checkpoint serialises the parameters, momentum buffers, config and tokenizer.
+func (t *Trainer) Checkpoint() ([]byte, error) {
+	t.mu.Lock()
+	st := &State{Step: t.Step, Params: flatten(t.params), Bufs: flatten(t.bufs)}
+	t.mu.Unlock()
+	return encodeCheckpoint(t.Cfg, t.Tok, st)
+}
+
+func flatten(ts []*tensors.Tensor) [][]float32 {
+	out := make([][]float32, len(ts))
+	for i, t := range ts {
+		out[i] = tensors.MustCopyFlatData[float32](t)
+	}
+	return out
+}
+
+// Initial returns the current weights of the captured layers: W_1 when called before step 1.
+func (t *Trainer) Initial() map[string]dualmem.Initial {
+	vals := map[string][]float32{}
+	for i, s := range t.ex.specs {
+		vals[s.Name] = tensors.MustCopyFlatData[float32](t.params[i])
+	}
+	init := map[string]dualmem.Initial{}
+	for _, l := range t.ex.layers {
+		init[l] = dualmem.Initial{W: vals[l+".w"], B: vals[l+".b"]}
+	}
+	return init
+}
+
+// HeldOut returns n evenly spaced held-out contexts with their next token, for verification.
+func (t *Trainer) HeldOut(n int) (contexts [][]int32, targets []int32) {
+	return heldOut(t.corpus, t.trainLen, t.Cfg.Ctx, n)
+}
+
+func heldOut(corpus []int32, trainLen, ctx, n int) ([][]int32, []int32) {
+	span := len(corpus) - trainLen - ctx - 1
+	var contexts [][]int32
+	var targets []int32
+	for i := range n {
+		s := trainLen + i*span/max(1, n)
+		contexts = append(contexts, corpus[s:s+ctx])
+		targets = append(targets, corpus[s+ctx])
+	}
+	return contexts, targets
+}
+
+// EvalLoss is the mean next-token loss over one batch of held-out windows.
+func (t *Trainer) EvalLoss() (float64, error) {
+	c := t.Cfg
+	contexts, targets := heldOut(t.corpus, t.trainLen, c.Ctx, c.Batch)
+	tok := make([]int32, 0, c.Batch*c.Ctx)
+	tgt := make([]int32, 0, c.Batch*c.Ctx)
+	for i, ctx := range contexts {
+		tok = append(tok, ctx...)
+		tgt = append(tgt, ctx[1:]...)
+		tgt = append(tgt, targets[i])
+	}
+	t.mu.Lock()
+	out, err := t.ex.loss.Exec1(args(t.params,
+		tensors.FromFlatDataAndDimensions(tok, c.Batch, c.Ctx),
+		tensors.FromFlatDataAndDimensions(tgt, c.Batch, c.Ctx))...)
+	t.mu.Unlock()
+	if err != nil {
+		return 0, fmt.Errorf("eval loss: %w", err)
+	}
+	defer out.FinalizeAll()
+	return float64(tensors.ToScalar[float32](out)), nil
+}
