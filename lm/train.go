@@ -56,7 +56,7 @@ func ResumeTrainer(ckpt []byte, text string) (*Trainer, error) {
 
 func newTrainer(cfg Config, tok *Tokenizer, st *State, text string) (*Trainer, error) {
 	corpus := tok.EncodeCorpus(text)
-	trainLen := int(float64(len(corpus)) * (1 - HeldOutFrac))
+	trainLen := trainSplit(len(corpus))
 	if trainLen < cfg.Ctx+2 || len(corpus)-trainLen < cfg.Ctx+1 {
 		return nil, fmt.Errorf("corpus of %d characters is too short for context %d (need at least %d)",
 			len(corpus), cfg.Ctx, int(float64(cfg.Ctx+2)/HeldOutFrac)+1)
@@ -224,6 +224,13 @@ func (t *Trainer) HeldOut(n int) (contexts [][]int32, targets []int32) {
 	return heldOut(t.corpus, t.trainLen, t.Cfg.Ctx, n)
 }
 
+// HeldOut is Trainer.HeldOut for a tokenised corpus without a trainer.
+func HeldOut(corpus []int32, ctx, n int) ([][]int32, []int32) {
+	return heldOut(corpus, trainSplit(len(corpus)), ctx, n)
+}
+
+func trainSplit(n int) int { return int(float64(n) * (1 - HeldOutFrac)) }
+
 func heldOut(corpus []int32, trainLen, ctx, n int) ([][]int32, []int32) {
 	span := len(corpus) - trainLen - ctx - 1
 	var contexts [][]int32
@@ -237,9 +244,17 @@ func heldOut(corpus []int32, trainLen, ctx, n int) ([][]int32, []int32) {
 }
 
 // EvalLoss is the mean next-token loss over one batch of held-out windows.
-func (t *Trainer) EvalLoss() (float64, error) {
-	c := t.Cfg
-	contexts, targets := heldOut(t.corpus, t.trainLen, c.Ctx, c.Batch)
+func (t *Trainer) EvalLoss() (float64, error) { return t.evalLoss(t.corpus, t.trainLen) }
+
+// EvalLoss is the held-out loss of a model on the corpus it was trained on.
+func (m *Model) EvalLoss(text string) (float64, error) {
+	corpus := m.Tok.EncodeCorpus(text)
+	return m.evalLoss(corpus, trainSplit(len(corpus)))
+}
+
+func (m *Model) evalLoss(corpus []int32, trainLen int) (float64, error) {
+	c := m.Cfg
+	contexts, targets := heldOut(corpus, trainLen, c.Ctx, c.Batch)
 	tok := make([]int32, 0, c.Batch*c.Ctx)
 	tgt := make([]int32, 0, c.Batch*c.Ctx)
 	for i, ctx := range contexts {
@@ -247,11 +262,11 @@ func (t *Trainer) EvalLoss() (float64, error) {
 		tgt = append(tgt, ctx[1:]...)
 		tgt = append(tgt, targets[i])
 	}
-	t.mu.Lock()
-	out, err := t.ex.loss.Exec1(args(t.params,
+	m.mu.Lock()
+	out, err := m.ex.loss.Exec1(args(m.params,
 		tensors.FromFlatDataAndDimensions(tok, c.Batch, c.Ctx),
 		tensors.FromFlatDataAndDimensions(tgt, c.Batch, c.Ctx))...)
-	t.mu.Unlock()
+	m.mu.Unlock()
 	if err != nil {
 		return 0, fmt.Errorf("eval loss: %w", err)
 	}

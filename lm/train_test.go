@@ -3,11 +3,9 @@ package lm
 import (
 	"context"
 	"math"
-	"os"
-	"path/filepath"
-	"runtime"
 	"testing"
 
+	"github.com/spotlight-lm/spotlight/corpora"
 	"github.com/spotlight-lm/spotlight/dualmem"
 )
 
@@ -24,15 +22,8 @@ func (r *recorder) Commit(step int, ckpt []byte) error {
 	return nil
 }
 
-// testText is a real public-domain text shipped with Go.
-func testText(tb testing.TB, n int) string {
-	tb.Helper()
-	b, err := os.ReadFile(filepath.Join(runtime.GOROOT(), "src", "testdata", "Isaac.Newton-Opticks.txt"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return string(b[:n])
-}
+// testText is the start of the embedded corpus, Newton's Opticks.
+func testText(n int) string { return string(corpora.Default()[:n]) }
 
 func tinyConfig() Config {
 	c, _ := Preset("tiny")
@@ -43,7 +34,7 @@ func tinyConfig() Config {
 
 // The dual form of every captured layer must reproduce its primal output.
 func TestTrainDualIdentity(t *testing.T) {
-	tr, err := NewTrainer(tinyConfig(), testText(t, 20000))
+	tr, err := NewTrainer(tinyConfig(), testText(20000))
 	if err != nil {
 		t.Fatal(err)
 	}

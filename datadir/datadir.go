@@ -1,0 +1,117 @@
+// Package datadir ties a model (package lm) to its memory (package dualmem) in one data
+// directory: creating it for a new run, resuming a run, and loading the model for queries.
+package datadir
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/spotlight-lm/spotlight/dualmem"
+	"github.com/spotlight-lm/spotlight/lm"
+)
+
+// Dir is an open data directory.
+type Dir struct {
+	Store *dualmem.Store
+	Cfg   lm.Config
+}
+
+// Create validates everything first (config, corpus), so bad input writes nothing, then
+// creates dir with the corpus, the initial weights and a step-0 checkpoint, and returns the
+// trainer ready for step 1.
+func Create(dir string, cfg lm.Config, corpus []byte) (*Dir, *lm.Trainer, error) {
+	tr, err := lm.NewTrainer(cfg, string(corpus))
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg = tr.Cfg
+	meta, err := metaOf(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	store, err := dualmem.Create(dir, meta, corpus, tr.Initial())
+	if err != nil {
+		tr.Close()
+		return nil, nil, err
+	}
+	d := &Dir{Store: store, Cfg: cfg}
+	ckpt, err := tr.Checkpoint()
+	if err == nil {
+		err = store.Commit(0, ckpt)
+	}
+	if err != nil {
+		d.Close()
+		tr.Close()
+		return nil, nil, err
+	}
+	return d, tr, nil
+}
+
+func metaOf(cfg lm.Config) (dualmem.Meta, error) {
+	raw, err := json.Marshal(cfg)
+	if err != nil {
+		return dualmem.Meta{}, err
+	}
+	meta := dualmem.Meta{Precision: dualmem.Precision(cfg.Precision), Momentum: cfg.Momentum,
+		WeightDecay: cfg.WeightDecay, Config: raw}
+	for _, l := range cfg.CapturedLayers() {
+		din, dout, err := cfg.LayerDims(l)
+		if err != nil {
+			return dualmem.Meta{}, err
+		}
+		meta.Layers = append(meta.Layers, dualmem.LayerSpec{Name: l, DIn: din, DOut: dout})
+	}
+	return meta, nil
+}
+
+// Open opens an existing data directory for writing (training, serving) or reading.
+func Open(dir string, readOnly bool) (*Dir, error) {
+	open := dualmem.Open
+	if readOnly {
+		open = dualmem.OpenReadOnly
+	}
+	store, err := open(dir)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := lm.ParseConfig(store.Meta().Config)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("%s: %w", dir, err)
+	}
+	return &Dir{Store: store, Cfg: cfg}, nil
+}
+
+// Resume discards memory beyond the last checkpoint (a crash may have left some) and
+// returns a trainer positioned right after it.
+func (d *Dir) Resume() (*lm.Trainer, error) {
+	_, ckpt, err := d.Store.Checkpoint()
+	if err != nil {
+		return nil, err
+	}
+	if err := d.Store.DiscardUncommitted(); err != nil {
+		return nil, err
+	}
+	return lm.ResumeTrainer(ckpt, string(d.Store.Corpus()))
+}
+
+// Model loads the last committed checkpoint for inference.
+func (d *Dir) Model() (*lm.Model, error) {
+	_, ckpt, err := d.Store.Checkpoint()
+	if err != nil {
+		return nil, err
+	}
+	return lm.LoadModel(ckpt)
+}
+
+// Close closes the store.
+func (d *Dir) Close() error {
+	if d == nil || d.Store == nil {
+		return nil
+	}
+	return d.Store.Close()
+}
+
+// IsEmpty reports whether dir has no model yet (missing, or holding nothing).
+func IsEmpty(err error) bool { return errors.Is(err, dualmem.ErrNoModel) }
