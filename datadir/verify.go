@@ -71,4 +71,3 @@ func maxErr(primal []float32, dual []float64) (abs, scale float64) {
 	}
 	return abs, scale
 }
-

@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"math"
 
-	. "github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	. "github.com/gomlx/gomlx/pkg/core/graph"
 )
 
 // The model: a pre-LayerNorm causal transformer over characters (SPEC §2).
@@ -27,10 +27,10 @@ type tap struct{ x, y *Node }
 func forward(c Config, w weights, tokens *Node) (*Node, map[string]tap) {
 	ctx := tokens.Shape().Dimensions[1]
 	taps := map[string]tap{}
-	onehot := OneHot(tokens, c.Vocab, dtypes.Float32)                         // [B, T, V]
-	x := DotGeneral(onehot, []int{2}, nil, w["embed"], []int{0}, nil)        // [B, T, D]
-	x = Add(x, InsertAxes(Slice(w["pos"], AxisRange(0, ctx)), 0))            // + [1, T, D]
-	mask := causalMask(tokens.Graph(), ctx)                                               // [1, 1, T, T]
+	onehot := OneHot(tokens, c.Vocab, dtypes.Float32)                 // [B, T, V]
+	x := DotGeneral(onehot, []int{2}, nil, w["embed"], []int{0}, nil) // [B, T, D]
+	x = Add(x, InsertAxes(Slice(w["pos"], AxisRange(0, ctx)), 0))     // + [1, T, D]
+	mask := causalMask(tokens.Graph(), ctx)                           // [1, 1, T, T]
 	for b := range c.Blocks {
 		name := fmt.Sprintf("block%d", b)
 		x = Add(x, attention(c, w, name, layerNorm(w, name+".ln1", x), mask))
@@ -45,7 +45,7 @@ func forward(c Config, w weights, tokens *Node) (*Node, map[string]tap) {
 // feedForward is ff2(relu(ff1(h))), tapping both linears.
 func feedForward(w weights, block string, h *Node, taps map[string]tap) *Node {
 	a := linear(w, block+".ff1", h) // [B, T, 4D]
-	r := MaxScalar(a, 0.0) // ReLU
+	r := MaxScalar(a, 0.0)          // ReLU
 	f := linear(w, block+".ff2", r) // [B, T, D]
 	taps[block+".ff1"] = tap{h, a}
 	taps[block+".ff2"] = tap{r, f}
@@ -58,13 +58,15 @@ func attention(c Config, w weights, block string, h, mask *Node) *Node {
 	dims := h.Shape().Dimensions
 	batch, ctx, dh := dims[0], dims[1], c.D/c.Heads
 	qkv := Reshape(linear(w, block+".qkv", h), batch, ctx, 3, c.Heads, dh) // [B, T, 3, H, Dh]
-	part := func(i int) *Node { return Reshape(Slice(qkv, AxisRange(), AxisRange(), AxisElem(i)), batch, ctx, c.Heads, dh) }
-	q, k, v := part(0), part(1), part(2)                                               // [B, T, H, Dh]
-	scores := DotGeneral(q, []int{3}, []int{0, 2}, k, []int{3}, []int{0, 2})          // [B, H, T, T]
+	part := func(i int) *Node {
+		return Reshape(Slice(qkv, AxisRange(), AxisRange(), AxisElem(i)), batch, ctx, c.Heads, dh)
+	}
+	q, k, v := part(0), part(1), part(2)                                     // [B, T, H, Dh]
+	scores := DotGeneral(q, []int{3}, []int{0, 2}, k, []int{3}, []int{0, 2}) // [B, H, T, T]
 	scores = Add(MulScalar(scores, 1/math.Sqrt(float64(dh))), mask)
 	att := Softmax(scores, -1)
 	o := DotGeneral(att, []int{3}, []int{0, 1}, v, []int{1}, []int{0, 2}) // [B, H, T, Dh]
-	o = Reshape(TransposeAllAxes(o, 0, 2, 1, 3), batch, ctx, c.D)        // [B, T, D]
+	o = Reshape(TransposeAllAxes(o, 0, 2, 1, 3), batch, ctx, c.D)         // [B, T, D]
 	return linear(w, block+".proj", o)
 }
 
