@@ -22,7 +22,7 @@ type execs struct {
 }
 
 func newExecs(cfg Config) (*execs, error) {
-	backend, err := NewBackend()
+	backend, err := sharedBackend()
 	if err != nil {
 		return nil, fmt.Errorf("gomlx backend: %w", err)
 	}
@@ -153,5 +153,4 @@ func (e *execs) finalize() {
 	for _, x := range []*Exec{e.train, e.probe, e.loss} {
 		x.Finalize()
 	}
-	e.backend.Finalize()
 }
