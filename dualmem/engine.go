@@ -1,0 +1,417 @@
+package dualmem
+
+import (
+	"container/heap"
+	"context"
+	"fmt"
+	"math"
+	"runtime"
+	"sort"
+	"sync"
+	"sync/atomic"
+)
+
+// Scanner is one layer's memory prepared for fast queries: the dual-form coefficients per
+// step, the per-step gradient sums (bias term) and an index from corpus offset to tokens.
+// It only reads the memory and is safe for concurrent use.
+//
+// With s_t = betaW_t·c_t, the attention weight of training token j (of step t) for query x
+// is α_j = k_j·x, its value v_j = s_t·g_j, and for a projection vector u (the one-hot of the
+// generated token for `out`, ∂logit/∂y for hidden layers) its contribution is α_j·(v_j·u).
+// Then, exactly (up to float32 rounding of α):
+//
+//	y·u = W0Term + BiasTerm + Σ_j contribution_j
+//	W0Term   = aW·(x·W_1)·u
+//	BiasTerm = aB·b_1·u + Σ_t betaB_t·c_t·(Σ_i g_{t,i})·u
+type Scanner struct {
+	Mem          *LayerMemory
+	N, DIn, DOut int
+	AW, AB       float64
+	SW, SB       []float64 // per step index (step-1): betaW·c and betaB·c
+	GSum         []float64 // [steps, DOut] Σ_i g_{t,i}
+	first        int32
+
+	byOffset map[int64][]int32 // corpus offset → tokens trained on it (every epoch)
+
+	dualOnce sync.Once
+	wDual    []float64 // [DIn, DOut] the final weights rebuilt from memory
+	bDual    []float64 // [DOut]
+}
+
+// NewScanner prepares mem (read-only from now on) for queries under meta's optimizer.
+func NewScanner(mem *LayerMemory, meta Meta) *Scanner {
+	s := &Scanner{Mem: mem, N: mem.Tokens(), DIn: mem.Spec.DIn, DOut: mem.Spec.DOut, first: 1}
+	aW, aB, betaW, betaB := mem.Coefficients(meta)
+	s.AW, s.AB = aW, aB
+	T := len(mem.Steps)
+	s.SW, s.SB = make([]float64, T), make([]float64, T)
+	for k, si := range mem.Steps {
+		s.SW[k], s.SB[k] = betaW[k]*float64(si.Clip), betaB[k]*float64(si.Clip)
+	}
+	if T > 0 {
+		s.first = int32(mem.Steps[0].Step)
+	}
+	s.GSum = make([]float64, T*s.DOut)
+	for j, st := range mem.Step {
+		row := s.GSum[int(st-s.first)*s.DOut:][:s.DOut]
+		for o, g := range mem.Grads[j*s.DOut : (j+1)*s.DOut] {
+			row[o] += float64(g)
+		}
+	}
+	s.byOffset = make(map[int64][]int32)
+	for j, off := range mem.Offsets {
+		s.byOffset[off] = append(s.byOffset[off], int32(j))
+	}
+	return s
+}
+
+// StepIndex is token j's step minus the first step (an index into SW, SB, Steps).
+func (s *Scanner) StepIndex(j int) int { return int(s.Mem.Step[j] - s.first) }
+
+// Query is one query vector x (len DIn) with its projection: the one-hot of Token when
+// Token ≥ 0, else U (len DOut).
+type Query struct {
+	X     []float32
+	U     []float32
+	Token int
+}
+
+func (q Query) proj(g []float32) float64 {
+	if q.Token >= 0 {
+		return float64(g[q.Token])
+	}
+	var s float64
+	for o, u := range q.U {
+		s += float64(g[o]) * float64(u)
+	}
+	return s
+}
+
+// Hit is one training token found by a scan.
+type Hit struct {
+	Index        int     // token index in the memory
+	Alpha        float64 // k·x
+	Contribution float64 // α·(v·u)
+}
+
+// Result is what a scan found for one query.
+type Result struct {
+	TopAttention    []Hit // by |α|, largest first
+	TopContribution []Hit // by signed contribution, largest (most positive) first
+	W0Term          float64
+	BiasTerm        float64
+	Positive        float64 // Σ of positive contributions
+	Negative        float64 // Σ of negative contributions
+	AbsTotal        float64 // Σ |contribution|
+	// Per step index: Σα, Σ|α|, Σcontribution.
+	StepAlpha, StepAbsAlpha, StepContribution []float64
+}
+
+// Total is W0Term + BiasTerm + Σ contributions: the dual reconstruction of y·u.
+func (r *Result) Total() float64 { return r.W0Term + r.BiasTerm + r.Positive + r.Negative }
+
+// ScanOptions tunes Scan.
+type ScanOptions struct {
+	TopK    int    // per query and ranking (default 10)
+	Workers int    // goroutines (default GOMAXPROCS)
+	Block   int    // keys per block (default 1024)
+	Kernel  Kernel // block kernel (default KernelAuto)
+}
+
+// Scan computes α = k·x for every stored key and all queries in one pass over the keys,
+// split over the cores, and returns per query the top-k by attention and by contribution,
+// the totals and the per-step sums. Sums are accumulated in float64.
+func (s *Scanner) Scan(ctx context.Context, qs []Query, opt ScanOptions) ([]Result, error) {
+	if opt.TopK <= 0 {
+		opt.TopK = 10
+	}
+	if opt.Workers <= 0 {
+		opt.Workers = runtime.GOMAXPROCS(0)
+	}
+	if opt.Block <= 0 {
+		opt.Block = 1024
+	}
+	Q := len(qs)
+	if Q == 0 {
+		return nil, nil
+	}
+	xs := make([]float32, Q*s.DIn)
+	for i, q := range qs {
+		if len(q.X) != s.DIn {
+			return nil, fmt.Errorf("dualmem: scan %q: query %d has %d values, want %d", s.Mem.Spec.Name, i, len(q.X), s.DIn)
+		}
+		if q.Token < 0 && len(q.U) != s.DOut {
+			return nil, fmt.Errorf("dualmem: scan %q: projection %d has %d values, want %d", s.Mem.Spec.Name, i, len(q.U), s.DOut)
+		}
+		if q.Token >= s.DOut {
+			return nil, fmt.Errorf("dualmem: scan %q: token %d out of range", s.Mem.Spec.Name, q.Token)
+		}
+		copy(xs[i*s.DIn:], q.X)
+	}
+	kern := opt.Kernel.fn(Q)
+	T := len(s.SW)
+	nBlocks := (s.N + opt.Block - 1) / opt.Block
+	workers := min(opt.Workers, max(nBlocks, 1))
+	parts := make([]*partial, workers)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := range workers {
+		p := newPartial(Q, T, opt.TopK)
+		parts[w] = p
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			alpha := make([]float32, opt.Block*Q)
+			for {
+				if ctx.Err() != nil {
+					return
+				}
+				bi := int(next.Add(1) - 1)
+				if bi >= nBlocks {
+					return
+				}
+				j0 := bi * opt.Block
+				nb := min(opt.Block, s.N-j0)
+				kern(s.Mem.Keys[j0*s.DIn:], nb, s.DIn, xs, Q, alpha)
+				s.accumulate(p, qs, j0, nb, alpha)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	res := make([]Result, Q)
+	for qi := range res {
+		r := &res[qi]
+		r.StepAlpha, r.StepAbsAlpha, r.StepContribution = make([]float64, T), make([]float64, T), make([]float64, T)
+		att, con := &hitHeap{abs: true}, &hitHeap{}
+		for _, p := range parts {
+			r.Positive += p.pos[qi]
+			r.Negative += p.neg[qi]
+			r.AbsTotal += p.abs[qi]
+			for t := range T {
+				r.StepAlpha[t] += p.sa[qi*T+t]
+				r.StepAbsAlpha[t] += p.saa[qi*T+t]
+				r.StepContribution[t] += p.sc[qi*T+t]
+			}
+			for _, h := range p.att[qi].h {
+				att.offer(h, opt.TopK)
+			}
+			for _, h := range p.con[qi].h {
+				con.offer(h, opt.TopK)
+			}
+		}
+		r.TopAttention, r.TopContribution = att.sorted(), con.sorted()
+		r.W0Term, r.BiasTerm = s.terms(qs[qi])
+	}
+	return res, nil
+}
+
+// accumulate folds a block's α into a worker's partial results.
+func (s *Scanner) accumulate(p *partial, qs []Query, j0, nb int, alpha []float32) {
+	Q, T, dout := len(qs), len(s.SW), s.DOut
+	steps := s.Mem.Step[j0 : j0+nb]
+	for qi, q := range qs {
+		att, con := p.att[qi], p.con[qi]
+		sa, saa, sc := p.sa[qi*T:(qi+1)*T], p.saa[qi*T:(qi+1)*T], p.sc[qi*T:(qi+1)*T]
+		var pos, neg, abs float64
+		for b, st := range steps {
+			j := j0 + b
+			t := int(st - s.first)
+			a := float64(alpha[b*Q+qi])
+			var gu float64
+			if q.Token >= 0 {
+				gu = float64(s.Mem.Grads[j*dout+q.Token])
+			} else {
+				gu = q.proj(s.Mem.Grads[j*dout : (j+1)*dout])
+			}
+			c := a * s.SW[t] * gu
+			aa := math.Abs(a)
+			sa[t] += a
+			saa[t] += aa
+			sc[t] += c
+			if c >= 0 {
+				pos += c
+				abs += c
+			} else {
+				neg += c
+				abs -= c
+			}
+			if len(att.h) < att.k || aa > att.min {
+				att.offer(Hit{Index: j, Alpha: a, Contribution: c}, att.k)
+			}
+			if len(con.h) < con.k || c > con.min {
+				con.offer(Hit{Index: j, Alpha: a, Contribution: c}, con.k)
+			}
+		}
+		p.pos[qi] += pos
+		p.neg[qi] += neg
+		p.abs[qi] += abs
+	}
+}
+
+// terms returns the W_0 term and the bias term of query q.
+func (s *Scanner) terms(q Query) (w0, bias float64) {
+	dout := s.DOut
+	W1, b1 := s.Mem.Initial.W, s.Mem.Initial.B
+	for i, x := range q.X {
+		w0 += float64(x) * q.proj(W1[i*dout:(i+1)*dout])
+	}
+	w0 *= s.AW
+	bias = s.AB * q.proj(b1)
+	for t, sb := range s.SB {
+		if sb == 0 {
+			continue
+		}
+		if q.Token >= 0 {
+			bias += sb * s.GSum[t*dout+q.Token]
+			continue
+		}
+		var d float64
+		for o, u := range q.U {
+			d += s.GSum[t*dout+o] * float64(u)
+		}
+		bias += sb * d
+	}
+	return w0, bias
+}
+
+// Score recomputes token j's α and contribution for query q in float64.
+func (s *Scanner) Score(q Query, j int) (alpha, contribution float64) {
+	for i, k := range s.Mem.Keys[j*s.DIn : (j+1)*s.DIn] {
+		alpha += float64(k) * float64(q.X[i])
+	}
+	return alpha, alpha * s.SW[s.StepIndex(j)] * q.proj(s.Mem.Grads[j*s.DOut:(j+1)*s.DOut])
+}
+
+// AddValue adds scale·v_j = scale·s_t·g_j to dst (len DOut).
+func (s *Scanner) AddValue(dst []float64, j int, scale float64) {
+	f := scale * s.SW[s.StepIndex(j)]
+	for o, g := range s.Mem.Grads[j*s.DOut : (j+1)*s.DOut] {
+		dst[o] += f * float64(g)
+	}
+}
+
+// SameOffset lists the tokens trained on corpus offset off (one per epoch that saw it).
+func (s *Scanner) SameOffset(off int64) []int32 { return s.byOffset[off] }
+
+// Dual returns the layer's output for x rebuilt from the memory, x·W_dual + b_dual, where
+// W_dual = aW·W_1 + Σ_t s_t Σ_i k_{t,i}ᵀ g_{t,i} (built once, on first use, in float64).
+func (s *Scanner) Dual(x []float32) []float64 {
+	s.dualOnce.Do(s.buildDual)
+	y := make([]float64, s.DOut)
+	copy(y, s.bDual)
+	for i, xv := range x {
+		row := s.wDual[i*s.DOut : (i+1)*s.DOut]
+		for o, w := range row {
+			y[o] += float64(xv) * w
+		}
+	}
+	return y
+}
+
+func (s *Scanner) buildDual() {
+	din, dout := s.DIn, s.DOut
+	s.wDual = make([]float64, din*dout)
+	s.bDual = make([]float64, dout)
+	for o := range dout {
+		s.bDual[o] = s.AB * float64(s.Mem.Initial.B[o])
+		for t, sb := range s.SB {
+			s.bDual[o] += sb * s.GSum[t*dout+o]
+		}
+	}
+	workers := runtime.GOMAXPROCS(0)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() { // rows i ≡ w (mod workers)
+			defer wg.Done()
+			for i := w; i < din; i += workers {
+				row := s.wDual[i*dout : (i+1)*dout]
+				for o := range row {
+					row[o] = s.AW * float64(s.Mem.Initial.W[i*dout+o])
+				}
+				for j, st := range s.Mem.Step {
+					f := s.SW[st-s.first] * float64(s.Mem.Keys[j*din+i])
+					if f == 0 {
+						continue
+					}
+					for o, g := range s.Mem.Grads[j*dout : (j+1)*dout] {
+						row[o] += f * float64(g)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// partial is one worker's running results.
+type partial struct {
+	att, con      []*hitHeap
+	pos, neg, abs []float64
+	sa, saa, sc   []float64 // [Q, T]
+}
+
+func newPartial(Q, T, k int) *partial {
+	p := &partial{att: make([]*hitHeap, Q), con: make([]*hitHeap, Q),
+		pos: make([]float64, Q), neg: make([]float64, Q), abs: make([]float64, Q),
+		sa: make([]float64, Q*T), saa: make([]float64, Q*T), sc: make([]float64, Q*T)}
+	for i := range Q {
+		p.att[i] = &hitHeap{abs: true, k: k, min: math.Inf(-1)}
+		p.con[i] = &hitHeap{k: k, min: math.Inf(-1)}
+	}
+	return p
+}
+
+// hitHeap keeps the k best hits (by |α| when abs, else by contribution) as a min-heap;
+// min is the k-th best score once full.
+type hitHeap struct {
+	h   []Hit
+	abs bool
+	k   int
+	min float64
+}
+
+func (h *hitHeap) score(x Hit) float64 {
+	if h.abs {
+		return math.Abs(x.Alpha)
+	}
+	return x.Contribution
+}
+
+// better orders ties by index so results are deterministic.
+func (h *hitHeap) better(a, b Hit) bool {
+	sa, sb := h.score(a), h.score(b)
+	if sa != sb {
+		return sa > sb
+	}
+	return a.Index < b.Index
+}
+
+func (h *hitHeap) Len() int           { return len(h.h) }
+func (h *hitHeap) Less(i, j int) bool { return h.better(h.h[j], h.h[i]) }
+func (h *hitHeap) Swap(i, j int)      { h.h[i], h.h[j] = h.h[j], h.h[i] }
+func (h *hitHeap) Push(x any)         { h.h = append(h.h, x.(Hit)) }
+func (h *hitHeap) Pop() any           { x := h.h[len(h.h)-1]; h.h = h.h[:len(h.h)-1]; return x }
+
+func (h *hitHeap) offer(x Hit, k int) {
+	if len(h.h) < k {
+		heap.Push(h, x)
+	} else if h.better(x, h.h[0]) {
+		h.h[0] = x
+		heap.Fix(h, 0)
+	} else {
+		return
+	}
+	if len(h.h) == k {
+		h.min = h.score(h.h[0])
+	}
+}
+
+func (h *hitHeap) sorted() []Hit {
+	out := append([]Hit(nil), h.h...)
+	sort.Slice(out, func(i, j int) bool { return h.better(out[i], out[j]) })
+	return out
+}

@@ -1,0 +1,98 @@
+package dualmem
+
+import (
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/blas32"
+)
+
+// dotBlock sets out[b*q+i] = keys[b]·xs[i] for the nb keys (rows of d floats) of keys and the
+// q queries (rows of d floats) of xs. Pure Go, register-blocked: 4 keys × 2 queries per
+// inner loop (8 accumulators and 6 operands stay in registers on amd64).
+func dotBlock(keys []float32, nb, d int, xs []float32, q int, out []float32) {
+	b := 0
+	for ; b+4 <= nb; b += 4 {
+		k0 := keys[b*d : b*d+d]
+		k1 := keys[(b+1)*d : (b+1)*d+d]
+		k2 := keys[(b+2)*d : (b+2)*d+d]
+		k3 := keys[(b+3)*d : (b+3)*d+d]
+		i := 0
+		for ; i+2 <= q; i += 2 {
+			x0 := xs[i*d : i*d+d]
+			x1 := xs[(i+1)*d : (i+1)*d+d]
+			var s00, s01, s10, s11, s20, s21, s30, s31 float32
+			for p, a0 := range k0 {
+				a1, a2, a3 := k1[p], k2[p], k3[p]
+				c0, c1 := x0[p], x1[p]
+				s00 += a0 * c0
+				s01 += a0 * c1
+				s10 += a1 * c0
+				s11 += a1 * c1
+				s20 += a2 * c0
+				s21 += a2 * c1
+				s30 += a3 * c0
+				s31 += a3 * c1
+			}
+			out[b*q+i], out[b*q+i+1] = s00, s01
+			out[(b+1)*q+i], out[(b+1)*q+i+1] = s10, s11
+			out[(b+2)*q+i], out[(b+2)*q+i+1] = s20, s21
+			out[(b+3)*q+i], out[(b+3)*q+i+1] = s30, s31
+		}
+		for ; i < q; i++ {
+			x0 := xs[i*d : i*d+d]
+			var s0, s1, s2, s3 float32
+			for p, c := range x0 {
+				s0 += k0[p] * c
+				s1 += k1[p] * c
+				s2 += k2[p] * c
+				s3 += k3[p] * c
+			}
+			out[b*q+i], out[(b+1)*q+i], out[(b+2)*q+i], out[(b+3)*q+i] = s0, s1, s2, s3
+		}
+	}
+	for ; b < nb; b++ {
+		k0 := keys[b*d : b*d+d]
+		for i := range q {
+			x0 := xs[i*d : i*d+d]
+			var s float32
+			for p, c := range x0 {
+				s += k0[p] * c
+			}
+			out[b*q+i] = s
+		}
+	}
+}
+
+// gemmBlock computes the same as dotBlock with gonum's blas32.Gemm (assembly-backed
+// dot/axpy kernels): out[nb×q] = keys[nb×d] · xsᵀ.
+func gemmBlock(keys []float32, nb, d int, xs []float32, q int, out []float32) {
+	blas32.Gemm(blas.NoTrans, blas.Trans, 1,
+		blas32.General{Rows: nb, Cols: d, Stride: d, Data: keys[:nb*d]},
+		blas32.General{Rows: q, Cols: d, Stride: d, Data: xs[:q*d]},
+		0, blas32.General{Rows: nb, Cols: q, Stride: q, Data: out[:nb*q]})
+}
+
+// Kernel picks how a key block is multiplied by the queries.
+type Kernel int
+
+const (
+	KernelAuto Kernel = iota // the faster one for the query count (measured by BenchmarkScan)
+	KernelGo                 // dotBlock: pure Go, register-blocked
+	KernelGemm               // gonum blas32.Gemm
+)
+
+func (k Kernel) fn(q int) func([]float32, int, int, []float32, int, []float32) {
+	switch k {
+	case KernelGo:
+		return dotBlock
+	case KernelGemm:
+		return gemmBlock
+	}
+	if q >= gemmMinQueries {
+		return gemmBlock
+	}
+	return dotBlock
+}
+
+// gemmMinQueries is where KernelAuto switches to Gemm; set from BenchmarkScan on this
+// machine class.
+var gemmMinQueries = 1 << 30
