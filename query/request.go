@@ -1,0 +1,112 @@
+package query
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/spotlight-lm/spotlight/lm"
+)
+
+// Limits of a Request.
+const (
+	MaxPromptChars = 4096
+	MaxTokens      = 1024
+	MaxTopK        = 1000
+	MaxBins        = 1000
+	MaxTemperature = 10
+)
+
+// InputError is a caller's mistake (the API answers it with HTTP 400).
+type InputError struct {
+	Field   string // the request field at fault ("prompt", "tokens", ...)
+	Message string
+	Err     error // the underlying error, if any (e.g. *lm.UnknownCharsError)
+}
+
+func (e *InputError) Error() string { return e.Field + ": " + e.Message }
+func (e *InputError) Unwrap() error { return e.Err }
+
+func inputErr(field, format string, a ...any) *InputError {
+	return &InputError{Field: field, Message: fmt.Sprintf(format, a...)}
+}
+
+// IsInputError reports whether err is (or wraps) an *InputError.
+func IsInputError(err error) bool {
+	var ie *InputError
+	return errors.As(err, &ie)
+}
+
+// Normalize fills defaults (tokens 32, top_k 10, rank_by "contribution", all captured
+// layers, bins 20) and validates everything it can without the tokenizer; characters
+// outside the vocabulary are checked by Engine.Generate, which also returns an *InputError.
+// Every error it returns is an *InputError.
+func (r *Request) Normalize(cfg lm.Config) error {
+	if r.Tokens == 0 {
+		r.Tokens = 32
+	}
+	if r.TopK == 0 {
+		r.TopK = 10
+	}
+	if r.RankBy == "" {
+		r.RankBy = RankContribution
+	}
+	if r.Bins == 0 {
+		r.Bins = 20
+	}
+	if len(r.Layers) == 0 {
+		r.Layers = append([]string(nil), cfg.CapturedLayers()...)
+	}
+	if r.Prompt == "" {
+		return inputErr("prompt", "empty prompt")
+	}
+	if !utf8.ValidString(r.Prompt) {
+		return inputErr("prompt", "not valid UTF-8")
+	}
+	if n := utf8.RuneCountInString(r.Prompt); n > MaxPromptChars {
+		return inputErr("prompt", "%d characters, at most %d allowed", n, MaxPromptChars)
+	}
+	return r.validateRest(cfg)
+}
+
+func (r *Request) validateRest(cfg lm.Config) error {
+	if r.Tokens < 1 || r.Tokens > MaxTokens {
+		return inputErr("tokens", "%d outside 1..%d", r.Tokens, MaxTokens)
+	}
+	if r.TopK < 1 || r.TopK > MaxTopK {
+		return inputErr("top_k", "%d outside 1..%d", r.TopK, MaxTopK)
+	}
+	if r.RankBy != RankAttention && r.RankBy != RankContribution {
+		return inputErr("rank_by", "unknown ranking %q (known: %s, %s)", r.RankBy, RankAttention, RankContribution)
+	}
+	if math.IsNaN(r.Temperature) || r.Temperature < 0 || r.Temperature > MaxTemperature {
+		return inputErr("temperature", "%v outside 0..%d", r.Temperature, MaxTemperature)
+	}
+	if r.Bins < 1 || r.Bins > MaxBins {
+		return inputErr("bins", "%d outside 1..%d", r.Bins, MaxBins)
+	}
+	captured := cfg.CapturedLayers()
+	seen := map[string]bool{}
+	for _, l := range r.Layers {
+		if !slices.Contains(cfg.LayerNames(), l) {
+			return inputErr("layers", "unknown layer %q (known: %s)", l, strings.Join(cfg.LayerNames(), ", "))
+		}
+		if !slices.Contains(captured, l) {
+			return inputErr("layers", "layer %q was not captured in training (captured: %s)", l, strings.Join(captured, ", "))
+		}
+		if seen[l] {
+			return inputErr("layers", "layer %q listed twice", l)
+		}
+		seen[l] = true
+	}
+	return nil
+}
+
+// Rankings of Request.RankBy.
+const (
+	RankAttention    = "attention"    // |α|
+	RankContribution = "contribution" // signed contribution, most positive first
+)

@@ -1,0 +1,97 @@
+// Package query answers "which training tokens did this prediction use?": it generates or
+// teacher-forces text with a model (package lm), scans each layer's memory (package
+// dualmem), and assembles the per-token answer that the CLI and the HTTP API both return.
+package query
+
+// Request is a generation request; the API's POST /v1/generate body has the same fields.
+type Request struct {
+	Prompt      string   `json:"prompt"`
+	Tokens      int      `json:"tokens"`      // 1..1024 tokens to generate
+	TopK        int      `json:"top_k"`       // 1..1000 training tokens per layer
+	RankBy      string   `json:"rank_by"`     // "attention" (|α|) or "contribution" (signed effect on the logit)
+	Layers      []string `json:"layers"`      // default: all captured layers
+	Temperature float64  `json:"temperature"` // 0 = greedy
+	Seed        uint64   `json:"seed"`
+	Bins        int      `json:"bins"` // timeline bins over training steps (default 20)
+}
+
+// Answer is the whole response: the generated (or scored) text and, per token, per layer,
+// where the prediction came from.
+type Answer struct {
+	Prompt string        `json:"prompt"`
+	Text   string        `json:"text"` // the generated continuation (for attribute: the scored text)
+	Step   int           `json:"step"` // the checkpoint (model and memory) this answer saw
+	Tokens []TokenAnswer `json:"tokens"`
+}
+
+// TokenAnswer explains one generated token.
+type TokenAnswer struct {
+	Index    int                    `json:"index"` // position in Text
+	Token    string                 `json:"token"`
+	Prob     float64                `json:"prob"` // probability the model gave it (at temperature 1)
+	Layers   map[string]LayerAnswer `json:"layers"`
+	Verbatim Verbatim               `json:"verbatim"`
+}
+
+// LayerAnswer is one layer's attribution of one token.
+type LayerAnswer struct {
+	FirstOrder bool    `json:"first_order"` // contributions are a first-order projection (hidden layers)
+	Top        []Entry `json:"top"`
+	// W0Term is the initial weights' share of the token's logit (out) or of the projected
+	// output (hidden layers); BiasTerm the bias's.
+	W0Term             float64    `json:"w0_term"`
+	BiasTerm           float64    `json:"bias_term"`
+	PositiveTotal      float64    `json:"positive_total"` // sum of all positive contributions
+	NegativeTotal      float64    `json:"negative_total"` // sum of all negative contributions
+	TopShare           float64    `json:"top_share"`      // Σ|contribution| of Top / Σ|contribution| of all
+	DualCheck          DualCheck  `json:"dual_check"`
+	CounterfactualProb *float64   `json:"counterfactual_prob,omitempty"` // out only: prob with Top removed from the logits
+	Timeline           []Bin      `json:"timeline"`
+	ByOffset           []Position `json:"by_offset"` // the Top corpus positions summed over epochs
+}
+
+// Entry is one training token.
+type Entry struct {
+	Step         int     `json:"step"`
+	Row          int     `json:"row"`
+	Pos          int     `json:"pos"`
+	Offset       int64   `json:"offset"`  // corpus offset (in characters) of the target
+	Context      string  `json:"context"` // the context window the model saw
+	Target       string  `json:"target"`  // the character it was trained to predict
+	Attention    float64 `json:"attention"`
+	Contribution float64 `json:"contribution"`
+}
+
+// DualCheck compares the model's output with the memory's reconstruction.
+type DualCheck struct {
+	Primal float64 `json:"primal"`
+	Dual   float64 `json:"dual"`
+	AbsErr float64 `json:"abs_err"`
+	// MaxAbsErr (hidden layers) is max |y − dual| over the whole output vector.
+	MaxAbsErr float64 `json:"max_abs_err,omitempty"`
+}
+
+// Bin is one slice of training time.
+type Bin struct {
+	FromStep     int     `json:"from_step"`
+	ToStep       int     `json:"to_step"`
+	Attention    float64 `json:"attention"`     // Σ α over the bin's tokens (signed attention mass)
+	AbsAttention float64 `json:"abs_attention"` // Σ |α|
+	Contribution float64 `json:"contribution"`  // Σ contribution
+}
+
+// Position is a corpus position with everything it contributed across epochs.
+type Position struct {
+	Offset       int64   `json:"offset"`
+	Count        int     `json:"count"` // times it was trained on
+	Attention    float64 `json:"attention"`
+	Contribution float64 `json:"contribution"`
+}
+
+// Verbatim is the longest suffix of the context found in the training corpus.
+type Verbatim struct {
+	Length  int     `json:"length"` // characters
+	Text    string  `json:"text"`
+	Offsets []int64 `json:"offsets"` // where it occurs (first few, in corpus order)
+	Count   int     `json:"count"`   // occurrences in all
+}
