@@ -1,0 +1,263 @@
+package dualmem
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+
+	badger "github.com/dgraph-io/badger/v4"
+)
+
+// Key layout. Step numbers are big-endian so a prefix scan returns steps in order. Every
+// value that can be large is a "blob": chunks keyed base+uint32(chunk), chunk 0 starting
+// with the blob's total length, so a shorter rewrite never picks up stale chunks.
+var (
+	keyMagic     = []byte("spotlight.magic")
+	keyMeta      = []byte("spotlight.meta")
+	keyCommitted = []byte("spotlight.committed")
+	magicValue   = []byte("spotlight-dualmem")
+)
+
+const (
+	pCorpus     = 'c' // blob: the corpus bytes
+	pInitial    = 'w' // + layer(2): blob of W then B, float32
+	pHeader     = 'h' // + step(8): StepInfo, fixed size
+	pTokens     = 'o' // + step(8): blob of offsets (int64) then targets (int32)
+	pLayer      = 'l' // + layer(2) + step(8): blob of the layer's keys then grads
+	pCheckpoint = 'k' // blob: the last committed checkpoint
+
+	blobHeader = 8
+
+	layerHeader = 8 // precision, 3 spare bytes, key and grad f16 exponents
+	infoSize    = 28
+)
+
+// chunkSize bounds one stored value, well under the value-log file size (a variable so
+// tests can exercise multi-chunk blobs).
+var chunkSize = 32 << 20
+
+var errStop = errors.New("stop scan")
+
+func layerPrefix(layer int) []byte { return []byte{pLayer, byte(layer >> 8), byte(layer)} }
+
+func stepKey(prefix []byte, step int) []byte {
+	return binary.BigEndian.AppendUint64(append([]byte(nil), prefix...), uint64(step))
+}
+
+func initialKey(layer int) []byte { return []byte{pInitial, byte(layer >> 8), byte(layer)} }
+
+// newBlob allocates a blob buffer with room for its length header before n payload bytes.
+func newBlob(n int) []byte { return make([]byte, blobHeader+n) }
+
+// blobEntries splits a buffer from newBlob into chunk entries under base, without copying.
+func blobEntries(base, buf []byte) []*badger.Entry {
+	binary.LittleEndian.PutUint64(buf, uint64(len(buf)-blobHeader))
+	var es []*badger.Entry
+	for i := 0; i == 0 || i*chunkSize < len(buf); i++ {
+		end := min((i+1)*chunkSize, len(buf))
+		key := binary.BigEndian.AppendUint32(append([]byte(nil), base...), uint32(i))
+		es = append(es, badger.NewEntry(key, buf[i*chunkSize:end]))
+	}
+	return es
+}
+
+// scanBlobs calls fn with each complete blob whose base starts with prefix, from base seek
+// on, in key order. data is only valid during the call. fn may return errStop.
+func scanBlobs(txn *badger.Txn, prefix, seek []byte, fn func(base, data []byte) error) error {
+	opt := badger.DefaultIteratorOptions
+	opt.PrefetchValues = false
+	opt.Prefix = prefix
+	it := txn.NewIterator(opt)
+	defer it.Close()
+	var pending []byte // a multi-chunk blob being assembled
+	var want int
+	for it.Seek(seek); it.ValidForPrefix(prefix); it.Next() {
+		item := it.Item()
+		key := item.Key()
+		if len(key) < len(prefix)+4 {
+			return fmt.Errorf("corrupt key %q", key)
+		}
+		base, chunk := key[:len(key)-4], binary.BigEndian.Uint32(key[len(key)-4:])
+		err := item.Value(func(v []byte) error {
+			switch {
+			case chunk == 0:
+				if len(v) < blobHeader {
+					return fmt.Errorf("corrupt blob %q", base)
+				}
+				want = int(binary.LittleEndian.Uint64(v))
+				if want <= len(v)-blobHeader {
+					pending = nil
+					return fn(base, v[blobHeader:blobHeader+want])
+				}
+				pending = append(make([]byte, 0, want), v[blobHeader:]...)
+			case pending != nil:
+				pending = append(pending, v[:min(len(v), want-len(pending))]...)
+				if len(pending) == want {
+					data := pending
+					pending = nil
+					return fn(base, data)
+				}
+			}
+			return nil // a stale chunk past the end of a rewritten blob
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if pending != nil {
+		return fmt.Errorf("blob truncated: %d of %d bytes", len(pending), want)
+	}
+	return nil
+}
+
+// readBlob reads the single blob stored under base; badger.ErrKeyNotFound if absent.
+func readBlob(txn *badger.Txn, base []byte) ([]byte, error) {
+	var out []byte
+	err := scanBlobs(txn, base, base, func(b, data []byte) error {
+		if len(b) != len(base) {
+			return nil
+		}
+		out = append([]byte{}, data...)
+		return errStop
+	})
+	if err == nil {
+		return nil, badger.ErrKeyNotFound
+	}
+	if err != errStop {
+		return nil, err
+	}
+	return out, nil
+}
+
+func encodeInfo(si StepInfo) []byte {
+	b := make([]byte, 0, infoSize)
+	b = binary.BigEndian.AppendUint64(b, uint64(si.Step))
+	for _, f := range []float32{si.LR, si.Clip, si.Loss} {
+		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(f))
+	}
+	b = binary.LittleEndian.AppendUint32(b, uint32(si.Rows))
+	return binary.LittleEndian.AppendUint32(b, uint32(si.Ctx))
+}
+
+func decodeInfo(b []byte) (StepInfo, error) {
+	if len(b) != infoSize {
+		return StepInfo{}, fmt.Errorf("corrupt step record (%d bytes)", len(b))
+	}
+	f := func(i int) float32 { return math.Float32frombits(binary.LittleEndian.Uint32(b[i:])) }
+	return StepInfo{
+		Step: int(binary.BigEndian.Uint64(b)),
+		LR:   f(8), Clip: f(12), Loss: f(16),
+		Rows: int(binary.LittleEndian.Uint32(b[20:])),
+		Ctx:  int(binary.LittleEndian.Uint32(b[24:])),
+	}, nil
+}
+
+func encodeTokens(offsets []int64, targets []int32) []byte {
+	buf := newBlob(12 * len(offsets))
+	p := buf[blobHeader:]
+	for i, o := range offsets {
+		binary.LittleEndian.PutUint64(p[8*i:], uint64(o))
+	}
+	p = p[8*len(offsets):]
+	for i, t := range targets {
+		binary.LittleEndian.PutUint32(p[4*i:], uint32(t))
+	}
+	return buf
+}
+
+func decodeTokens(b []byte, offsets []int64, targets []int32) error {
+	n := len(offsets)
+	if len(b) != 12*n || len(targets) != n {
+		return fmt.Errorf("corrupt token record: %d bytes for %d tokens", len(b), n)
+	}
+	for i := range offsets {
+		offsets[i] = int64(binary.LittleEndian.Uint64(b[8*i:]))
+	}
+	b = b[8*n:]
+	for i := range targets {
+		targets[i] = int32(binary.LittleEndian.Uint32(b[4*i:]))
+	}
+	return nil
+}
+
+func precisionBytes(p Precision) int {
+	if p == F16 {
+		return 2
+	}
+	return 4
+}
+
+// encodeLayer stores keys then grads; f16 blocks carry a power-of-two scale each.
+func encodeLayer(p Precision, ls LayerStep) []byte {
+	eb := precisionBytes(p)
+	buf := newBlob(layerHeader + eb*(len(ls.Keys)+len(ls.Grads)))
+	h := buf[blobHeader:]
+	h[0] = byte(eb)
+	body := h[layerHeader:]
+	if p != F16 {
+		putF32s(body, ls.Keys)
+		putF32s(body[4*len(ls.Keys):], ls.Grads)
+		return buf
+	}
+	ke, ge := f16Exponent(maxAbs(ls.Keys)), f16Exponent(maxAbs(ls.Grads))
+	binary.LittleEndian.PutUint16(h[4:], uint16(ke))
+	binary.LittleEndian.PutUint16(h[6:], uint16(ge))
+	putF16s(body, ls.Keys, ke)
+	putF16s(body[2*len(ls.Keys):], ls.Grads, ge)
+	return buf
+}
+
+// decodeLayer fills keys and grads (their lengths give the expected counts).
+func decodeLayer(b []byte, keys, grads []float32) error {
+	if len(b) < layerHeader {
+		return errors.New("corrupt layer record")
+	}
+	eb := int(b[0])
+	if (eb != 2 && eb != 4) || len(b) != layerHeader+eb*(len(keys)+len(grads)) {
+		return fmt.Errorf("corrupt layer record: %d bytes for %d+%d values", len(b), len(keys), len(grads))
+	}
+	body := b[layerHeader:]
+	if eb == 4 {
+		getF32s(keys, body)
+		getF32s(grads, body[4*len(keys):])
+		return nil
+	}
+	getF16s(keys, body, int16(binary.LittleEndian.Uint16(b[4:])))
+	getF16s(grads, body[2*len(keys):], int16(binary.LittleEndian.Uint16(b[6:])))
+	return nil
+}
+
+func maxAbs(xs []float32) float32 {
+	var m float32
+	for _, x := range xs {
+		m = max(m, float32(math.Abs(float64(x))))
+	}
+	return m
+}
+
+func putF32s(dst []byte, src []float32) {
+	for i, x := range src {
+		binary.LittleEndian.PutUint32(dst[4*i:], math.Float32bits(x))
+	}
+}
+
+func getF32s(dst []float32, src []byte) {
+	for i := range dst {
+		dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(src[4*i:]))
+	}
+}
+
+func putF16s(dst []byte, src []float32, exp int16) {
+	scale := math.Ldexp(1, -int(exp)) // exact in float64 for any float32 range
+	for i, x := range src {
+		binary.LittleEndian.PutUint16(dst[2*i:], f32ToF16(float32(float64(x)*scale)))
+	}
+}
+
+func getF16s(dst []float32, src []byte, exp int16) {
+	scale := math.Ldexp(1, int(exp))
+	for i := range dst {
+		dst[i] = float32(float64(f16ToF32(binary.LittleEndian.Uint16(src[2*i:]))) * scale)
+	}
+}

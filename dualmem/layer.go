@@ -1,0 +1,118 @@
+package dualmem
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	badger "github.com/dgraph-io/badger/v4"
+)
+
+// LayerMemory is one layer's whole committed training memory in contiguous slabs. Token j
+// (over all steps, in step order, then row-major over [Rows, Ctx]) has key
+// Keys[j*DIn:(j+1)*DIn], raw gradient Grads[j*DOut:(j+1)*DOut], step Step[j] (1-based),
+// batch row Rows[j], position Pos[j], corpus offset Offsets[j] and target Targets[j].
+type LayerMemory struct {
+	Spec    LayerSpec
+	Keys    []float32 // [N, DIn]
+	Grads   []float32 // [N, DOut]
+	Step    []int32
+	Offsets []int64
+	Targets []int32
+	Rows    []int32
+	Pos     []int32
+	Steps   []StepInfo // the committed steps, Steps[k].Step == k+1
+	Initial Initial
+}
+
+// Tokens returns N, the number of training tokens in the memory.
+func (m *LayerMemory) Tokens() int { return len(m.Step) }
+
+// LoadLayer reads every committed step of a layer into a LayerMemory, decoding float16 if
+// needed, one allocation per slab. progress, if not nil, is called after each step with the
+// steps done and the total.
+func (s *Store) LoadLayer(name string, progress func(done, total int)) (*LayerMemory, error) {
+	li, ok := s.layerIdx[name]
+	if !ok {
+		return nil, fmt.Errorf("layer %q: %w", name, ErrNotFound)
+	}
+	infos, err := s.StepInfos()
+	if err != nil {
+		return nil, err
+	}
+	m := newLayerMemory(s.meta.Layers[li], infos)
+	if m.Initial, err = s.Initial(name); err != nil {
+		return nil, err
+	}
+	start := make([]int, len(infos)+1) // first token of each step
+	for k, si := range infos {
+		start[k+1] = start[k] + si.Rows*si.Ctx
+	}
+	c := len(infos)
+	err = s.db.View(func(txn *badger.Txn) error {
+		tp := []byte{pTokens}
+		if err := scanSteps(txn, tp, c, func(t int, b []byte) error {
+			a, e := start[t-1], start[t]
+			return decodeTokens(b, m.Offsets[a:e], m.Targets[a:e])
+		}); err != nil {
+			return fmt.Errorf("tokens: %w", err)
+		}
+		din, dout := m.Spec.DIn, m.Spec.DOut
+		return scanSteps(txn, layerPrefix(li), c, func(t int, b []byte) error {
+			a, e := start[t-1], start[t]
+			if err := decodeLayer(b, m.Keys[a*din:e*din], m.Grads[a*dout:e*dout]); err != nil {
+				return err
+			}
+			if progress != nil {
+				progress(t, c)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: loading layer %q: %w", s.dir, name, err)
+	}
+	return m, nil
+}
+
+func newLayerMemory(spec LayerSpec, infos []StepInfo) *LayerMemory {
+	n := 0
+	for _, si := range infos {
+		n += si.Rows * si.Ctx
+	}
+	m := &LayerMemory{Spec: spec, Steps: infos,
+		Keys: make([]float32, n*spec.DIn), Grads: make([]float32, n*spec.DOut),
+		Step: make([]int32, n), Offsets: make([]int64, n), Targets: make([]int32, n),
+		Rows: make([]int32, n), Pos: make([]int32, n)}
+	j := 0
+	for _, si := range infos {
+		for i := range si.Rows * si.Ctx {
+			m.Step[j], m.Rows[j], m.Pos[j] = int32(si.Step), int32(i/si.Ctx), int32(i%si.Ctx)
+			j++
+		}
+	}
+	return m
+}
+
+// scanSteps calls fn(t, data) for the blobs of steps 1..c under prefix, checking that each
+// step appears exactly once and in order.
+func scanSteps(txn *badger.Txn, prefix []byte, c int, fn func(t int, data []byte) error) error {
+	next := 1
+	err := scanBlobs(txn, prefix, stepKey(prefix, 1), func(base, data []byte) error {
+		t := int(binary.BigEndian.Uint64(base[len(prefix):]))
+		if t > c {
+			return errStop
+		}
+		if t != next {
+			return fmt.Errorf("step %d found where %d was expected", t, next)
+		}
+		next++
+		return fn(t, data)
+	})
+	if err != nil && err != errStop {
+		return err
+	}
+	if next != c+1 {
+		return fmt.Errorf("%d of %d committed steps present", next-1, c)
+	}
+	return nil
+}

@@ -1,0 +1,392 @@
+package dualmem
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	badger "github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+)
+
+// More errors a caller can tell apart (see also types.go).
+var (
+	ErrExists   = errors.New("data directory already holds a model")
+	ErrNotFound = errors.New("not found")
+	ErrReadOnly = errors.New("data directory is open read-only")
+	ErrClosed   = errors.New("store is closed")
+)
+
+// Size keys in the map from Sizes that are not layer names; layer names cannot start with '@'.
+const (
+	SizeCorpus     = "@corpus"     // the corpus
+	SizeTokens     = "@tokens"     // per-step records, offsets and targets
+	SizeInitial    = "@initial"    // initial weights of all layers
+	SizeCheckpoint = "@checkpoint" // the last checkpoint
+	SizeDisk       = "@disk"       // everything under DIR on disk (all versions, logs, indexes)
+)
+
+// Store is a data directory: metadata, corpus, initial weights, the per-step memory of every
+// captured layer and the last checkpoint, all in one Badger database under DIR/db.
+//
+// Readers (Meta, Corpus, Steps, ReadStep, LoadLayer, ...) are safe for concurrent use and
+// only ever see committed steps. AppendStep, Commit and DiscardUncommitted belong to one
+// writer (the trainer) and are serialised.
+type Store struct {
+	dir      string
+	db       *badger.DB
+	readOnly bool
+	meta     Meta
+	corpus   []byte
+	layerIdx map[string]int
+
+	committed atomic.Int64
+
+	wmu       sync.Mutex // serialises the writer-side API
+	mu        sync.Mutex // guards the fields below
+	cond      *sync.Cond
+	appended  int // last step handed to the writer goroutine
+	written   int // last step the writer goroutine has stored
+	werr      error
+	closed    bool
+	ch        chan *Step
+	writerEnd chan struct{}
+}
+
+func badgerOptions(path string, readOnly bool) badger.Options {
+	return badger.DefaultOptions(path).
+		WithReadOnly(readOnly).
+		WithLogger(slogLogger{}).
+		WithMetricsEnabled(false).
+		WithMemTableSize(16 << 20).
+		WithNumMemtables(2).
+		WithValueThreshold(64 << 10). // per-step blocks go to the value log, not the LSM
+		WithValueLogFileSize(256 << 20).
+		WithCompression(options.None). // float payloads do not compress
+		WithBlockCacheSize(16 << 20).
+		WithNumCompactors(2).
+		WithNumGoroutines(2)
+}
+
+// slogLogger routes Badger's warnings and errors to slog and drops the rest.
+type slogLogger struct{}
+
+func (slogLogger) Errorf(f string, a ...any) {
+	slog.Error("badger: " + strings.TrimSpace(fmt.Sprintf(f, a...)))
+}
+func (slogLogger) Warningf(f string, a ...any) {
+	slog.Warn("badger: " + strings.TrimSpace(fmt.Sprintf(f, a...)))
+}
+func (slogLogger) Infof(string, ...any)  {}
+func (slogLogger) Debugf(string, ...any) {}
+
+// openDB opens DIR/db, mapping Badger's lock failure to ErrLocked. A database left by a
+// killed writer cannot be opened read-only until it is replayed, which needs a read-write
+// open; with repair set, openDB does that once (ErrLocked if a writer is active).
+func openDB(dir string, readOnly, repair bool) (*badger.DB, error) {
+	path := filepath.Join(dir, "db")
+	db, err := badger.Open(badgerOptions(path, readOnly))
+	if err != nil && readOnly && repair && strings.Contains(err.Error(), badger.ErrTruncateNeeded.Error()) {
+		if db, err = badger.Open(badgerOptions(path, false)); err == nil {
+			if err = db.Close(); err == nil {
+				db, err = badger.Open(badgerOptions(path, true))
+			}
+		}
+	}
+	if err != nil {
+		if strings.Contains(err.Error(), "Cannot acquire directory lock") {
+			return nil, fmt.Errorf("%s: %w", dir, ErrLocked)
+		}
+		return nil, fmt.Errorf("%s: opening database: %w", dir, err)
+	}
+	return db, nil
+}
+
+// Create makes a new data directory at dir, which must be missing or empty, holding meta
+// (its Format is set to FormatVersion; an empty Precision means F32), the corpus and the
+// initial weights of every layer of meta, all written in one transaction. A directory that
+// already holds a model gives ErrExists, any other non-empty directory ErrNotSpotlight;
+// neither is modified.
+func Create(dir string, meta Meta, corpus []byte, initial map[string]Initial) (*Store, error) {
+	if meta.Precision == "" {
+		meta.Precision = F32
+	}
+	meta.Format = FormatVersion
+	if err := validateMeta(meta, initial); err != nil {
+		return nil, err
+	}
+	if err := checkCreatable(dir); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	db, err := openDB(dir, false, false)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.Update(func(txn *badger.Txn) error { return writeNew(txn, meta, corpus, initial) }); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("%s: creating: %w", dir, err)
+	}
+	return newStore(dir, db, false, meta, append([]byte(nil), corpus...), 0), nil
+}
+
+func writeNew(txn *badger.Txn, meta Meta, corpus []byte, initial map[string]Initial) error {
+	mj, err := json.Marshal(meta)
+	if err != nil {
+		return err
+	}
+	es := []*badger.Entry{badger.NewEntry(keyMeta, mj)}
+	cb := newBlob(len(corpus))
+	copy(cb[blobHeader:], corpus)
+	es = append(es, blobEntries([]byte{pCorpus}, cb)...)
+	for i, l := range meta.Layers {
+		in := initial[l.Name]
+		b := newBlob(4 * (len(in.W) + len(in.B)))
+		putF32s(b[blobHeader:], in.W)
+		putF32s(b[blobHeader+4*len(in.W):], in.B)
+		es = append(es, blobEntries(initialKey(i), b)...)
+	}
+	es = append(es, badger.NewEntry(keyMagic, magicValue)) // last, though the txn is atomic anyway
+	for _, e := range es {
+		if err := txn.SetEntry(e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkCreatable accepts a missing or empty dir, or one whose database has no keys at all
+// (a Create that died before its transaction).
+func checkCreatable(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) || (err == nil && len(ents) == 0) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "db")); err != nil || !fi.IsDir() {
+		return fmt.Errorf("%s is not empty: %w", dir, ErrNotSpotlight)
+	}
+	if emptyDir(filepath.Join(dir, "db")) && len(ents) == 1 {
+		return nil
+	}
+	state, err := probe(dir)
+	switch {
+	case errors.Is(err, ErrLocked):
+		return err
+	case err != nil:
+		return fmt.Errorf("%s is not empty: %w (%v)", dir, ErrNotSpotlight, err)
+	case state == dbSpotlight:
+		return fmt.Errorf("%s: %w", dir, ErrExists)
+	case state == dbForeign || len(ents) > 1:
+		return fmt.Errorf("%s is not empty: %w", dir, ErrNotSpotlight)
+	}
+	return nil
+}
+
+func emptyDir(path string) bool {
+	ents, err := os.ReadDir(path)
+	return err == nil && len(ents) == 0
+}
+
+type dbState int
+
+const (
+	dbEmpty dbState = iota
+	dbForeign
+	dbSpotlight
+)
+
+// probe opens DIR/db read-only to see what it holds, changing nothing.
+func probe(dir string) (dbState, error) {
+	db, err := openDB(dir, true, false)
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	state := dbEmpty
+	err = db.View(func(txn *badger.Txn) error {
+		if item, err := txn.Get(keyMagic); err == nil {
+			return item.Value(func(v []byte) error {
+				if string(v) == string(magicValue) {
+					state = dbSpotlight
+				} else {
+					state = dbForeign
+				}
+				return nil
+			})
+		}
+		it := txn.NewIterator(badger.IteratorOptions{})
+		defer it.Close()
+		if it.Rewind(); it.Valid() {
+			state = dbForeign
+		}
+		return nil
+	})
+	return state, err
+}
+
+// Open opens an existing data directory for reading and writing. It fails with ErrNoModel
+// (no DIR/db, or an empty one), ErrNotSpotlight (a database that is not Spotlight's),
+// ErrFormat (another FormatVersion) or ErrLocked (another Store, in this or any process,
+// has it open for writing). Appending continues at Steps()+1; call DiscardUncommitted to
+// drop what a killed run wrote beyond its last commit.
+func Open(dir string) (*Store, error) { return open(dir, false) }
+
+// OpenReadOnly opens an existing data directory for reading; the writer-side methods return
+// ErrReadOnly. Any number of read-only Stores may share a directory, but not with a writer:
+// each side gets ErrLocked while the other is open. A directory whose writer was killed is
+// first replayed by a brief read-write open (Badger cannot replay read-only).
+func OpenReadOnly(dir string) (*Store, error) { return open(dir, true) }
+
+func open(dir string, readOnly bool) (*Store, error) {
+	if _, err := os.Stat(filepath.Join(dir, "db")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	} else if err != nil || emptyDir(filepath.Join(dir, "db")) {
+		return nil, fmt.Errorf("%s: %w", dir, ErrNoModel)
+	}
+	db, err := openDB(dir, readOnly, true)
+	if err != nil {
+		return nil, err
+	}
+	s, err := load(dir, db, readOnly)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func load(dir string, db *badger.DB, readOnly bool) (*Store, error) {
+	var meta Meta
+	var corpus []byte
+	committed := 0
+	err := db.View(func(txn *badger.Txn) error {
+		if err := checkMagic(txn, dir); err != nil {
+			return err
+		}
+		mj, err := getValue(txn, keyMeta)
+		if err != nil {
+			return fmt.Errorf("%s: reading metadata: %w", dir, err)
+		}
+		var head struct{ Format int }
+		if err := json.Unmarshal(mj, &head); err != nil {
+			return fmt.Errorf("%s: corrupt metadata: %w", dir, err)
+		}
+		if head.Format != FormatVersion {
+			return fmt.Errorf("%s: %w: it has format %d, this program reads format %d",
+				dir, ErrFormat, head.Format, FormatVersion)
+		}
+		if err := json.Unmarshal(mj, &meta); err != nil {
+			return fmt.Errorf("%s: corrupt metadata: %w", dir, err)
+		}
+		if corpus, err = readBlob(txn, []byte{pCorpus}); err != nil {
+			return fmt.Errorf("%s: reading corpus: %w", dir, err)
+		}
+		committed, err = readCommitted(txn)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return newStore(dir, db, readOnly, meta, corpus, committed), nil
+}
+
+func checkMagic(txn *badger.Txn, dir string) error {
+	v, err := getValue(txn, keyMagic)
+	if err == nil && string(v) == string(magicValue) {
+		return nil
+	}
+	if err != nil && !errors.Is(err, badger.ErrKeyNotFound) {
+		return err
+	}
+	it := txn.NewIterator(badger.IteratorOptions{})
+	defer it.Close()
+	if it.Rewind(); !it.Valid() {
+		return fmt.Errorf("%s: empty database: %w", dir, ErrNoModel)
+	}
+	return fmt.Errorf("%s: %w", dir, ErrNotSpotlight)
+}
+
+func getValue(txn *badger.Txn, key []byte) ([]byte, error) {
+	item, err := txn.Get(key)
+	if err != nil {
+		return nil, err
+	}
+	return item.ValueCopy(nil)
+}
+
+func readCommitted(txn *badger.Txn) (int, error) {
+	v, err := getValue(txn, keyCommitted)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return 0, nil
+	}
+	if err != nil || len(v) != 8 {
+		return 0, fmt.Errorf("reading committed step: %v", err)
+	}
+	return int(binary.BigEndian.Uint64(v)), nil
+}
+
+func newStore(dir string, db *badger.DB, readOnly bool, meta Meta, corpus []byte, committed int) *Store {
+	s := &Store{dir: dir, db: db, readOnly: readOnly, meta: meta, corpus: corpus,
+		layerIdx: map[string]int{}, appended: committed, written: committed}
+	for i, l := range meta.Layers {
+		s.layerIdx[l.Name] = i
+	}
+	s.committed.Store(int64(committed))
+	s.cond = sync.NewCond(&s.mu)
+	if !readOnly {
+		s.ch = make(chan *Step, 4)
+		s.writerEnd = make(chan struct{})
+		go s.writer()
+	}
+	return s
+}
+
+// Dir returns the data directory.
+func (s *Store) Dir() string { return s.dir }
+
+// Meta returns the metadata fixed at Create.
+func (s *Store) Meta() Meta {
+	m := s.meta
+	m.Layers = append([]LayerSpec(nil), m.Layers...)
+	m.Config = append([]byte(nil), m.Config...)
+	return m
+}
+
+// Corpus returns the training corpus. The slice is shared: do not modify it.
+func (s *Store) Corpus() []byte { return s.corpus }
+
+// Close stops the writer goroutine after it has written what was appended (uncommitted
+// steps stay invisible) and closes the database. It returns a pending write error, if any.
+func (s *Store) Close() error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	s.closed = true
+	werr := s.werr
+	s.mu.Unlock()
+	if !s.readOnly {
+		close(s.ch)
+		<-s.writerEnd
+		s.mu.Lock()
+		werr = s.werr
+		s.mu.Unlock()
+		_ = s.db.RunValueLogGC(0.5) // best effort: reclaims old checkpoints and discarded steps
+	}
+	return errors.Join(werr, s.db.Close())
+}

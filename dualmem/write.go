@@ -1,0 +1,200 @@
+package dualmem
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	badger "github.com/dgraph-io/badger/v4"
+)
+
+// AppendStep validates st (its Step must be the last appended + 1, starting at Steps()+1
+// after Open) and queues it for the background writer, blocking only when four steps are
+// already queued. The store keeps st's slices until they are written: the caller must not
+// modify them after the call. A write error is sticky: it is returned by this and every
+// later AppendStep, Commit and Close. Appended steps stay invisible until committed.
+func (s *Store) AppendStep(st *Step) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if err := s.writable(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	next := s.appended + 1
+	s.mu.Unlock()
+	if err := validateStep(s.meta, st, next); err != nil {
+		return err
+	}
+	s.ch <- st
+	s.mu.Lock()
+	s.appended = st.Step
+	s.mu.Unlock()
+	return nil
+}
+
+// writable reports the state that forbids writing: read-only, closed or a sticky error.
+func (s *Store) writable() error {
+	if s.readOnly {
+		return ErrReadOnly
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	return s.werr
+}
+
+func (s *Store) writer() {
+	defer close(s.writerEnd)
+	for st := range s.ch {
+		s.mu.Lock()
+		failed := s.werr != nil
+		s.mu.Unlock()
+		var err error
+		if !failed {
+			err = s.writeStep(st)
+		}
+		s.mu.Lock()
+		if err != nil && s.werr == nil {
+			s.werr = fmt.Errorf("writing step %d: %w", st.Step, err)
+		}
+		if s.werr == nil {
+			s.written = st.Step
+		}
+		s.cond.Broadcast()
+		s.mu.Unlock()
+	}
+}
+
+// writeStep stores one step; a batch, not a transaction, because atomicity comes from the
+// committed step number, and a step can outgrow one transaction.
+func (s *Store) writeStep(st *Step) error {
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	es := []*badger.Entry{badger.NewEntry(stepKey([]byte{pHeader}, st.Step), encodeInfo(st.StepInfo))}
+	es = append(es, blobEntries(stepKey([]byte{pTokens}, st.Step), encodeTokens(st.Offsets, st.Targets))...)
+	for i, l := range s.meta.Layers {
+		buf := encodeLayer(s.meta.Precision, st.Layers[l.Name])
+		es = append(es, blobEntries(stepKey(layerPrefix(i), st.Step), buf)...)
+	}
+	for _, e := range es {
+		if err := wb.SetEntry(e); err != nil {
+			return err
+		}
+	}
+	return wb.Flush()
+}
+
+// flush waits until every appended step up to step is written.
+func (s *Store) flush(step int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.written < step && s.werr == nil {
+		s.cond.Wait()
+	}
+	return s.werr
+}
+
+// Commit makes steps up to step visible to readers and records checkpoint (the model and
+// optimizer state after that step) with it, atomically: first it waits until those steps
+// are written and synced, then one transaction stores the blob and the step number.
+// step must lie between Steps() and the last appended step; Commit(0, blob) stores a
+// checkpoint of the initial model. Steps appended beyond step stay pending.
+func (s *Store) Commit(step int, checkpoint []byte) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if err := s.writable(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	appended := s.appended
+	s.mu.Unlock()
+	if c := s.Steps(); step < c || step > appended {
+		return fmt.Errorf("commit of step %d: want a step from %d (committed) to %d (appended)", step, c, appended)
+	}
+	if err := s.flush(step); err != nil {
+		return err
+	}
+	if err := s.db.Sync(); err != nil {
+		return err
+	}
+	buf := newBlob(len(checkpoint))
+	copy(buf[blobHeader:], checkpoint)
+	err := s.db.Update(func(txn *badger.Txn) error {
+		for _, e := range blobEntries([]byte{pCheckpoint}, buf) {
+			if err := txn.SetEntry(e); err != nil {
+				return err
+			}
+		}
+		return txn.Set(keyCommitted, binary.BigEndian.AppendUint64(nil, uint64(step)))
+	})
+	if err == nil {
+		err = s.db.Sync()
+	}
+	if err != nil {
+		return fmt.Errorf("commit of step %d: %w", step, err)
+	}
+	s.committed.Store(int64(step))
+	return nil
+}
+
+// DiscardUncommitted deletes every step record above the committed step, such as those a
+// killed run left behind, and makes AppendStep continue at Steps()+1. Readers never see
+// those records, so it is safe to interrupt and to repeat.
+func (s *Store) DiscardUncommitted() error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if err := s.writable(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	appended := s.appended
+	s.mu.Unlock()
+	if err := s.flush(appended); err != nil {
+		return err
+	}
+	c := s.Steps()
+	keys, err := s.keysAbove(c)
+	if err != nil {
+		return err
+	}
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, k := range keys {
+		if err := wb.Delete(k); err != nil {
+			return err
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		return fmt.Errorf("discarding steps above %d: %w", c, err)
+	}
+	s.mu.Lock()
+	s.appended, s.written = c, c
+	s.mu.Unlock()
+	return nil
+}
+
+// keysAbove lists the keys of all step records after step c.
+func (s *Store) keysAbove(c int) ([][]byte, error) {
+	prefixes := [][]byte{{pHeader}, {pTokens}}
+	for i := range s.meta.Layers {
+		prefixes = append(prefixes, layerPrefix(i))
+	}
+	var keys [][]byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		for _, p := range prefixes {
+			opt := badger.IteratorOptions{Prefix: p}
+			it := txn.NewIterator(opt)
+			for it.Seek(stepKey(p, c+1)); it.ValidForPrefix(p); it.Next() {
+				keys = append(keys, it.Item().KeyCopy(nil))
+			}
+			it.Close()
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, errors.Join(errors.New("listing uncommitted steps"), err)
+	}
+	return keys, nil
+}
