@@ -1,0 +1,170 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+	"github.com/spotlight-lm/spotlight/lm"
+	"github.com/spotlight-lm/spotlight/query"
+)
+
+// Error codes: the stable, machine-readable part of every error response.
+const (
+	CodeBadRequest   = "bad_request"   // malformed JSON, unknown fields, wrong types, trailing data
+	CodeInvalidInput = "invalid_input" // well-formed but out of range, unknown characters or layers
+	CodeUnauthorized = "unauthorized"  // missing or wrong bearer token
+	CodeForbidden    = "forbidden"     // the server's configuration refuses this request
+	CodeNotFound     = "not_found"     // unknown route or step
+	CodeMethod       = "method_not_allowed"
+	CodeTooLarge     = "body_too_large"
+	CodeBusy         = "busy"     // the query pool is full; retry after Retry-After seconds
+	CodeConflict     = "conflict" // training already running
+	CodeUnavailable  = "unavailable"
+	CodeTimeout      = "timeout"
+	CodeInternal     = "internal"
+)
+
+// Error is an error with an HTTP status and a code; the message is shown to the caller.
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+	Field   string // the request field at fault, when there is one
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// errorf builds an *Error.
+func errorf(status int, code, format string, args ...any) *Error {
+	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// errorBody is the JSON of every error response.
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Field   string `json:"field,omitempty"`
+}
+
+// toError maps any error to an *Error: the one place that decides statuses.
+func toError(err error) *Error {
+	var (
+		e    *Error
+		he   *echo.HTTPError
+		in   *query.InputError
+		unk  *lm.UnknownCharsError
+		maxb *http.MaxBytesError
+	)
+	switch {
+	case errors.As(err, &e):
+		return e
+	case errors.As(err, &maxb):
+		return errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "request body over %d bytes", maxb.Limit)
+	case errors.As(err, &in):
+		return &Error{Status: http.StatusBadRequest, Code: CodeInvalidInput, Message: in.Error(), Field: in.Field}
+	case errors.As(err, &unk):
+		return &Error{Status: http.StatusBadRequest, Code: CodeInvalidInput, Message: unk.Error()}
+	case errors.As(err, &he):
+		return fromEcho(he)
+	case errors.Is(err, context.DeadlineExceeded):
+		return errorf(http.StatusServiceUnavailable, CodeTimeout, "the query took too long")
+	case errors.Is(err, context.Canceled):
+		return errorf(http.StatusServiceUnavailable, CodeUnavailable, "the request was cancelled")
+	}
+	return errorf(http.StatusInternalServerError, CodeInternal, "internal error")
+}
+
+func fromEcho(he *echo.HTTPError) *Error {
+	codes := map[int]string{
+		http.StatusNotFound: CodeNotFound, http.StatusMethodNotAllowed: CodeMethod,
+		http.StatusRequestEntityTooLarge: CodeTooLarge, http.StatusUnauthorized: CodeUnauthorized,
+		http.StatusServiceUnavailable: CodeUnavailable, http.StatusBadRequest: CodeBadRequest,
+	}
+	code, ok := codes[he.Code]
+	if !ok {
+		code = strings.ToLower(strings.ReplaceAll(http.StatusText(he.Code), " ", "_"))
+	}
+	msg := fmt.Sprint(he.Message)
+	if he.Code == http.StatusNotFound {
+		msg = "no such route"
+	}
+	return errorf(he.Code, code, "%s", msg)
+}
+
+// handleError is the echo HTTPErrorHandler: JSON body, status from toError, internal
+// details logged rather than shown.
+func (s *Server) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	e := toError(err)
+	if e.Status >= 500 {
+		s.log.Error("request failed", "method", c.Request().Method, "path", c.Path(), "err", err)
+	}
+	if e.Status == http.StatusTooManyRequests {
+		c.Response().Header().Set("Retry-After", "1")
+	}
+	body := errorBody{Error: errorDetail{Code: e.Code, Message: e.Message, Field: e.Field}}
+	if werr := c.JSON(e.Status, body); werr != nil {
+		s.log.Warn("writing error response", "err", werr)
+	}
+}
+
+// decodeJSON reads exactly one JSON object into v: unknown fields, trailing data, wrong
+// types and syntax errors are 400s that name the problem.
+func decodeJSON(c echo.Context, v any) error {
+	dec := json.NewDecoder(c.Request().Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	_, err := dec.Token()
+	var maxb *http.MaxBytesError
+	switch {
+	case errors.Is(err, io.EOF):
+		return nil
+	case errors.As(err, &maxb):
+		return err
+	}
+	return errorf(http.StatusBadRequest, CodeBadRequest, "unexpected data after the JSON object")
+}
+
+func jsonError(err error) error {
+	var (
+		syn  *json.SyntaxError
+		typ  *json.UnmarshalTypeError
+		maxb *http.MaxBytesError
+	)
+	switch {
+	case errors.As(err, &maxb):
+		return err
+	case errors.Is(err, io.EOF):
+		return errorf(http.StatusBadRequest, CodeBadRequest, "empty request body: send a JSON object")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return errorf(http.StatusBadRequest, CodeBadRequest, "malformed JSON: the body ends early")
+	case errors.As(err, &syn):
+		return errorf(http.StatusBadRequest, CodeBadRequest, "malformed JSON at byte %d: %s", syn.Offset, syn.Error())
+	case errors.As(err, &typ):
+		field := typ.Field
+		if field == "" {
+			return errorf(http.StatusBadRequest, CodeBadRequest, "the body must be a JSON object, not %s", typ.Value)
+		}
+		return &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Field: field,
+			Message: fmt.Sprintf("field %q: %s is not a valid %s", field, typ.Value, typ.Type)}
+	case strings.HasPrefix(err.Error(), "json: unknown field"):
+		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		return &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Field: name,
+			Message: fmt.Sprintf("unknown field %q", name)}
+	}
+	return errorf(http.StatusBadRequest, CodeBadRequest, "malformed JSON: %s", err.Error())
+}

@@ -1,0 +1,269 @@
+// Package api serves a Spotlight data directory over HTTP with echo: the model, its
+// memory, per-token attribution, and live training. It is the only package that imports
+// echo.
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/spotlight-lm/spotlight/datadir"
+)
+
+// Defaults of Options.
+const (
+	DefaultAddr         = "127.0.0.1:8080"
+	DefaultBodyLimit    = 64 << 10
+	DefaultMaxQueries   = 4
+	DefaultQueryTimeout = 60 * time.Second
+	DefaultReadTimeout  = 10 * time.Second
+	DefaultWriteTimeout = 90 * time.Second
+)
+
+// Options configure a Server. New fills zero fields from the Default* constants.
+type Options struct {
+	Token        string        // bearer token; empty means no auth (loopback only)
+	BodyLimit    int64         // bytes per request body
+	MaxQueries   int           // generate/attribute requests running at once; more get 429
+	QueryTimeout time.Duration // per generate/attribute request
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
+	Logger       *slog.Logger
+	Web          http.Handler // serves GET / (the web page), when set
+}
+
+// Server is the HTTP API over one open data directory.
+type Server struct {
+	opts     Options
+	dir      *datadir.Dir
+	echo     *echo.Echo
+	http     *http.Server
+	log      *slog.Logger
+	corpus   []int32       // the tokenised corpus, for /v1/steps
+	sem      chan struct{} // the query pool
+	loopback bool          // set by Serve
+
+	snapMu sync.Mutex
+	snap   *snapshot
+
+	train     training
+	committed chan struct{} // a commit happened: rebuild the snapshot
+	stop      chan struct{}
+	bg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// New loads the last checkpoint of dir and its memory and returns a Server ready to Serve.
+// The caller keeps ownership of dir and closes it after Close.
+func New(dir *datadir.Dir, opts Options) (*Server, error) {
+	fillDefaults(&opts)
+	snap, err := loadSnapshot(dir.Store)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{opts: opts, dir: dir, log: opts.Logger, snap: snap,
+		corpus:    snap.model.Tok.EncodeCorpus(string(dir.Store.Corpus())),
+		sem:       make(chan struct{}, opts.MaxQueries),
+		committed: make(chan struct{}, 1), stop: make(chan struct{})}
+	s.echo = s.routes()
+	s.http = &http.Server{Handler: s.echo, ReadHeaderTimeout: opts.ReadTimeout,
+		ReadTimeout: opts.ReadTimeout, WriteTimeout: opts.WriteTimeout, IdleTimeout: 2 * time.Minute}
+	s.bg.Add(1)
+	go s.refresher()
+	return s, nil
+}
+
+func fillDefaults(o *Options) {
+	if o.BodyLimit <= 0 {
+		o.BodyLimit = DefaultBodyLimit
+	}
+	if o.MaxQueries <= 0 {
+		o.MaxQueries = DefaultMaxQueries
+	}
+	if o.QueryTimeout <= 0 {
+		o.QueryTimeout = DefaultQueryTimeout
+	}
+	if o.ReadTimeout <= 0 {
+		o.ReadTimeout = DefaultReadTimeout
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = DefaultWriteTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+func (s *Server) routes() *echo.Echo {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.handleError
+	e.Use(s.logRequests, s.recoverPanics, s.limitBody, s.authenticate)
+	e.GET("/healthz", s.healthz)
+	e.GET("/openapi.json", s.openAPI)
+	e.GET("/v1/model", s.getModel)
+	e.POST("/v1/generate", s.generate, s.requireJSON)
+	e.POST("/v1/attribute", s.attribute, s.requireJSON)
+	e.GET("/v1/steps/:step", s.getStep)
+	e.GET("/v1/train", s.getTrain)
+	e.POST("/v1/train", s.postTrain, s.requireJSON)
+	if s.opts.Web != nil {
+		e.GET("/*", echo.WrapHandler(s.opts.Web))
+	}
+	return e
+}
+
+// Handler is the server's http.Handler (for tests and embedding).
+func (s *Server) Handler() http.Handler { return s.echo }
+
+// Listen opens addr, refusing a non-loopback address when there is no token.
+func (s *Server) Listen(addr string) (net.Listener, error) {
+	if s.opts.Token == "" && !isLoopback(addr) {
+		return nil, fmt.Errorf("refusing to serve %s without a token: set --token or SPOTLIGHT_TOKEN, or bind 127.0.0.1", addr)
+	}
+	return net.Listen("tcp", addr)
+}
+
+// Serve answers requests on ln until Shutdown. It returns nil after a clean shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	s.loopback = isLoopback(ln.Addr().String())
+	if s.opts.Token == "" && !s.loopback {
+		return fmt.Errorf("refusing to serve %s without a token", ln.Addr())
+	}
+	if err := s.http.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Shutdown stops accepting requests, lets running ones finish (until ctx ends), then
+// checkpoints any training run and releases the model and memory.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.http.Shutdown(ctx)
+	s.Close()
+	return err
+}
+
+// Close stops training (committing a checkpoint) and background work and frees the
+// current snapshot. It does not close the data directory.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() {
+		s.train.mu.Lock()
+		close(s.stop)
+		s.train.mu.Unlock()
+		s.stopTraining()
+		s.bg.Wait()
+		s.snapMu.Lock()
+		sn := s.snap
+		s.snapMu.Unlock()
+		if sn != nil {
+			s.swap(nil)
+		}
+	})
+}
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Middleware.
+
+func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		if err != nil {
+			c.Error(err)
+		}
+		r := c.Response()
+		s.log.Info("request", "method", c.Request().Method, "path", c.Request().URL.Path,
+			"status", r.Status, "bytes", r.Size, "ms", time.Since(start).Milliseconds(),
+			"remote", c.RealIP())
+		return nil
+	}
+}
+
+func (s *Server) recoverPanics(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				s.log.Error("panic", "path", c.Request().URL.Path, "panic", r)
+				err = errorf(http.StatusInternalServerError, CodeInternal, "internal error")
+			}
+		}()
+		return next(c)
+	}
+}
+
+func (s *Server) limitBody(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		if r.ContentLength > s.opts.BodyLimit {
+			return errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "request body over %d bytes", s.opts.BodyLimit)
+		}
+		r.Body = http.MaxBytesReader(c.Response(), r.Body, s.opts.BodyLimit)
+		return next(c)
+	}
+}
+
+// authenticate requires the bearer token on everything but /healthz. Without a token (a
+// loopback server) it refuses foreign Host headers, so a web page cannot reach the API
+// through DNS rebinding.
+func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if c.Request().URL.Path == "/healthz" {
+			return next(c)
+		}
+		if s.opts.Token == "" {
+			if !isLoopback(c.Request().Host) {
+				return errorf(http.StatusForbidden, CodeForbidden, "host %q is not a loopback name", c.Request().Host)
+			}
+			return next(c)
+		}
+		got, ok := strings.CutPrefix(c.Request().Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.opts.Token)) != 1 {
+			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="spotlight"`)
+			return errorf(http.StatusUnauthorized, CodeUnauthorized, "missing or wrong bearer token")
+		}
+		return next(c)
+	}
+}
+
+// requireJSON refuses bodies that are not declared JSON: a cross-site form cannot send
+// one without a CORS preflight, which this server never grants.
+func (s *Server) requireJSON(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		ct := c.Request().Header.Get("Content-Type")
+		if mt, _, _ := strings.Cut(ct, ";"); strings.TrimSpace(strings.ToLower(mt)) != "application/json" {
+			return errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "send Content-Type: application/json")
+		}
+		return next(c)
+	}
+}
+
+// acquireQuery takes a slot of the query pool or fails with 429.
+func (s *Server) acquireQuery() (release func(), err error) {
+	select {
+	case s.sem <- struct{}{}:
+		return func() { <-s.sem }, nil
+	default:
+		return nil, errorf(http.StatusTooManyRequests, CodeBusy, "%d queries are running; retry shortly", cap(s.sem))
+	}
+}

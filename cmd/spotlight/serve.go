@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spotlight-lm/spotlight/api"
+	"github.com/spotlight-lm/spotlight/corpora"
+	"github.com/spotlight-lm/spotlight/datadir"
+	"github.com/spotlight-lm/spotlight/lm"
+)
+
+type serveFlags struct {
+	data, addr, token string
+	maxQueries        int
+}
+
+func newServeCmd() *cobra.Command {
+	var f serveFlags
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the HTTP API (training the default corpus first on an empty data directory)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if f.token == "" {
+				f.token = os.Getenv("SPOTLIGHT_TOKEN")
+			}
+			return runServe(cmd, &f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.data, "data", "", "data directory (trained on the default corpus if empty or missing)")
+	fl.StringVar(&f.addr, "addr", api.DefaultAddr, "listen address; a non-loopback address needs a token")
+	fl.StringVar(&f.token, "token", "", "bearer token required on every request but /healthz (default $SPOTLIGHT_TOKEN)")
+	fl.IntVar(&f.maxQueries, "max-queries", api.DefaultMaxQueries, "generate/attribute requests at once; more get 429")
+	_ = cmd.MarkFlagRequired("data")
+	return cmd
+}
+
+func runServe(cmd *cobra.Command, f *serveFlags) error {
+	dir, err := openOrTrain(cmd, f.data)
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	srv, err := api.New(dir, api.Options{Token: f.token, MaxQueries: f.maxQueries, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	ln, err := srv.Listen(f.addr)
+	if err != nil {
+		return err
+	}
+	log.Info("serving", "addr", "http://"+ln.Addr().String(), "data", f.data, "auth", f.token != "")
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		return err
+	case <-cmd.Context().Done():
+	}
+	log.Info("shutting down: finishing requests, checkpointing training")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return srv.Shutdown(ctx)
+}
+
+// openOrTrain opens dir, or on an empty or missing dir first trains the embedded default
+// corpus with the tiny preset.
+func openOrTrain(cmd *cobra.Command, data string) (*datadir.Dir, error) {
+	dir, err := datadir.Open(data, false)
+	if !datadir.IsEmpty(err) {
+		return dir, err
+	}
+	fmt.Fprintf(os.Stderr, "%s holds no model: training the default corpus (%s) with the tiny preset first\n", data, corpora.DefaultName)
+	cfg, err := lm.Preset("tiny")
+	if err != nil {
+		return nil, err
+	}
+	_, text, err := corpora.Load(corpora.DefaultName)
+	if err != nil {
+		return nil, err
+	}
+	dir, tr, err := datadir.Create(data, cfg, text)
+	if err != nil {
+		return nil, err
+	}
+	defer tr.Close()
+	if err := train(cmd, dir, tr, tr.Cfg.Steps); err != nil {
+		dir.Close()
+		if errors.Is(err, cmd.Context().Err()) || cmd.Context().Err() != nil {
+			return nil, fmt.Errorf("training interrupted at step %d; run serve again to serve it, or train --resume", tr.Step)
+		}
+		return nil, err
+	}
+	return dir, nil
+}
