@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/spotlight-lm/spotlight/dualmem"
 	"github.com/spotlight-lm/spotlight/lm"
@@ -72,6 +73,9 @@ func Open(dir string, readOnly bool) (*Dir, error) {
 		open = dualmem.OpenReadOnly
 	}
 	store, err := open(dir)
+	if errors.Is(err, dualmem.ErrNoModel) && hasFiles(dir) {
+		return nil, fmt.Errorf("%s: %w", dir, dualmem.ErrNotSpotlight)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -111,6 +115,13 @@ func (d *Dir) Close() error {
 		return nil
 	}
 	return d.Store.Close()
+}
+
+// hasFiles reports whether dir exists and holds anything: someone else's directory, not an
+// empty one waiting for a model.
+func hasFiles(dir string) bool {
+	entries, err := os.ReadDir(dir)
+	return err == nil && len(entries) > 0
 }
 
 // IsEmpty reports whether dir has no model yet (missing, or holding nothing).

@@ -21,12 +21,13 @@ type execs struct {
 	loss    *Exec // params, tokens, targets → mean loss
 }
 
-func newExecs(cfg Config) (*execs, error) {
+// newExecs compiles the graphs; the train step captures the given layers.
+func newExecs(cfg Config, layers []string) (*execs, error) {
 	backend, err := sharedBackend()
 	if err != nil {
 		return nil, fmt.Errorf("gomlx backend: %w", err)
 	}
-	e := &execs{cfg: cfg, specs: paramSpecs(cfg), layers: cfg.CapturedLayers(), backend: backend}
+	e := &execs{cfg: cfg, specs: paramSpecs(cfg), layers: layers, backend: backend}
 	if e.train, err = NewExec(backend, e.trainGraph); err != nil {
 		return nil, err
 	}

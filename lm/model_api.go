@@ -42,7 +42,7 @@ func LoadModel(ckpt []byte) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	ex, err := newExecs(cfg)
+	ex, err := newExecs(cfg, cfg.CapturedLayers())
 	if err != nil {
 		return nil, err
 	}

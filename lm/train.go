@@ -61,7 +61,7 @@ func newTrainer(cfg Config, tok *Tokenizer, st *State, text string) (*Trainer, e
 		return nil, fmt.Errorf("corpus of %d characters is too short for context %d (need at least %d)",
 			len(corpus), cfg.Ctx, int(float64(cfg.Ctx+2)/HeldOutFrac)+1)
 	}
-	ex, err := newExecs(cfg)
+	ex, err := newExecs(cfg, cfg.CapturedLayers())
 	if err != nil {
 		return nil, err
 	}
