@@ -1,0 +1,163 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/spotlight-lm/spotlight/plots"
+	"github.com/spotlight-lm/spotlight/query"
+)
+
+// Generate runs a generation request through the query engine (the same call that backs
+// POST /v1/generate).
+type Generate func(ctx context.Context, req query.Request) (*query.Answer, error)
+
+// PlotParams are the query parameters of GET /v1/plots/timeline.{svg,png}.
+//
+//	prompt       the prompt (required)
+//	token        index of the generated token to plot (default 0, the first)
+//	tokens       tokens to generate (default token+1)
+//	layer        the layer whose memory is plotted (default out)
+//	bins         timeline bins over training steps (default 40)
+//	rank_by      attention|contribution (default contribution; only the listing depends on it)
+//	top_k        training tokens listed per layer (default 1: the plot needs none)
+//	temperature  sampling temperature (default 0, greedy)
+//	seed         sampling seed (default 0)
+type PlotParams struct {
+	Req   query.Request
+	Token int
+	Layer string
+}
+
+// ParsePlotParams reads and checks the plot query parameters.
+func ParsePlotParams(v url.Values) (PlotParams, error) {
+	p := PlotParams{Layer: "out", Req: query.Request{Bins: 40, TopK: 1, RankBy: "contribution"}}
+	p.Req.Prompt = v.Get("prompt")
+	if p.Req.Prompt == "" {
+		return p, fmt.Errorf("prompt is required")
+	}
+	ints := []struct {
+		name string
+		dst  *int
+	}{{"token", &p.Token}, {"tokens", &p.Req.Tokens}, {"bins", &p.Req.Bins}, {"top_k", &p.Req.TopK}}
+	for _, f := range ints {
+		if s := v.Get(f.name); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil {
+				return p, fmt.Errorf("%s must be an integer, got %q", f.name, s)
+			}
+			*f.dst = n
+		}
+	}
+	if p.Token < 0 {
+		return p, fmt.Errorf("token must be ≥ 0, got %d", p.Token)
+	}
+	if v.Get("tokens") == "" {
+		p.Req.Tokens = p.Token + 1
+	} else if p.Req.Tokens <= p.Token {
+		return p, fmt.Errorf("token %d is not among the %d generated tokens (indices 0..%d)", p.Token, p.Req.Tokens, p.Req.Tokens-1)
+	}
+	if p.Req.Bins < 1 || p.Req.Bins > 1000 {
+		return p, fmt.Errorf("bins must be in 1..1000, got %d", p.Req.Bins)
+	}
+	if s := v.Get("layer"); s != "" {
+		p.Layer = s
+	}
+	p.Req.Layers = []string{p.Layer}
+	if s := v.Get("rank_by"); s != "" {
+		p.Req.RankBy = s
+	}
+	if s := v.Get("temperature"); s != "" {
+		t, err := strconv.ParseFloat(s, 64)
+		if err != nil || t < 0 || t != t {
+			return p, fmt.Errorf("temperature must be a number ≥ 0, got %q", s)
+		}
+		p.Req.Temperature = t
+	}
+	if s := v.Get("seed"); s != "" {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return p, fmt.Errorf("seed must be a non-negative integer, got %q", s)
+		}
+		p.Req.Seed = n
+	}
+	return p, nil
+}
+
+// TimelinePlot runs p through gen and draws the chosen token's timeline for p.Layer.
+func TimelinePlot(ctx context.Context, gen Generate, p PlotParams, format string) ([]byte, error) {
+	ans, err := gen(ctx, p.Req)
+	if err != nil {
+		return nil, err
+	}
+	if p.Token >= len(ans.Tokens) {
+		return nil, &ParamError{fmt.Sprintf("token %d was not generated (the answer has %d tokens)", p.Token, len(ans.Tokens))}
+	}
+	tok := ans.Tokens[p.Token]
+	la, ok := tok.Layers[p.Layer]
+	if !ok {
+		return nil, &ParamError{fmt.Sprintf("layer %q is not in the answer", p.Layer)}
+	}
+	return plots.Timeline(la.Timeline, Title(tok, p.Layer, ans.Step), format)
+}
+
+// Title names a token's timeline chart.
+func Title(tok query.TokenAnswer, layer string, step int) string {
+	return fmt.Sprintf("token %d %s (p=%.3f) · layer %s · model at step %d", tok.Index, strconv.Quote(tok.Token), tok.Prob, layer, step)
+}
+
+// ParamError is a caller's mistake in the plot parameters (HTTP 400).
+type ParamError struct{ Msg string }
+
+func (e *ParamError) Error() string { return e.Msg }
+
+// RegisterPlots mounts GET /v1/plots/timeline.svg and GET /v1/plots/timeline.png on e.
+// Errors from gen are returned to echo, so the server's error handler maps them as it does
+// for POST /v1/generate; bad plot parameters are answered here with 400.
+func RegisterPlots(e *echo.Echo, gen Generate) {
+	for _, format := range []string{"svg", "png"} {
+		e.GET("/v1/plots/timeline."+format, PlotHandler(gen, format))
+	}
+}
+
+// PlotHandler answers one timeline format.
+func PlotHandler(gen Generate, format string) echo.HandlerFunc {
+	ctype := map[string]string{"svg": "image/svg+xml", "png": "image/png"}[format]
+	return func(c echo.Context) error {
+		p, err := ParsePlotParams(c.QueryParams())
+		if err != nil {
+			writeError(c.Response(), http.StatusBadRequest, "bad_request", err.Error())
+			return nil
+		}
+		b, err := TimelinePlot(c.Request().Context(), gen, p, format)
+		if pe, ok := err.(*ParamError); ok {
+			writeError(c.Response(), http.StatusBadRequest, "bad_request", pe.Msg)
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		c.Response().Header().Set("Cache-Control", "no-store")
+		return c.Blob(http.StatusOK, ctype, b)
+	}
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	var body struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	body.Error.Code, body.Error.Message = code, strings.TrimSpace(msg)
+	_ = json.NewEncoder(w).Encode(body)
+}
