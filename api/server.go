@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/spotlight-lm/spotlight/api/web"
 	"github.com/spotlight-lm/spotlight/datadir"
 )
 
@@ -116,6 +117,7 @@ func (s *Server) routes() *echo.Echo {
 	e.GET("/v1/steps/:step", s.getStep)
 	e.GET("/v1/train", s.getTrain)
 	e.POST("/v1/train", s.postTrain, s.requireJSON)
+	web.RegisterPlots(e, s.plotGenerate)
 	if s.opts.Web != nil {
 		e.GET("/*", echo.WrapHandler(s.opts.Web))
 	}

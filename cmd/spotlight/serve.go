@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spotlight-lm/spotlight/api"
+	"github.com/spotlight-lm/spotlight/api/web"
 	"github.com/spotlight-lm/spotlight/corpora"
 	"github.com/spotlight-lm/spotlight/datadir"
 	"github.com/spotlight-lm/spotlight/lm"
@@ -49,7 +50,7 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	}
 	defer dir.Close()
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	srv, err := api.New(dir, api.Options{Token: f.token, MaxQueries: f.maxQueries, Logger: log})
+	srv, err := api.New(dir, api.Options{Token: f.token, MaxQueries: f.maxQueries, Logger: log, Web: web.Handler()})
 	if err != nil {
 		return err
 	}
