@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"text/tabwriter"
 
@@ -33,7 +34,7 @@ type trainBench struct {
 
 func newBenchTrainCmd() *cobra.Command {
 	var (
-		preset, torchScript string
+		preset, torchScript, profile string
 		warmup, steps       int
 		asJSON              bool
 	)
@@ -47,6 +48,17 @@ func newBenchTrainCmd() *cobra.Command {
 				return err
 			}
 			text := string(corpora.Default())
+			if profile != "" {
+				f, err := os.Create(profile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
 			doc := trainBench{Preset: preset, Backend: backendName()}
 			for _, capture := range []bool{false, true} {
 				r, err := benchOnce(cfg, text, capture, warmup, steps)
@@ -93,6 +105,7 @@ func newBenchTrainCmd() *cobra.Command {
 	cmd.Flags().IntVar(&steps, "steps", 20, "timed steps")
 	cmd.Flags().StringVar(&torchScript, "torch", "", "path to torch_charlm.py to run as the reference in the same run")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON document")
+	cmd.Flags().StringVar(&profile, "cpuprofile", "", "write a CPU profile of the run (go tool pprof)")
 	return cmd
 }
 
