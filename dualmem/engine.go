@@ -208,43 +208,65 @@ func (s *Scanner) Scan(ctx context.Context, qs []Query, opt ScanOptions) ([]Resu
 	return res, nil
 }
 
-// accumulate folds a block's α into a worker's partial results.
+// accumulate folds a block's α into a worker's partial results. The block is cut into runs
+// of one training step, so the per-step sums stay in registers.
 func (s *Scanner) accumulate(p *partial, qs []Query, j0, nb int, alpha []float32) {
 	Q, T, dout := len(qs), len(s.SW), s.DOut
 	steps := s.Mem.Step[j0 : j0+nb]
+	grads := s.Mem.Grads
+	gu := make([]float64, 0, 0)
 	for qi, q := range qs {
 		att, con := p.att[qi], p.con[qi]
-		sa, saa, sc := p.sa[qi*T:(qi+1)*T], p.saa[qi*T:(qi+1)*T], p.sc[qi*T:(qi+1)*T]
 		var pos, neg, abs float64
-		for b, st := range steps {
-			j := j0 + b
-			t := int(st - s.first)
-			a := float64(alpha[b*Q+qi])
-			var gu float64
-			if q.Token >= 0 {
-				gu = float64(s.Mem.Grads[j*dout+q.Token])
-			} else {
-				gu = q.proj(s.Mem.Grads[j*dout : (j+1)*dout])
+		if q.Token < 0 {
+			if cap(gu) < nb {
+				gu = make([]float64, nb)
 			}
-			c := a * s.SW[t] * gu
-			aa := math.Abs(a)
-			sa[t] += a
-			saa[t] += aa
-			sc[t] += c
-			if c >= 0 {
-				pos += c
-				abs += c
-			} else {
-				neg += c
-				abs -= c
-			}
-			if len(att.h) < att.k || aa > att.min {
-				att.offer(Hit{Index: j, Alpha: a, Contribution: c}, att.k)
-			}
-			if len(con.h) < con.k || c > con.min {
-				con.offer(Hit{Index: j, Alpha: a, Contribution: c}, con.k)
+			gu = gu[:nb]
+			for b := range nb {
+				gu[b] = q.proj(grads[(j0+b)*dout : (j0+b+1)*dout])
 			}
 		}
+		for lo := 0; lo < nb; {
+			st := steps[lo]
+			hi := lo + 1
+			for hi < nb && steps[hi] == st {
+				hi++
+			}
+			t := int(st - s.first)
+			sw := s.SW[t]
+			var sa, saa, sc float64
+			for b := lo; b < hi; b++ {
+				a := float64(alpha[b*Q+qi])
+				var g float64
+				if q.Token >= 0 {
+					g = float64(grads[(j0+b)*dout+q.Token])
+				} else {
+					g = gu[b]
+				}
+				c := a * sw * g
+				aa := math.Abs(a)
+				sa += a
+				saa += aa
+				sc += c
+				if c >= 0 {
+					pos += c
+				} else {
+					neg += c
+				}
+				if aa > att.min || len(att.h) < att.k {
+					att.offer(Hit{Index: j0 + b, Alpha: a, Contribution: c}, att.k)
+				}
+				if c > con.min || len(con.h) < con.k {
+					con.offer(Hit{Index: j0 + b, Alpha: a, Contribution: c}, con.k)
+				}
+			}
+			p.sa[qi*T+t] += sa
+			p.saa[qi*T+t] += saa
+			p.sc[qi*T+t] += sc
+			lo = hi
+		}
+		abs = pos - neg
 		p.pos[qi] += pos
 		p.neg[qi] += neg
 		p.abs[qi] += abs

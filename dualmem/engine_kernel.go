@@ -78,6 +78,7 @@ const (
 	KernelAuto Kernel = iota // the faster one for the query count (measured by BenchmarkScan)
 	KernelGo                 // dotBlock: pure Go, register-blocked
 	KernelGemm               // gonum blas32.Gemm
+	KernelSIMD               // AVX2/FMA assembly on amd64 (falls back to KernelGo)
 )
 
 func (k Kernel) fn(q int) func([]float32, int, int, []float32, int, []float32) {
@@ -87,12 +88,5 @@ func (k Kernel) fn(q int) func([]float32, int, int, []float32, int, []float32) {
 	case KernelGemm:
 		return gemmBlock
 	}
-	if q >= gemmMinQueries {
-		return gemmBlock
-	}
-	return dotBlock
+	return dotBlockAVX
 }
-
-// gemmMinQueries is where KernelAuto switches to Gemm; set from BenchmarkScan on this
-// machine class.
-var gemmMinQueries = 1 << 30

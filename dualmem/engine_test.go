@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"sort"
+	"strconv"
 	"sync"
 	"testing"
 )
@@ -56,7 +57,7 @@ func TestScanMatchesBruteForce(t *testing.T) {
 		}
 		qs = append(qs, q)
 	}
-	for _, kern := range []Kernel{KernelGo, KernelGemm} {
+	for _, kern := range []Kernel{KernelGo, KernelGemm, KernelSIMD} {
 		res, err := s.Scan(context.Background(), qs, ScanOptions{TopK: 9, Kernel: kern, Block: 300, Workers: 3})
 		if err != nil {
 			t.Fatal(err)
@@ -149,7 +150,7 @@ func BenchmarkScan(b *testing.B) {
 			label string
 			q     int
 			k     Kernel
-		}{{"query1-go", 1, KernelGo}, {"query1-gemm", 1, KernelGemm}, {"req32-go", 32, KernelGo}, {"req32-gemm", 32, KernelGemm}} {
+		}{{"query1-simd", 1, KernelSIMD}, {"query1-go", 1, KernelGo}, {"query1-gemm", 1, KernelGemm}, {"req32-simd", 32, KernelSIMD}, {"req32-go", 32, KernelGo}, {"req32-gemm", 32, KernelGemm}} {
 			b.Run(name(c.label), func(b *testing.B) {
 				for b.Loop() {
 					if _, err := s.Scan(context.Background(), qs[:c.q], ScanOptions{TopK: 10, Kernel: c.k}); err != nil {
@@ -177,17 +178,11 @@ func BenchmarkScan(b *testing.B) {
 func itoa(n int) string {
 	switch {
 	case n >= 1_000_000 && n%1_000_000 == 0:
-		return string(rune('0'+n/1_000_000)) + "M"
-	case n%1000 == 0:
-		return func() string {
-			s := ""
-			for v := n / 1000; v > 0; v /= 10 {
-				s = string(rune('0'+v%10)) + s
-			}
-			return s + "K"
-		}()
+		return strconv.Itoa(n/1_000_000) + "M"
+	case n >= 1000 && n%1000 == 0:
+		return strconv.Itoa(n/1000) + "K"
 	}
-	return "?"
+	return strconv.Itoa(n)
 }
 
 // streamSum reads the slab once over all cores.
@@ -233,4 +228,30 @@ func gemmOnly(keys []float32, d int, xs []float32, q int) {
 		}()
 	}
 	wg.Wait()
+}
+
+func TestKernelsAgree(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 5))
+	for _, d := range []int{8, 16, 24, 128, 13} {
+		for _, nb := range []int{1, 4, 7, 33} {
+			for _, q := range []int{1, 2, 3, 32} {
+				keys, xs := make([]float32, nb*d), make([]float32, q*d)
+				for i := range keys {
+					keys[i] = float32(rng.NormFloat64())
+				}
+				for i := range xs {
+					xs[i] = float32(rng.NormFloat64())
+				}
+				want, got, gm := make([]float32, nb*q), make([]float32, nb*q), make([]float32, nb*q)
+				dotBlock(keys, nb, d, xs, q, want)
+				dotBlockAVX(keys, nb, d, xs, q, got)
+				gemmBlock(keys, nb, d, xs, q, gm)
+				for i := range want {
+					if math.Abs(float64(got[i]-want[i])) > 1e-4 || math.Abs(float64(gm[i]-want[i])) > 1e-4 {
+						t.Fatalf("d=%d nb=%d q=%d [%d]: go %g simd %g gemm %g", d, nb, q, i, want[i], got[i], gm[i])
+					}
+				}
+			}
+		}
+	}
 }

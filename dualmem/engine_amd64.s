@@ -1,0 +1,60 @@
+#include "textflag.h"
+
+// func dot4x2(k *float32, kstride int, x *float32, xstride int, d int, out *[8]float32)
+// out[2r+c] = Σ_p k[r*kstride+p]·x[c*xstride+p] for keys r = 0..3 and queries c = 0..1.
+// d must be a positive multiple of 8. AVX2 + FMA.
+TEXT ·dot4x2(SB), NOSPLIT, $0-48
+	MOVQ k+0(FP), SI
+	MOVQ kstride+8(FP), BX
+	SHLQ $2, BX
+	MOVQ x+16(FP), DI
+	MOVQ xstride+24(FP), DX
+	SHLQ $2, DX
+	MOVQ d+32(FP), CX
+	SHLQ $2, CX
+	MOVQ out+40(FP), R8
+	LEAQ (SI)(BX*1), R9
+	LEAQ (R9)(BX*1), R10
+	LEAQ (R10)(BX*1), R11
+	LEAQ (DI)(DX*1), R12
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	XORQ AX, AX
+
+loop:
+	VMOVUPS (DI)(AX*1), Y8
+	VMOVUPS (R12)(AX*1), Y9
+	VMOVUPS (SI)(AX*1), Y10
+	VFMADD231PS Y8, Y10, Y0
+	VFMADD231PS Y9, Y10, Y1
+	VMOVUPS (R9)(AX*1), Y11
+	VFMADD231PS Y8, Y11, Y2
+	VFMADD231PS Y9, Y11, Y3
+	VMOVUPS (R10)(AX*1), Y10
+	VFMADD231PS Y8, Y10, Y4
+	VFMADD231PS Y9, Y10, Y5
+	VMOVUPS (R11)(AX*1), Y11
+	VFMADD231PS Y8, Y11, Y6
+	VFMADD231PS Y9, Y11, Y7
+	ADDQ $32, AX
+	CMPQ AX, CX
+	JL   loop
+
+	VHADDPS Y1, Y0, Y8
+	VHADDPS Y3, Y2, Y9
+	VHADDPS Y5, Y4, Y10
+	VHADDPS Y7, Y6, Y11
+	VHADDPS Y9, Y8, Y8
+	VHADDPS Y11, Y10, Y10
+	VPERM2F128 $0x20, Y10, Y8, Y0
+	VPERM2F128 $0x31, Y10, Y8, Y1
+	VADDPS Y1, Y0, Y0
+	VMOVUPS Y0, (R8)
+	VZEROUPPER
+	RET
