@@ -119,7 +119,10 @@ func (s *Server) routes() *echo.Echo {
 	e.POST("/v1/train", s.postTrain, s.requireJSON)
 	web.RegisterPlots(e, s.plotGenerate)
 	if s.opts.Web != nil {
-		e.GET("/*", echo.WrapHandler(s.opts.Web))
+		page := echo.WrapHandler(s.opts.Web)
+		e.GET("/", page)
+		e.GET("/index.html", page)
+		e.GET("/static/*", page)
 	}
 	return e
 }
