@@ -17,24 +17,19 @@ import (
 // term (the paper's v_j·α_j) plus its bias-gradient term, because masking its loss removes
 // both. Its attention is |α_j| = |k_j·x|.
 type OutMemory struct {
-	M              *dualmem.LayerMemory
-	sW, sB         []float64 // per step index t-first
-	aW, aB         float64
-	first          int32
-	din, dout      int
-	offsetsByToken []int64
+	M         *dualmem.LayerMemory
+	sW, sB    []float64 // per step index t-first
+	aW, aB    float64
+	first     int32
+	din, dout int
 }
 
-// NewOutMemory loads the `out` layer's memory from a store.
-func NewOutMemory(store *dualmem.Store) (*OutMemory, error) {
-	m, err := store.LoadLayer("out", nil)
-	if err != nil {
-		return nil, err
-	}
+// NewOutMemory prepares the `out` layer's memory (meta is the store's).
+func NewOutMemory(m *dualmem.LayerMemory, meta dualmem.Meta) (*OutMemory, error) {
 	if m.Tokens() == 0 {
 		return nil, fmt.Errorf("eval: the memory holds no training tokens")
 	}
-	aW, aB, betaW, betaB := m.Coefficients(store.Meta())
+	aW, aB, betaW, betaB := m.Coefficients(meta)
 	o := &OutMemory{M: m, aW: aW, aB: aB, first: int32(m.Steps[0].Step), din: m.Spec.DIn, dout: m.Spec.DOut}
 	o.sW, o.sB = make([]float64, len(m.Steps)), make([]float64, len(m.Steps))
 	for k, si := range m.Steps {

@@ -16,6 +16,7 @@ import (
 	"github.com/spotlight-lm/spotlight/datadir"
 	"github.com/spotlight-lm/spotlight/dualmem"
 	"github.com/spotlight-lm/spotlight/lm"
+	"github.com/spotlight-lm/spotlight/query"
 )
 
 // Options configure one evaluation run.
@@ -66,6 +67,7 @@ type Detail struct {
 	FinalLoss      float64
 	DualMaxAbsErr  float64 // |memory logit − model logit| over every scanned query
 	RandomPearson  map[int]float64
+	BiasSpearman   map[int]float64 // Spearman of the bias-inclusive prediction (OutMemory) with the retrain
 	Queries        []QueryResult
 	Retrains       int
 	TrainSeconds   float64
@@ -77,7 +79,8 @@ type QueryResult struct {
 	Query, K                    int
 	Context, Target             string
 	LogP                        float64 // original log p(target)
-	Predicted, Real             float64 // Δlog p: memory counterfactual vs retrain, top-k by contribution
+	Predicted, Real             float64 // Δlog p: the engine's counterfactual vs retrain, top-k by contribution
+	PredictedWithBias           float64 // the counterfactual that also removes the tokens' bias gradients
 	RandomPredicted, RandomReal float64 // the same for k random training tokens
 }
 
@@ -151,21 +154,30 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return nil, err
 	}
 	rep := &Report{Detail: Detail{Facts: facts, FinalLoss: last.EvalLoss, TrainSeconds: time.Since(start).Seconds(),
-		RandomPearson: map[int]float64{}}}
+		RandomPearson: map[int]float64{}, BiasSpearman: map[int]float64{}}}
+	rep.Retrain.K = map[string]RetrainK{}
 	opts.Log("trained %d steps in %.0fs, eval loss %.3f", cfg.Steps, rep.Detail.TrainSeconds, last.EvalLoss)
-	om, err := NewOutMemory(dir.Store)
+	// The engine reads the trainer's model: every attribution is made before any retrain
+	// moves its weights, and the final weights are restored at the end.
+	eng, err := query.NewEngine(tr.Model, dir.Store, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer eng.Close()
+	sc := eng.Scanner("out")
+	om, err := NewOutMemory(sc.Mem, dir.Store.Meta())
 	if err != nil {
 		return nil, err
 	}
 	rep.Detail.MemoryTokens = om.Tokens()
 	rng := rand.New(rand.NewPCG(opts.Seed, 0xe7a1))
 	if len(facts) > 0 {
-		if err := canaries(tr, om, facts, opts, rng, rep); err != nil {
+		if err := canaries(ctx, eng, tr, facts, opts, rng, rep); err != nil {
 			return nil, err
 		}
 	}
 	if opts.Queries > 0 {
-		if err := retrain(ctx, tr, om, mem.snaps, opts, rng, rep); err != nil {
+		if err := retrain(ctx, eng, tr, om, mem.snaps, opts, rng, rep); err != nil {
 			return nil, err
 		}
 	} else {
@@ -174,70 +186,73 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	return rep, nil
 }
 
-// canaries prompts with each fact's prefix, teacher-forced over its code, and checks whether
-// the top-k training tokens of each code character include one of the fact's occurrences.
-func canaries(tr *lm.Trainer, om *OutMemory, facts []Fact, opts Options, rng *rand.Rand, rep *Report) error {
-	var contexts [][]int32
-	var targets []int32
-	var owner []int
-	for f, fact := range facts {
-		ids, err := tr.Tok.Encode(fact.Text)
-		if err != nil {
-			return err
-		}
-		for i := fact.CodeAt; i < fact.CodeAt+len([]rune(fact.Code)); i++ {
-			contexts, targets, owner = append(contexts, ids[:i]), append(targets, ids[i]), append(owner, f)
-		}
-	}
-	probes, err := tr.Probe(contexts, targets)
-	if err != nil {
-		return err
-	}
+// outRequest asks the engine for the out layer only.
+func outRequest(k int, rankBy string) query.Request {
+	return query.Request{TopK: k, RankBy: rankBy, Layers: []string{"out"}, Bins: 1}
+}
+
+// canaries prompts with each fact's prefix, teacher-forced over its code (Engine.Attribute),
+// and checks whether the top-k training tokens of each code character include one of the
+// fact's occurrences. A fact's recall is the share of its code characters that do.
+func canaries(ctx context.Context, eng *query.Engine, tr *lm.Trainer, facts []Fact, opts Options, rng *rand.Rand, rep *Report) error {
 	maxK := slicesMax(opts.RecallKs)
 	rankings := []string{"contribution", "attention", "random"}
-	hits := map[string]map[int][]float64{} // ranking → k → per fact share of code tokens hit
+	recall := map[string]map[int]float64{}
 	for _, r := range rankings {
-		hits[r] = map[int][]float64{}
-		for _, k := range opts.RecallKs {
-			hits[r][k] = make([]float64, len(facts))
-		}
+		recall[r] = map[int]float64{}
 	}
-	perFact := make([]int, len(facts))
-	for q, p := range probes {
-		s := om.Scan(p.Layers["out"].X, targets[q])
-		rep.Detail.DualMaxAbsErr = math.Max(rep.Detail.DualMaxAbsErr, math.Abs(s.Logit-float64(p.Logits[targets[q]])))
-		fact := facts[owner[q]]
-		perFact[owner[q]]++
+	n := 0
+	for _, fact := range facts {
+		runes := []rune(fact.Text)
+		end := fact.CodeAt + len([]rune(fact.Code))
+		text := string(runes[:end])
 		for _, r := range rankings {
-			var top []int
-			if r == "random" {
-				top = randomTokens(rng, om.Tokens(), maxK)
-			} else {
-				top = s.Top(maxK, r)
-			}
-			for _, k := range opts.RecallKs {
-				for _, j := range top[:min(k, len(top))] {
-					if fact.Contains(om.M.Offsets[j]) {
-						hits[r][k][owner[q]]++
-						break
-					}
+			var ans *query.Answer
+			if r != "random" {
+				var err error
+				if ans, err = eng.Attribute(ctx, text, outRequest(maxK, r)); err != nil {
+					return err
 				}
 			}
+			for _, kk := range opts.RecallKs {
+				hit := 0
+				for p := fact.CodeAt; p < end; p++ {
+					var offsets []int64
+					if ans != nil {
+						tok := ans.Tokens[p-1]
+						if tok.Token != string(runes[p]) {
+							return fmt.Errorf("eval: attribution of %q scored %q at %d, want %q", text, tok.Token, p, string(runes[p]))
+						}
+						la := tok.Layers["out"]
+						rep.Detail.DualMaxAbsErr = math.Max(rep.Detail.DualMaxAbsErr, la.DualCheck.AbsErr)
+						for _, e := range la.Top[:min(kk, len(la.Top))] {
+							offsets = append(offsets, e.Offset)
+						}
+					} else {
+						for _, j := range randomTokens(rng, len(eng.Scanner("out").Mem.Offsets), kk) {
+							offsets = append(offsets, eng.Scanner("out").Mem.Offsets[j])
+						}
+					}
+					for _, off := range offsets {
+						if fact.Contains(off) {
+							hit++
+							break
+						}
+					}
+				}
+				recall[r][kk] += float64(hit) / float64(end-fact.CodeAt)
+			}
 		}
+		n++
 	}
 	rep.Canaries.Recall = map[string]map[string]Num{}
 	for _, r := range rankings {
 		rep.Canaries.Recall[r] = map[string]Num{}
 		for _, k := range opts.RecallKs {
-			var sum float64
-			for f, h := range hits[r][k] {
-				sum += h / float64(perFact[f])
-			}
-			rep.Canaries.Recall[r][strconv.Itoa(k)] = Num(sum / float64(len(facts)))
+			rep.Canaries.Recall[r][strconv.Itoa(k)] = Num(recall[r][k] / float64(n))
 		}
 	}
-	opts.Log("canaries: %d facts × %d occurrences, %d code tokens scanned over %d training tokens",
-		len(facts), opts.Reps, len(probes), om.Tokens())
+	opts.Log("canaries: %d facts × %d occurrences scanned over %d training tokens", len(facts), opts.Reps, rep.Detail.MemoryTokens)
 	return nil
 }
 
@@ -262,13 +277,16 @@ func slicesMax(xs []int) int {
 	return m
 }
 
-// retrain compares the memory's counterfactual with real retraining, one retrain per query and
+// retrain compares the engine's counterfactual with real retraining, one retrain per query and
 // k (masking the top-k of several queries in one run would mix their effects: each query's
 // measured change would include what the other queries' tokens did to it).
-func retrain(ctx context.Context, tr *lm.Trainer, om *OutMemory, snaps map[int][]byte, opts Options,
+func retrain(ctx context.Context, eng *query.Engine, tr *lm.Trainer, om *OutMemory, snaps map[int][]byte, opts Options,
 	rng *rand.Rand, rep *Report) error {
 	T := tr.Step
 	final := snaps[T]
+	sc := eng.Scanner("out")
+	mem := sc.Mem
+	perStep := tr.Cfg.Batch * tr.Cfg.Ctx
 	contexts, targets := tr.HeldOut(opts.Queries)
 	probes, err := tr.Probe(contexts, targets)
 	if err != nil {
@@ -278,6 +296,49 @@ func retrain(ctx context.Context, tr *lm.Trainer, om *OutMemory, snaps map[int][
 	for q, p := range probes {
 		logp[q] = logProb(p.Logits, targets[q])
 	}
+	maxK := slicesMax(opts.RetrainKs)
+
+	// Phase 1: every prediction, while the trainer still holds the trained weights.
+	type job struct {
+		r           QueryResult
+		top, random []int // memory indices to mask
+	}
+	var jobs []job
+	for q, p := range probes {
+		text := tr.Tok.Decode(contexts[q]) + tr.Tok.DecodeOne(targets[q])
+		ans, err := eng.Attribute(ctx, text, outRequest(maxK, "contribution"))
+		if err != nil {
+			return err
+		}
+		last := ans.Tokens[len(ans.Tokens)-1]
+		la := last.Layers["out"]
+		rep.Detail.DualMaxAbsErr = math.Max(rep.Detail.DualMaxAbsErr, la.DualCheck.AbsErr)
+		var top []int
+		for _, e := range la.Top {
+			j := (e.Step-int(mem.Steps[0].Step))*perStep + e.Row*tr.Cfg.Ctx + e.Pos
+			if j < 0 || j >= len(mem.Step) || int(mem.Step[j]) != e.Step || int(mem.Rows[j]) != e.Row || int(mem.Pos[j]) != e.Pos {
+				return fmt.Errorf("eval: training token (step %d, row %d, pos %d) not where expected in the memory", e.Step, e.Row, e.Pos)
+			}
+			top = append(top, j)
+		}
+		qq := dualmem.Query{X: p.Layers["out"].X, Token: int(targets[q])}
+		lp0 := math.Log(last.Prob)
+		s := om.Scan(p.Layers["out"].X, targets[q])
+		for _, k := range opts.RetrainKs {
+			r := QueryResult{Query: q, K: k, Context: tr.Tok.Decode(contexts[q]), Target: last.Token, LogP: logp[q]}
+			sel := top[:min(k, len(top))]
+			cf := query.Counterfactual(sc, p.Logits, qq, hits(sel))
+			if k == maxK && la.CounterfactualProb != nil {
+				cf = *la.CounterfactualProb // the engine's own number for its top-k
+			}
+			r.Predicted = math.Log(cf) - lp0
+			r.PredictedWithBias = om.Counterfactual(s, p.Logits, sel)
+			rnd := randomTokens(rng, len(mem.Step), k)
+			r.RandomPredicted = math.Log(query.Counterfactual(sc, p.Logits, qq, hits(rnd))) - lp0
+			jobs = append(jobs, job{r: r, top: sel, random: rnd})
+		}
+	}
+
 	start := time.Now()
 	// run retrains from the latest snapshot before the first masked step and returns log p of
 	// the query targets afterwards.
@@ -285,9 +346,9 @@ func retrain(ctx context.Context, tr *lm.Trainer, om *OutMemory, snaps map[int][
 		first := T + 1
 		byStep := map[int][]int{}
 		for _, j := range masked {
-			st := int(om.M.Step[j])
+			st := int(mem.Step[j])
 			first = min(first, st)
-			byStep[st] = append(byStep[st], int(om.M.Rows[j])*tr.Cfg.Ctx+int(om.M.Pos[j]))
+			byStep[st] = append(byStep[st], int(mem.Rows[j])*tr.Cfg.Ctx+int(mem.Pos[j]))
 		}
 		from := 0
 		for s := range snaps {
@@ -343,52 +404,48 @@ func retrain(ctx context.Context, tr *lm.Trainer, om *OutMemory, snaps map[int][
 	rep.ReproduceMaxAbsDLogp = Num(repro)
 	opts.Log("reproduction: retrain with nothing masked, max |Δlog p| = %.3g over %d queries", repro, len(all))
 
-	maxK := slicesMax(opts.RetrainKs)
-	rep.Retrain.K = map[string]RetrainK{}
-	type series struct{ pred, real, rpred, rreal []float64 }
+	// Phase 2: the retrains.
+	type series struct{ pred, bias, real, rpred, rreal []float64 }
 	per := map[int]*series{}
 	for _, k := range opts.RetrainKs {
 		per[k] = &series{}
 	}
-	for q, p := range probes {
-		s := om.Scan(p.Layers["out"].X, targets[q])
-		rep.Detail.DualMaxAbsErr = math.Max(rep.Detail.DualMaxAbsErr, math.Abs(s.Logit-float64(p.Logits[targets[q]])))
-		top := s.Top(maxK, "contribution")
-		for _, k := range opts.RetrainKs {
-			r := QueryResult{Query: q, K: k, Context: tr.Tok.Decode(contexts[q]), Target: tr.Tok.DecodeOne(targets[q]), LogP: logp[q]}
-			sel := top[:min(k, len(top))]
-			r.Predicted = om.Counterfactual(s, p.Logits, sel)
-			got, err := run(sel, []int{q})
-			if err != nil {
-				return err
-			}
-			r.Real = got[0] - logp[q]
-			rnd := randomTokens(rng, om.Tokens(), k)
-			r.RandomPredicted = om.Counterfactual(s, p.Logits, rnd)
-			if got, err = run(rnd, []int{q}); err != nil {
-				return err
-			}
-			r.RandomReal = got[0] - logp[q]
-			sr := per[k]
-			sr.pred, sr.real = append(sr.pred, r.Predicted), append(sr.real, r.Real)
-			sr.rpred, sr.rreal = append(sr.rpred, r.RandomPredicted), append(sr.rreal, r.RandomReal)
-			rep.Detail.Queries = append(rep.Detail.Queries, r)
-			opts.Log("query %d/%d k=%d: predicted %+.4g real %+.4g; random predicted %+.4g real %+.4g (%.0fs)",
-				q+1, len(probes), k, r.Predicted, r.Real, r.RandomPredicted, r.RandomReal, time.Since(start).Seconds())
+	for i := range jobs {
+		r := &jobs[i].r
+		got, err := run(jobs[i].top, []int{r.Query})
+		if err != nil {
+			return err
 		}
+		r.Real = got[0] - logp[r.Query]
+		if got, err = run(jobs[i].random, []int{r.Query}); err != nil {
+			return err
+		}
+		r.RandomReal = got[0] - logp[r.Query]
+		sr := per[r.K]
+		sr.pred, sr.bias, sr.real = append(sr.pred, r.Predicted), append(sr.bias, r.PredictedWithBias), append(sr.real, r.Real)
+		sr.rpred, sr.rreal = append(sr.rpred, r.RandomPredicted), append(sr.rreal, r.RandomReal)
+		rep.Detail.Queries = append(rep.Detail.Queries, *r)
+		opts.Log("query %d/%d k=%d: predicted %+.4g real %+.4g; random predicted %+.4g real %+.4g (%d/%d, %.0fs)",
+			r.Query+1, len(probes), r.K, r.Predicted, r.Real, r.RandomPredicted, r.RandomReal, i+1, len(jobs), time.Since(start).Seconds())
 	}
 	for _, k := range opts.RetrainKs {
 		sr := per[k]
 		rep.Retrain.K[strconv.Itoa(k)] = RetrainK{Spearman: Num(Spearman(sr.pred, sr.real)),
 			Pearson: Num(Pearson(sr.pred, sr.real)), RandomSpearman: Num(Spearman(sr.rpred, sr.rreal))}
 		rep.Detail.RandomPearson[k] = Pearson(sr.rpred, sr.rreal)
+		rep.Detail.BiasSpearman[k] = Spearman(sr.bias, sr.real)
 	}
 	rep.Detail.RetrainSeconds = time.Since(start).Seconds()
 	return tr.Restore(final)
 }
 
-// check that the store satisfies the interface the trainer writes to.
-var _ lm.Memory = (*dualmem.Store)(nil)
+func hits(idx []int) []dualmem.Hit {
+	h := make([]dualmem.Hit, len(idx))
+	for i, j := range idx {
+		h[i] = dualmem.Hit{Index: j}
+	}
+	return h
+}
 
 // Table renders the report for people.
 func (r *Report) Table(opts Options) string {
@@ -415,15 +472,17 @@ func (r *Report) Table(opts Options) string {
 	}
 	if r.Retrain.K != nil {
 		f("\nretrain without the top-k by contribution, %d held-out queries\n", opts.Queries)
-		f("%6s %9s %9s %16s %15s\n", "k", "spearman", "pearson", "random_spearman", "random_pearson")
+		f("%6s %9s %9s %16s %15s %14s\n", "k", "spearman", "pearson", "random_spearman", "random_pearson", "bias_spearman")
 		for _, k := range opts.RetrainKs {
 			x := r.Retrain.K[strconv.Itoa(k)]
-			f("%6d %9.3f %9.3f %16.3f %15.3f\n", k, float64(x.Spearman), float64(x.Pearson), float64(x.RandomSpearman), d.RandomPearson[k])
+			f("%6d %9.3f %9.3f %16.3f %15.3f %14.3f\n", k, float64(x.Spearman), float64(x.Pearson), float64(x.RandomSpearman),
+				d.RandomPearson[k], d.BiasSpearman[k])
 		}
 		f("reproduction (retrain, nothing masked): max |Δlog p| = %.3g\n", float64(r.ReproduceMaxAbsDLogp))
-		f("\n%5s %4s %8s %11s %11s %11s %11s\n", "query", "k", "log p", "predicted", "real", "rnd pred", "rnd real")
+		f("\n%5s %4s %8s %11s %11s %11s %11s %11s\n", "query", "k", "log p", "predicted", "+bias", "real", "rnd pred", "rnd real")
 		for _, q := range d.Queries {
-			f("%5d %4d %8.3f %+11.4g %+11.4g %+11.4g %+11.4g\n", q.Query, q.K, q.LogP, q.Predicted, q.Real, q.RandomPredicted, q.RandomReal)
+			f("%5d %4d %8.3f %+11.4g %+11.4g %+11.4g %+11.4g %+11.4g\n", q.Query, q.K, q.LogP, q.Predicted, q.PredictedWithBias,
+				q.Real, q.RandomPredicted, q.RandomReal)
 		}
 	}
 	return string(b)

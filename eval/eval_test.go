@@ -71,15 +71,16 @@ func TestStats(t *testing.T) {
 // memory must rebuild the logits, and a retrain with nothing masked must repeat the run.
 func TestEvalSmall(t *testing.T) {
 	opts := Options{
-		Data:      filepath.Join(t.TempDir(), "data"),
-		Corpus:    string(corpora.Default()[:20000]),
-		Config:    smallConfig(200),
-		Canaries:  8,
-		Reps:      4,
-		Queries:   3,
-		RetrainKs: []int{1, 10},
-		Seed:      1,
-		Log:       t.Logf,
+		Data:          filepath.Join(t.TempDir(), "data"),
+		Corpus:        string(corpora.Default()[:20000]),
+		Config:        smallConfig(160),
+		Canaries:      8,
+		Reps:          4,
+		Queries:       2,
+		RetrainKs:     []int{5},
+		SnapshotEvery: 20,
+		Seed:          1,
+		Log:           t.Logf,
 	}
 	rep, err := Run(context.Background(), opts)
 	if err != nil {
