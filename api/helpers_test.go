@@ -83,7 +83,7 @@ var shared struct {
 }
 
 // sharedServer is one tiny model (20 steps) served for the read-only tests.
-func sharedServer(t *testing.T) *testServer {
+func sharedServer(t testing.TB) *testServer {
 	shared.once.Do(func() {
 		shared.dir = mustTrainShared(t, 20)
 		shared.srv = mustServeShared(t, shared.dir)
@@ -94,7 +94,7 @@ func sharedServer(t *testing.T) *testServer {
 	return shared.srv
 }
 
-func mustTrainShared(t *testing.T, steps int) *datadir.Dir {
+func mustTrainShared(t testing.TB, steps int) *datadir.Dir {
 	dir, tr, err := datadir.Create(filepath.Join(os.TempDir(), fmt.Sprintf("spotlight-api-test-%d", time.Now().UnixNano())), tinyConfig(steps), corpora.Default()[:20000])
 	if err != nil {
 		t.Fatal(err)
@@ -106,7 +106,7 @@ func mustTrainShared(t *testing.T, steps int) *datadir.Dir {
 	return dir
 }
 
-func mustServeShared(t *testing.T, dir *datadir.Dir) *testServer {
+func mustServeShared(t testing.TB, dir *datadir.Dir) *testServer {
 	s, err := api.New(dir, api.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Web: web.Handler()})
 	if err != nil {
 		t.Fatal(err)
