@@ -123,8 +123,8 @@
     if (vocab !== undefined) parts.push('vocabulary ' + (typeof vocab === 'number' ? vocab : vocab.length));
     const mem = m.memory_bytes ?? (m.memory && (m.memory.bytes ?? m.memory.size_bytes));
     if (mem !== undefined) parts.push('memory ' + bytes(mem));
-    const keys = m.memory && (m.memory.tokens ?? m.memory.keys);
-    if (keys !== undefined) parts.push(keys + ' training tokens');
+    const keys = (m.layers && m.layers[0] && m.layers[0].entries) ?? (m.memory && (m.memory.tokens ?? m.memory.keys));
+    if (keys !== undefined) parts.push(keys.toLocaleString('en') + ' training tokens per layer');
     $('model-info').textContent = parts.length ? 'Model: ' + parts.join(' · ') : 'Model loaded';
     const names = layerNames(m);
     if (names.length && names.join() !== modelLayers.join()) {
@@ -164,7 +164,10 @@
     clearError();
     const req = readRequest();
     if (!req.prompt) { showError(new ApiError('bad_request', 'type a prompt first')); return; }
-    const body = mode === 'attribute' ? Object.assign({ text: req.prompt }, req) : req;
+    // POST /v1/attribute scores the text itself and takes no generation settings.
+    const body = mode === 'attribute'
+      ? { text: req.prompt, top_k: req.top_k, rank_by: req.rank_by, layers: req.layers, bins: req.bins }
+      : req;
     setBusy(true);
     try {
       const a = await api('POST', mode === 'attribute' ? '/v1/attribute' : '/v1/generate', body);
@@ -466,9 +469,14 @@
   // ---------- live training ----------
   let trainTimer = null;
   let wasRunning = false;
+  const seen = new Map(); // step -> loss, gathered from polls when the server keeps no history
   function lossPoints(t) {
-    const hist = t.losses ?? t.loss_history ?? t.history ?? [];
-    return hist.map((p, i) => (typeof p === 'number' ? [i + 1, p] : [p.step ?? i + 1, p.loss])).filter((p) => Number.isFinite(p[1]));
+    const hist = t.losses ?? t.loss_history ?? t.history;
+    if (Array.isArray(hist) && hist.length) {
+      return hist.map((p, i) => (typeof p === 'number' ? [i + 1, p] : [p.step ?? i + 1, p.loss])).filter((p) => Number.isFinite(p[1]));
+    }
+    if (t.running && Number.isFinite(t.loss) && t.step > 0) seen.set(t.step, t.loss);
+    return [...seen.entries()].sort((a, b) => a[0] - b[0]);
   }
   async function pollTrain() {
     clearTimeout(trainTimer);
@@ -488,13 +496,17 @@
     const frac = total ? Math.min(1, step / total) : 0;
     $('train-bar').style.width = (100 * frac) + '%';
     $('train-progress').setAttribute('aria-valuenow', String(Math.round(100 * frac)));
-    const loss = t.loss ?? (lossPoints(t).slice(-1)[0] || [])[1];
+    const pts = lossPoints(t);
+    const loss = t.loss || (pts.slice(-1)[0] || [])[1];
     const bits = [(running ? 'Training: step ' : 'Idle at step ') + step + (total && running ? ' of ' + total : '')];
-    if (loss !== undefined) bits.push('loss ' + num(loss, 3));
-    if (t.tokens_per_sec) bits.push(Math.round(t.tokens_per_sec) + ' tok/s');
-    if (t.error) bits.push('error: ' + (t.error.message || t.error));
+    if (t.committed !== undefined && t.committed !== step) bits.push('queries see step ' + t.committed);
+    if (loss) bits.push('loss ' + num(loss, 3));
+    if (t.eval_loss !== undefined && t.eval_loss !== null) bits.push('held-out ' + num(t.eval_loss, 3));
+    if (running && t.tokens_per_sec) bits.push(Math.round(t.tokens_per_sec) + ' tok/s');
+    if (t.error) bits.push('stopped: ' + (t.error.message || t.error));
     $('train-status').textContent = bits.join(' · ');
-    $('loss-chart').replaceChildren(lossSVG(lossPoints(t), running ? total : 0));
+    $('loss-chart').replaceChildren(pts.length ? lossSVG(pts, running ? total : 0)
+      : h('p', { class: 'muted small' }, 'The loss curve draws while a run goes on.'));
     $('train-panel').classList.toggle('running', running);
     if (wasRunning && !running) loadModel();
     wasRunning = running;
