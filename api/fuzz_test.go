@@ -33,7 +33,9 @@ func FuzzDecodeGenerate(f *testing.F) {
 		release := s.FillQueryPool()
 		s.Handler().ServeHTTP(rec, req)
 		release()
-		var e struct{ Error struct{ Code, Message string } }
+		var e struct {
+			Error struct{ Code, Message string }
+		}
 		if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e.Error.Code == "" {
 			t.Fatalf("%d: not a JSON error: %q", rec.Code, rec.Body)
 		}

@@ -40,6 +40,6 @@ func newRoot() *cobra.Command {
 		},
 	}
 	root.PersistentFlags().BoolVarP(&verbose, "verbose", "v", false, "debug logging on stderr")
-	root.AddCommand(newTrainCmd(), newVerifyCmd(), newStatsCmd(), newEvalCmd(), newBenchCmd(), newServeCmd(), newGenerateCmd())
+	root.AddCommand(newTrainCmd(), newVerifyCmd(), newStatsCmd(), newEvalCmd(), newBenchCmd(), newServeCmd(), newHealthcheckCmd(), newGenerateCmd())
 	return root
 }

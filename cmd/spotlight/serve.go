@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"time"
 
@@ -102,4 +103,29 @@ func openOrTrain(cmd *cobra.Command, data string) (*datadir.Dir, error) {
 		return nil, err
 	}
 	return dir, nil
+}
+
+// newHealthcheckCmd probes a running server's /healthz: the Docker HEALTHCHECK, since the
+// runtime image has no shell, curl or wget.
+func newHealthcheckCmd() *cobra.Command {
+	var addr string
+	cmd := &cobra.Command{
+		Use:   "healthcheck",
+		Short: "Exit 0 if the server at --addr answers GET /healthz with 200",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			client := http.Client{Timeout: 5 * time.Second}
+			resp, err := client.Get("http://" + addr + "/healthz")
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("healthz: %s", resp.Status)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&addr, "addr", api.DefaultAddr, "server address")
+	return cmd
 }
