@@ -60,13 +60,10 @@ func Timeline(bins []query.Bin, title string, format string) ([]byte, error) {
 			return nil, fmt.Errorf("plots: bin %d ends (step %d) before it starts (step %d)", i, b.ToStep, b.FromStep)
 		}
 	}
-	xmin, xmax := float64(bins[0].FromStep), float64(bins[len(bins)-1].ToStep)
+	xmin, xmax := float64(bins[0].FromStep)-0.5, float64(bins[0].ToStep)+0.5
 	for _, b := range bins {
-		xmin = math.Min(xmin, float64(b.FromStep))
-		xmax = math.Max(xmax, float64(b.ToStep))
-	}
-	if xmax == xmin {
-		xmax = xmin + 1
+		xmin = math.Min(xmin, float64(b.FromStep)-0.5)
+		xmax = math.Max(xmax, float64(b.ToStep)+0.5)
 	}
 
 	top := plot.New()
@@ -126,19 +123,14 @@ func Timeline(bins []query.Bin, title string, format string) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// stepLine draws one value per bin as a flat segment from FromStep to ToStep, joined
-// vertically to its neighbours.
+// stepLine draws one value per bin as a flat segment over its steps. A bin covers steps
+// FromStep..ToStep inclusive, so on the axis it spans FromStep−½ to ToStep+½ and meets its
+// neighbours.
 func stepLine(bins []query.Bin, val func(query.Bin) float64, col color.Color, dashed bool) (*plotter.Line, error) {
 	pts := make(plotter.XYs, 0, 2*len(bins))
 	for _, b := range bins {
 		v := val(b)
-		to := b.ToStep
-		if to == b.FromStep {
-			// A one-step bin still gets a visible width.
-			pts = append(pts, plotter.XY{X: float64(b.FromStep) - 0.5, Y: v}, plotter.XY{X: float64(b.FromStep) + 0.5, Y: v})
-			continue
-		}
-		pts = append(pts, plotter.XY{X: float64(b.FromStep), Y: v}, plotter.XY{X: float64(to), Y: v})
+		pts = append(pts, plotter.XY{X: float64(b.FromStep) - 0.5, Y: v}, plotter.XY{X: float64(b.ToStep) + 0.5, Y: v})
 	}
 	l, err := plotter.NewLine(pts)
 	if err != nil {

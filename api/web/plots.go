@@ -37,11 +37,11 @@ type PlotParams struct {
 }
 
 // ParsePlotParams reads and checks the plot query parameters.
-func ParsePlotParams(v url.Values) (PlotParams, error) {
+func ParsePlotParams(v url.Values) (PlotParams, *ParamError) {
 	p := PlotParams{Layer: "out", Req: query.Request{Bins: 40, TopK: 1, RankBy: "contribution"}}
 	p.Req.Prompt = v.Get("prompt")
 	if p.Req.Prompt == "" {
-		return p, fmt.Errorf("prompt is required")
+		return p, &ParamError{Code: "invalid_input", Field: "prompt", Msg: "prompt is required"}
 	}
 	ints := []struct {
 		name string
@@ -51,21 +51,21 @@ func ParsePlotParams(v url.Values) (PlotParams, error) {
 		if s := v.Get(f.name); s != "" {
 			n, err := strconv.Atoi(s)
 			if err != nil {
-				return p, fmt.Errorf("%s must be an integer, got %q", f.name, s)
+				return p, &ParamError{Code: "bad_request", Field: f.name, Msg: fmt.Sprintf("%s must be an integer, got %q", f.name, s)}
 			}
 			*f.dst = n
 		}
 	}
 	if p.Token < 0 {
-		return p, fmt.Errorf("token must be ≥ 0, got %d", p.Token)
+		return p, &ParamError{Code: "invalid_input", Field: "token", Msg: fmt.Sprintf("token must be ≥ 0, got %d", p.Token)}
 	}
 	if v.Get("tokens") == "" {
 		p.Req.Tokens = p.Token + 1
 	} else if p.Req.Tokens <= p.Token {
-		return p, fmt.Errorf("token %d is not among the %d generated tokens (indices 0..%d)", p.Token, p.Req.Tokens, p.Req.Tokens-1)
+		return p, &ParamError{Code: "invalid_input", Field: "token", Msg: fmt.Sprintf("token %d is not among the %d generated tokens (indices 0..%d)", p.Token, p.Req.Tokens, p.Req.Tokens-1)}
 	}
 	if p.Req.Bins < 1 || p.Req.Bins > 1000 {
-		return p, fmt.Errorf("bins must be in 1..1000, got %d", p.Req.Bins)
+		return p, &ParamError{Code: "invalid_input", Field: "bins", Msg: fmt.Sprintf("bins must be in 1..1000, got %d", p.Req.Bins)}
 	}
 	if s := v.Get("layer"); s != "" {
 		p.Layer = s
@@ -77,14 +77,14 @@ func ParsePlotParams(v url.Values) (PlotParams, error) {
 	if s := v.Get("temperature"); s != "" {
 		t, err := strconv.ParseFloat(s, 64)
 		if err != nil || t < 0 || t != t {
-			return p, fmt.Errorf("temperature must be a number ≥ 0, got %q", s)
+			return p, &ParamError{Code: "invalid_input", Field: "temperature", Msg: fmt.Sprintf("temperature must be a number ≥ 0, got %q", s)}
 		}
 		p.Req.Temperature = t
 	}
 	if s := v.Get("seed"); s != "" {
 		n, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
-			return p, fmt.Errorf("seed must be a non-negative integer, got %q", s)
+			return p, &ParamError{Code: "bad_request", Field: "seed", Msg: fmt.Sprintf("seed must be a non-negative integer, got %q", s)}
 		}
 		p.Req.Seed = n
 	}
@@ -98,12 +98,12 @@ func TimelinePlot(ctx context.Context, gen Generate, p PlotParams, format string
 		return nil, err
 	}
 	if p.Token >= len(ans.Tokens) {
-		return nil, &ParamError{fmt.Sprintf("token %d was not generated (the answer has %d tokens)", p.Token, len(ans.Tokens))}
+		return nil, &ParamError{Code: "invalid_input", Field: "token", Msg: fmt.Sprintf("token %d was not generated (the answer has %d tokens)", p.Token, len(ans.Tokens))}
 	}
 	tok := ans.Tokens[p.Token]
 	la, ok := tok.Layers[p.Layer]
 	if !ok {
-		return nil, &ParamError{fmt.Sprintf("layer %q is not in the answer", p.Layer)}
+		return nil, &ParamError{Code: "invalid_input", Field: "layer", Msg: fmt.Sprintf("layer %q is not in the answer", p.Layer)}
 	}
 	return plots.Timeline(la.Timeline, Title(tok, p.Layer, ans.Step), format)
 }
@@ -113,8 +113,9 @@ func Title(tok query.TokenAnswer, layer string, step int) string {
 	return fmt.Sprintf("token %d %s (p=%.3f) · layer %s · model at step %d", tok.Index, strconv.Quote(tok.Token), tok.Prob, layer, step)
 }
 
-// ParamError is a caller's mistake in the plot parameters (HTTP 400).
-type ParamError struct{ Msg string }
+// ParamError is a caller's mistake in the plot parameters (HTTP 400). Code follows the
+// API's: bad_request for a malformed value, invalid_input for one out of range.
+type ParamError struct{ Code, Field, Msg string }
 
 func (e *ParamError) Error() string { return e.Msg }
 
@@ -131,14 +132,14 @@ func RegisterPlots(e *echo.Echo, gen Generate) {
 func PlotHandler(gen Generate, format string) echo.HandlerFunc {
 	ctype := map[string]string{"svg": "image/svg+xml", "png": "image/png"}[format]
 	return func(c echo.Context) error {
-		p, err := ParsePlotParams(c.QueryParams())
-		if err != nil {
-			writeError(c.Response(), http.StatusBadRequest, "bad_request", err.Error())
+		p, perr := ParsePlotParams(c.QueryParams())
+		if perr != nil {
+			writeParamError(c.Response(), perr)
 			return nil
 		}
 		b, err := TimelinePlot(c.Request().Context(), gen, p, format)
 		if pe, ok := err.(*ParamError); ok {
-			writeError(c.Response(), http.StatusBadRequest, "bad_request", pe.Msg)
+			writeParamError(c.Response(), pe)
 			return nil
 		}
 		if err != nil {
@@ -149,15 +150,25 @@ func PlotHandler(gen Generate, format string) echo.HandlerFunc {
 	}
 }
 
+func writeParamError(w http.ResponseWriter, e *ParamError) {
+	writeErrorField(w, http.StatusBadRequest, e.Code, e.Msg, e.Field)
+}
+
 func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeErrorField(w, status, code, msg, "")
+}
+
+// writeErrorField writes the API's error body: {"error": {"code", "message", "field"}}.
+func writeErrorField(w http.ResponseWriter, status int, code, msg, field string) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(status)
 	var body struct {
 		Error struct {
 			Code    string `json:"code"`
 			Message string `json:"message"`
+			Field   string `json:"field,omitempty"`
 		} `json:"error"`
 	}
-	body.Error.Code, body.Error.Message = code, strings.TrimSpace(msg)
+	body.Error.Code, body.Error.Message, body.Error.Field = code, strings.TrimSpace(msg), field
 	_ = json.NewEncoder(w).Encode(body)
 }

@@ -378,7 +378,10 @@
   function tickText(v) {
     const a = Math.abs(v);
     if (a === 0) return '0';
-    if (a >= 1e4 || a < 1e-2) return v.toExponential(1);
+    if (a >= 1e9) return +(v / 1e9).toPrecision(3) + 'G';
+    if (a >= 1e6) return +(v / 1e6).toPrecision(3) + 'M';
+    if (a >= 1e4) return +(v / 1e3).toPrecision(3) + 'k';
+    if (a < 1e-3) return v.toExponential(0);
     return String(+v.toPrecision(3));
   }
 
@@ -407,7 +410,7 @@
       const d = se.pts.map((p, i) => (i ? 'L' : 'M') + X(p[0]).toFixed(1) + ' ' + Y(p[1]).toFixed(1)).join(' ');
       g.append(s('path', { d, class: 'series ' + se.cls }, s('title', {}, se.name)));
     }
-    g.append(s('text', { class: 'axis-label', transform: `translate(${x0 - 44} ${y0 + hgt / 2}) rotate(-90)`, 'text-anchor': 'middle' }, ylabel));
+    g.append(s('text', { class: 'axis-label', transform: `translate(${x0 - 46} ${y0 + hgt / 2}) rotate(-90)`, 'text-anchor': 'middle' }, ylabel));
     if (xlabel) g.append(s('text', { class: 'axis-label', x: x0 + w / 2, y: y0 + hgt + 30, 'text-anchor': 'middle' }, xlabel));
     // legend
     let lx = x0 + w - 4;
@@ -420,24 +423,26 @@
     }
   }
 
+  // A bin covers its steps from_step..to_step inclusive: on the axis, from_step−½ to to_step+½,
+  // so neighbouring bins meet and each value is a flat segment.
   function stepPts(bins, f) {
     const pts = [];
-    for (const b of bins) {
-      const lo = b.from_step === b.to_step ? b.from_step - 0.5 : b.from_step;
-      const hi = b.from_step === b.to_step ? b.to_step + 0.5 : b.to_step;
-      pts.push([lo, f(b)], [hi, f(b)]);
-    }
+    for (const b of bins) pts.push([b.from_step - 0.5, f(b)], [b.to_step + 0.5, f(b)]);
     return pts;
   }
 
+  // chartWidth is the pixel width the charts get, so that their text keeps its size.
+  function chartWidth() {
+    const w = $('details').clientWidth || 640;
+    return Math.max(300, Math.min(760, Math.floor(w)));
+  }
+
   function timelineSVG(bins) {
-    const W = 640, H = 330;
-    const box1 = { x0: 64, y0: 10, w: W - 80, hgt: 110 };
-    const box2 = { x0: 64, y0: 170, w: W - 80, hgt: 110 };
-    const xr = [Math.min(...bins.map((b) => b.from_step === b.to_step ? b.from_step - 0.5 : b.from_step)),
-      Math.max(...bins.map((b) => b.from_step === b.to_step ? b.to_step + 0.5 : b.to_step))];
-    if (xr[1] === xr[0]) xr[1] += 1;
-    const svg = s('svg', { class: 'timeline', viewBox: `0 0 ${W} ${H}`, role: 'img',
+    const W = chartWidth(), ph = W < 480 ? 100 : 120, H = 2 * ph + 110;
+    const box1 = { x0: 62, y0: 10, w: W - 74, hgt: ph };
+    const box2 = { x0: 62, y0: ph + 60, w: W - 74, hgt: ph };
+    const xr = [Math.min(...bins.map((b) => b.from_step)) - 0.5, Math.max(...bins.map((b) => b.to_step)) + 0.5];
+    const svg = s('svg', { class: 'timeline', viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: 'img',
       'aria-label': 'Attention mass and contribution over training steps' });
     svg.append(s('title', {}, 'Attention mass (Σα, dimensionless) and contribution (logit units) over training steps'));
     const g1 = s('g', { class: 'panel-attention' });
@@ -450,7 +455,7 @@
       { name: 'Σ contribution', cls: 'contribution', pts: stepPts(bins, (b) => b.contribution) },
     ], 'contribution (logit)', 'training step');
     svg.append(g1, g2);
-    svg.append(s('text', { x: 4, y: 142, class: 'unit-note' }, 'Σα: dimensionless · contribution: logit units · x: training step'));
+    svg.append(s('text', { x: 4, y: ph + 40, class: 'unit-note' }, 'Σα: dimensionless · contribution: logit units · x: training step'));
     return svg;
   }
 
@@ -519,6 +524,18 @@
       await api('POST', '/v1/train', { steps: parseInt($('train-steps').value, 10) });
     } catch (e) { showError(e); }
     pollTrain();
+  });
+
+  // Redraw the charts at the new width when the window changes size.
+  let resizeTimer = null;
+  let lastWidth = window.innerWidth;
+  window.addEventListener('resize', () => {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(() => {
+      if (window.innerWidth === lastWidth) return;
+      lastWidth = window.innerWidth;
+      if (answer && selected >= 0 && answer.tokens[selected]) renderDetails(answer.tokens[selected]);
+    }, 150);
   });
 
   // ---------- wiring ----------
