@@ -20,6 +20,7 @@ func newGenerateCmd() *cobra.Command {
 		req    query.Request
 		layers string
 		asJSON bool
+		plot   plotFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "generate",
@@ -44,6 +45,9 @@ func newGenerateCmd() *cobra.Command {
 			// Validate before the (slow) memory load.
 			check := req
 			if err := check.Normalize(m.Cfg); err != nil {
+				return err
+			}
+			if err := plot.check(check); err != nil {
 				return err
 			}
 			if _, err := m.Tok.Encode(req.Prompt); err != nil {
@@ -73,6 +77,9 @@ func newGenerateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := plot.write(ans); err != nil {
+				return err
+			}
 			if asJSON {
 				return json.NewEncoder(os.Stdout).Encode(ans)
 			}
@@ -91,6 +98,9 @@ func newGenerateCmd() *cobra.Command {
 	f.Uint64Var(&req.Seed, "seed", 0, "sampling seed")
 	f.IntVar(&req.Bins, "bins", 20, "timeline bins over training steps")
 	f.BoolVar(&asJSON, "json", false, "print one JSON document")
+	f.StringVar(&plot.file, "plot", "", "write a timeline chart (attention mass and contribution over training steps) to FILE.png or FILE.svg")
+	f.IntVar(&plot.token, "plot-token", 0, "generated token to plot (index, default the first)")
+	f.StringVar(&plot.layer, "plot-layer", "", "layer to plot (default out)")
 	_ = cmd.MarkFlagRequired("data")
 	_ = cmd.MarkFlagRequired("prompt")
 	return cmd
