@@ -1,0 +1,128 @@
+package datadir
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/spotlight-lm/spotlight/corpora"
+	"github.com/spotlight-lm/spotlight/dualmem"
+	"github.com/spotlight-lm/spotlight/lm"
+)
+
+func tinyConfig(t *testing.T) lm.Config {
+	t.Helper()
+	c, err := lm.Preset("tiny")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.D, c.Heads, c.Ctx, c.Batch, c.Steps, c.Warmup, c.CheckpointEvery = 16, 2, 16, 4, 10, 3, 4
+	return c
+}
+
+// mustTrain creates a data directory and trains it to cfg.Steps.
+func mustTrain(t *testing.T, cfg lm.Config) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "d")
+	dir, tr, err := Create(path, cfg, corpora.Default()[:20000])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir.Close()
+	defer tr.Close()
+	if err := tr.Train(context.Background(), dir.Store, cfg.Steps, nil); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestVerifyAndStats(t *testing.T) {
+	for _, precision := range []string{"f32", "f16"} {
+		t.Run(precision, func(t *testing.T) {
+			cfg := tinyConfig(t)
+			cfg.Precision = precision
+			dir, err := Open(mustTrain(t, cfg), true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer dir.Close()
+			m, err := dir.Model()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			rep, err := dir.Verify(m, 3, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := len(rep.Layers), len(cfg.LayerNames()); got != want {
+				t.Fatalf("%d layers verified, want %d", got, want)
+			}
+			for _, l := range rep.Layers {
+				limit := 1e-5
+				if precision == "f16" {
+					limit = 1e-2 // half precision keys and gradients: close, not exact
+				}
+				if l.MaxRelErr > limit || l.Entries != cfg.Steps*cfg.Batch*cfg.Ctx {
+					t.Errorf("%s: rel err %.3g, %d entries", l.Name, l.MaxRelErr, l.Entries)
+				}
+			}
+			st, err := dir.Stats()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Step != cfg.Steps || st.EvalLoss <= 0 || st.DiskBytes <= 0 {
+				t.Errorf("stats: %+v", st)
+			}
+		})
+	}
+}
+
+func TestResumeContinuesFromCheckpoint(t *testing.T) {
+	cfg := tinyConfig(t)
+	path := mustTrain(t, cfg)
+	dir, err := Open(path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir.Close()
+	tr, err := dir.Resume()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	if tr.Step != cfg.Steps {
+		t.Fatalf("resumed at step %d, want %d", tr.Step, cfg.Steps)
+	}
+	if err := tr.Train(context.Background(), dir.Store, cfg.Steps+3, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := dir.Store.Steps(); got != cfg.Steps+3 {
+		t.Errorf("store at step %d", got)
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	foreign := t.TempDir()
+	if err := os.WriteFile(filepath.Join(foreign, "x"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		path string
+		want error
+	}{
+		{"missing", filepath.Join(t.TempDir(), "nope"), dualmem.ErrNoModel},
+		{"empty", t.TempDir(), dualmem.ErrNoModel},
+		{"foreign", foreign, dualmem.ErrNotSpotlight},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := Open(tc.path, true); !errors.Is(err, tc.want) {
+				t.Errorf("got %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
