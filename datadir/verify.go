@@ -4,11 +4,17 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/spotlight-lm/spotlight/dualmem"
 	"github.com/spotlight-lm/spotlight/lm"
 )
 
-// Tolerance is the largest relative error verify accepts between primal and dual outputs.
-const Tolerance = 1e-4
+// Tolerance is the largest relative error verify accepts between primal and dual outputs
+// of a float32 memory; F16Tolerance that of a float16 one, whose keys and gradients carry
+// only 11 significant bits.
+const (
+	Tolerance    = 1e-4
+	F16Tolerance = 1e-2
+)
 
 // LayerReport compares one layer's primal output with its reconstruction from memory.
 type LayerReport struct {
@@ -42,6 +48,9 @@ func (d *Dir) Verify(m *lm.Model, samples int, progress func(layer string, done,
 	}
 	meta := d.Store.Meta()
 	rep := &Report{OK: true, Tolerance: Tolerance, Step: m.Step, Precision: string(meta.Precision)}
+	if meta.Precision == dualmem.F16 {
+		rep.Tolerance = F16Tolerance
+	}
 	for _, spec := range meta.Layers {
 		mem, err := d.Store.LoadLayer(spec.Name, func(done, total int) {
 			if progress != nil {
@@ -57,7 +66,7 @@ func (d *Dir) Verify(m *lm.Model, samples int, progress func(layer string, done,
 			lr.MaxAbsErr = math.Max(lr.MaxAbsErr, abs)
 			lr.MaxRelErr = math.Max(lr.MaxRelErr, abs/math.Max(scale, 1e-30))
 		}
-		rep.OK = rep.OK && lr.MaxRelErr <= Tolerance
+		rep.OK = rep.OK && lr.MaxRelErr <= rep.Tolerance
 		rep.Layers = append(rep.Layers, lr)
 	}
 	return rep, nil
