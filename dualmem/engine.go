@@ -209,15 +209,17 @@ func (s *Scanner) Scan(ctx context.Context, qs []Query, opt ScanOptions) ([]Resu
 }
 
 // accumulate folds a block's α into a worker's partial results. The block is cut into runs
-// of one training step, so the per-step sums stay in registers.
+// of one training step, so the per-step sums stay in registers; alpha is query-major
+// ([Q, nb]) and the positive/negative split is branch-free (pos = (Σc+Σ|c|)/2).
 func (s *Scanner) accumulate(p *partial, qs []Query, j0, nb int, alpha []float32) {
-	Q, T, dout := len(qs), len(s.SW), s.DOut
+	T, dout := len(s.SW), s.DOut
 	steps := s.Mem.Step[j0 : j0+nb]
 	grads := s.Mem.Grads
 	gu := make([]float64, 0, 0)
 	for qi, q := range qs {
 		att, con := p.att[qi], p.con[qi]
-		var pos, neg, abs float64
+		var sum, abs float64
+		al := alpha[qi*nb : (qi+1)*nb]
 		if q.Token < 0 {
 			if cap(gu) < nb {
 				gu = make([]float64, nb)
@@ -236,9 +238,10 @@ func (s *Scanner) accumulate(p *partial, qs []Query, j0, nb int, alpha []float32
 			t := int(st - s.first)
 			sw := s.SW[t]
 			var sa, saa, sc float64
+			attMin, conMin := att.min, con.min // -Inf until the heaps are full
+			var g float64
 			for b := lo; b < hi; b++ {
-				a := float64(alpha[b*Q+qi])
-				var g float64
+				a := float64(al[b])
 				if q.Token >= 0 {
 					g = float64(grads[(j0+b)*dout+q.Token])
 				} else {
@@ -249,26 +252,24 @@ func (s *Scanner) accumulate(p *partial, qs []Query, j0, nb int, alpha []float32
 				sa += a
 				saa += aa
 				sc += c
-				if c >= 0 {
-					pos += c
-				} else {
-					neg += c
-				}
-				if aa > att.min || len(att.h) < att.k {
+				abs += math.Abs(c)
+				if aa > attMin {
 					att.offer(Hit{Index: j0 + b, Alpha: a, Contribution: c}, att.k)
+					attMin = att.min
 				}
-				if c > con.min || len(con.h) < con.k {
+				if c > conMin {
 					con.offer(Hit{Index: j0 + b, Alpha: a, Contribution: c}, con.k)
+					conMin = con.min
 				}
 			}
 			p.sa[qi*T+t] += sa
 			p.saa[qi*T+t] += saa
 			p.sc[qi*T+t] += sc
+			sum += sc
 			lo = hi
 		}
-		abs = pos - neg
-		p.pos[qi] += pos
-		p.neg[qi] += neg
+		p.pos[qi] += (sum + abs) / 2
+		p.neg[qi] += (sum - abs) / 2
 		p.abs[qi] += abs
 	}
 }

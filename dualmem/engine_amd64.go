@@ -27,15 +27,22 @@ func dotBlockAVX(keys []float32, nb, d int, xs []float32, q int, out []float32) 
 				xstride = 0
 			}
 			dot4x2(k, d, &xs[i*d], xstride, d, &r)
-			for kr := range 4 {
-				out[(b+kr)*q+i] = r[2*kr]
-				if xstride != 0 {
-					out[(b+kr)*q+i+1] = r[2*kr+1]
-				}
+			o := out[i*nb+b : i*nb+b+4]
+			o[0], o[1], o[2], o[3] = r[0], r[2], r[4], r[6]
+			if xstride != 0 {
+				o = out[(i+1)*nb+b : (i+1)*nb+b+4]
+				o[0], o[1], o[2], o[3] = r[1], r[3], r[5], r[7]
 			}
 		}
 	}
-	if b < nb {
-		dotBlock(keys[b*d:], nb-b, d, xs, q, out[b*q:])
+	for ; b < nb; b++ { // the last nb%4 keys
+		k := keys[b*d : (b+1)*d]
+		for i := range q {
+			var s float32
+			for p, x := range xs[i*d : (i+1)*d] {
+				s += k[p] * x
+			}
+			out[i*nb+b] = s
+		}
 	}
 }

@@ -5,7 +5,7 @@ import (
 	"gonum.org/v1/gonum/blas/blas32"
 )
 
-// dotBlock sets out[b*q+i] = keys[b]·xs[i] for the nb keys (rows of d floats) of keys and the
+// dotBlock sets out[i*nb+b] = keys[b]·xs[i] (query-major) for the nb keys (rows of d floats) of keys and the
 // q queries (rows of d floats) of xs. Pure Go, register-blocked: 4 keys × 2 queries per
 // inner loop (8 accumulators and 6 operands stay in registers on amd64).
 func dotBlock(keys []float32, nb, d int, xs []float32, q int, out []float32) {
@@ -32,10 +32,9 @@ func dotBlock(keys []float32, nb, d int, xs []float32, q int, out []float32) {
 				s30 += a3 * c0
 				s31 += a3 * c1
 			}
-			out[b*q+i], out[b*q+i+1] = s00, s01
-			out[(b+1)*q+i], out[(b+1)*q+i+1] = s10, s11
-			out[(b+2)*q+i], out[(b+2)*q+i+1] = s20, s21
-			out[(b+3)*q+i], out[(b+3)*q+i+1] = s30, s31
+			o0, o1 := out[i*nb+b:i*nb+b+4], out[(i+1)*nb+b:(i+1)*nb+b+4]
+			o0[0], o0[1], o0[2], o0[3] = s00, s10, s20, s30
+			o1[0], o1[1], o1[2], o1[3] = s01, s11, s21, s31
 		}
 		for ; i < q; i++ {
 			x0 := xs[i*d : i*d+d]
@@ -46,7 +45,8 @@ func dotBlock(keys []float32, nb, d int, xs []float32, q int, out []float32) {
 				s2 += k2[p] * c
 				s3 += k3[p] * c
 			}
-			out[b*q+i], out[(b+1)*q+i], out[(b+2)*q+i], out[(b+3)*q+i] = s0, s1, s2, s3
+			o0 := out[i*nb+b : i*nb+b+4]
+			o0[0], o0[1], o0[2], o0[3] = s0, s1, s2, s3
 		}
 	}
 	for ; b < nb; b++ {
@@ -57,18 +57,18 @@ func dotBlock(keys []float32, nb, d int, xs []float32, q int, out []float32) {
 			for p, c := range x0 {
 				s += k0[p] * c
 			}
-			out[b*q+i] = s
+			out[i*nb+b] = s
 		}
 	}
 }
 
 // gemmBlock computes the same as dotBlock with gonum's blas32.Gemm (assembly-backed
-// dot/axpy kernels): out[nb×q] = keys[nb×d] · xsᵀ.
+// dot/axpy kernels): out[q×nb] = xs[q×d] · keysᵀ.
 func gemmBlock(keys []float32, nb, d int, xs []float32, q int, out []float32) {
 	blas32.Gemm(blas.NoTrans, blas.Trans, 1,
-		blas32.General{Rows: nb, Cols: d, Stride: d, Data: keys[:nb*d]},
 		blas32.General{Rows: q, Cols: d, Stride: d, Data: xs[:q*d]},
-		0, blas32.General{Rows: nb, Cols: q, Stride: q, Data: out[:nb*q]})
+		blas32.General{Rows: nb, Cols: d, Stride: d, Data: keys[:nb*d]},
+		0, blas32.General{Rows: q, Cols: nb, Stride: nb, Data: out[:nb*q]})
 }
 
 // Kernel picks how a key block is multiplied by the queries.
