@@ -11,6 +11,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spotlight-lm/spotlight/datadir"
@@ -31,6 +33,7 @@ type Options struct {
 	RetrainKs     []int     // k of the retrain experiment (default 1, 10, 100)
 	Seed          uint64    // canary planting and random baselines
 	SnapshotEvery int       // steps between in-memory checkpoints retrains start from (default 25)
+	Workers       int       // retrains run at once, each on its own trainer (default 1)
 	Log           func(format string, args ...any)
 	Progress      func(lm.Progress) // training progress of the original run
 }
@@ -177,7 +180,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}
 	}
 	if opts.Queries > 0 {
-		if err := retrain(ctx, eng, tr, om, mem.snaps, opts, rng, rep); err != nil {
+		if err := retrain(ctx, eng, tr, text, om, mem.snaps, opts, rng, rep); err != nil {
 			return nil, err
 		}
 	} else {
@@ -280,7 +283,7 @@ func slicesMax(xs []int) int {
 // retrain compares the engine's counterfactual with real retraining, one retrain per query and
 // k (masking the top-k of several queries in one run would mix their effects: each query's
 // measured change would include what the other queries' tokens did to it).
-func retrain(ctx context.Context, eng *query.Engine, tr *lm.Trainer, om *OutMemory, snaps map[int][]byte, opts Options,
+func retrain(ctx context.Context, eng *query.Engine, tr *lm.Trainer, text string, om *OutMemory, snaps map[int][]byte, opts Options,
 	rng *rand.Rand, rep *Report) error {
 	T := tr.Step
 	final := snaps[T]
@@ -342,7 +345,8 @@ func retrain(ctx context.Context, eng *query.Engine, tr *lm.Trainer, om *OutMemo
 	start := time.Now()
 	// run retrains from the latest snapshot before the first masked step and returns log p of
 	// the query targets afterwards.
-	run := func(masked []int, qs []int) ([]float64, error) {
+	var retrains atomic.Int64
+	run := func(tr *lm.Trainer, masked []int, qs []int) ([]float64, error) {
 		first := T + 1
 		byStep := map[int][]int{}
 		for _, j := range masked {
@@ -374,7 +378,7 @@ func retrain(ctx context.Context, eng *query.Engine, tr *lm.Trainer, om *OutMemo
 				return nil, err
 			}
 		}
-		rep.Detail.Retrains++
+		retrains.Add(1)
 		cs, ts := make([][]int32, len(qs)), make([]int32, len(qs))
 		for i, q := range qs {
 			cs[i], ts[i] = contexts[q], targets[q]
@@ -393,7 +397,7 @@ func retrain(ctx context.Context, eng *query.Engine, tr *lm.Trainer, om *OutMemo
 	for q := range all {
 		all[q] = q
 	}
-	again, err := run(nil, all)
+	again, err := run(tr, nil, all)
 	if err != nil {
 		return err
 	}
@@ -410,23 +414,75 @@ func retrain(ctx context.Context, eng *query.Engine, tr *lm.Trainer, om *OutMemo
 	for _, k := range opts.RetrainKs {
 		per[k] = &series{}
 	}
-	for i := range jobs {
-		r := &jobs[i].r
-		got, err := run(jobs[i].top, []int{r.Query})
+	// Retrains run on opts.Workers trainers at once (each its own compiled graphs, restored
+	// from the snapshots); every retrain is still one (query, k, top-k or random) alone.
+	trainers := []*lm.Trainer{tr}
+	for len(trainers) < max(1, opts.Workers) {
+		t, err := lm.ResumeTrainer(snaps[0], text)
 		if err != nil {
 			return err
 		}
-		r.Real = got[0] - logp[r.Query]
-		if got, err = run(jobs[i].random, []int{r.Query}); err != nil {
-			return err
+		defer t.Close()
+		trainers = append(trainers, t)
+	}
+	var (
+		mu   sync.Mutex
+		done int
+		next = make(chan int)
+		errs = make(chan error, len(trainers))
+	)
+	go func() {
+		defer close(next)
+		for i := range jobs {
+			select {
+			case next <- i:
+			case <-ctx.Done():
+				return
+			}
 		}
-		r.RandomReal = got[0] - logp[r.Query]
+	}()
+	var wg sync.WaitGroup
+	for _, t := range trainers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				r := &jobs[i].r
+				got, err := run(t, jobs[i].top, []int{r.Query})
+				if err == nil {
+					r.Real = got[0] - logp[r.Query]
+					got, err = run(t, jobs[i].random, []int{r.Query})
+				}
+				if err != nil {
+					errs <- err
+					for range next { // drain
+					}
+					return
+				}
+				r.RandomReal = got[0] - logp[r.Query]
+				mu.Lock()
+				done++
+				opts.Log("query %d/%d k=%d: predicted %+.4g real %+.4g; random predicted %+.4g real %+.4g (%d/%d, %.0fs)",
+					r.Query+1, len(probes), r.K, r.Predicted, r.Real, r.RandomPredicted, r.RandomReal, done, len(jobs), time.Since(start).Seconds())
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	rep.Detail.Retrains = int(retrains.Load())
+	for i := range jobs {
+		r := jobs[i].r
 		sr := per[r.K]
 		sr.pred, sr.bias, sr.real = append(sr.pred, r.Predicted), append(sr.bias, r.PredictedWithBias), append(sr.real, r.Real)
 		sr.rpred, sr.rreal = append(sr.rpred, r.RandomPredicted), append(sr.rreal, r.RandomReal)
-		rep.Detail.Queries = append(rep.Detail.Queries, *r)
-		opts.Log("query %d/%d k=%d: predicted %+.4g real %+.4g; random predicted %+.4g real %+.4g (%d/%d, %.0fs)",
-			r.Query+1, len(probes), r.K, r.Predicted, r.Real, r.RandomPredicted, r.RandomReal, i+1, len(jobs), time.Since(start).Seconds())
+		rep.Detail.Queries = append(rep.Detail.Queries, r)
 	}
 	for _, k := range opts.RetrainKs {
 		sr := per[k]
@@ -470,7 +526,7 @@ func (r *Report) Table(opts Options) string {
 			f("\n")
 		}
 	}
-	if r.Retrain.K != nil {
+	if len(d.Queries) > 0 {
 		f("\nretrain without the top-k by contribution, %d held-out queries\n", opts.Queries)
 		f("%6s %9s %9s %16s %15s %14s\n", "k", "spearman", "pearson", "random_spearman", "random_pearson", "bias_spearman")
 		for _, k := range opts.RetrainKs {

@@ -73,12 +73,13 @@ func TestEvalSmall(t *testing.T) {
 	opts := Options{
 		Data:          filepath.Join(t.TempDir(), "data"),
 		Corpus:        string(corpora.Default()[:20000]),
-		Config:        smallConfig(160),
-		Canaries:      8,
+		Config:        smallConfig(120),
+		Canaries:      6,
 		Reps:          4,
 		Queries:       2,
 		RetrainKs:     []int{5},
 		SnapshotEvery: 20,
+		Workers:       2,
 		Seed:          1,
 		Log:           t.Logf,
 	}

@@ -98,6 +98,7 @@ checkpoint just before the first masked step.`,
 	fl.StringVar(&retrainKs, "ks", "1,10,100", "k of the retrain experiment, comma-separated")
 	fl.Uint64Var(&opts.Seed, "seed", 1, "seed for planting facts and drawing random tokens")
 	fl.IntVar(&opts.SnapshotEvery, "snapshot-every", 25, "steps between the in-memory checkpoints retrains start from")
+	fl.IntVar(&opts.Workers, "workers", 1, "retrains run at once, each on its own trainer")
 	fl.IntVar(&steps, "steps", 0, "training steps (default: the preset's)")
 	fl.IntVar(&d, "d", 0, "model width (default: the preset's)")
 	fl.IntVar(&heads, "heads", 0, "attention heads (default: the preset's)")
