@@ -25,8 +25,7 @@ url=http://127.0.0.1:$port
 server=$!
 for _ in $(seq 1 240); do curl -sf "$url/healthz" >/dev/null && break; sleep 0.5; done
 
-go build -o "$work/hey" "$HEY" 2>/dev/null || GOFLAGS=-mod=mod go run "$HEY" >/dev/null 2>&1 || true
-[ -x "$work/hey" ] || (cd "$work" && GOBIN="$work" GOFLAGS= go install "$HEY")
+GOBIN="$work" GOFLAGS= go install "$HEY"
 
 curl -sf -X POST -H 'Content-Type: application/json' -d "{\"steps\":$steps}" "$url/v1/train" |
   jq -c '{training: .running, from: .committed, until}'
