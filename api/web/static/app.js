@@ -386,13 +386,15 @@
   }
 
   // panel draws one chart panel (axes, ticks, labels, series) into g, in a W×H box.
-  function panel(g, box, xr, series, ylabel, xlabel) {
+  // With keepZero false (the loss curve) the y range hugs the data instead of including 0.
+  function panel(g, box, xr, series, ylabel, xlabel, keepZero = true) {
     const { x0, y0, w, hgt } = box;
-    let ylo = Math.min(0, ...series.flatMap((se) => se.pts.map((p) => p[1])));
-    let yhi = Math.max(0, ...series.flatMap((se) => se.pts.map((p) => p[1])));
+    const ys = series.flatMap((se) => se.pts.map((p) => p[1]));
+    let ylo = Math.min(...ys, ...(keepZero ? [0] : []));
+    let yhi = Math.max(...ys, ...(keepZero ? [0] : []));
     if (yhi === ylo) { yhi += 1; ylo -= 1; }
     const pad = 0.08 * (yhi - ylo);
-    yhi += pad; if (ylo < 0) ylo -= pad;
+    yhi += 2.5 * pad; if (ylo < 0 || !keepZero) ylo -= pad; // headroom for the legend
     const X = (v) => x0 + (v - xr[0]) / (xr[1] - xr[0]) * w;
     const Y = (v) => y0 + hgt - (v - ylo) / (yhi - ylo) * hgt;
     g.append(s('rect', { x: x0, y: y0, width: w, height: hgt, class: 'plot-bg' }));
@@ -466,7 +468,7 @@
     const xr = [Math.min(...points.map((p) => p[0])), Math.max(total || 0, ...points.map((p) => p[0]))];
     if (xr[1] === xr[0]) xr[1] += 1;
     const g = s('g');
-    panel(g, { x0: 52, y0: 6, w: W - 62, hgt: H - 46 }, xr, [{ name: 'loss', cls: 'loss-line', pts: points }], 'loss (nats)', 'training step');
+    panel(g, { x0: 52, y0: 6, w: W - 62, hgt: H - 46 }, xr, [{ name: 'loss', cls: 'loss-line', pts: points }], 'loss (nats)', 'training step', false);
     svg.append(g);
     return svg;
   }
