@@ -116,7 +116,8 @@
     const cfg = m.config || {};
     const dims = [];
     if (cfg.d || cfg.D) dims.push('d=' + (cfg.d || cfg.D));
-    if (cfg.blocks || cfg.Blocks) dims.push((cfg.blocks || cfg.Blocks) + ' blocks');
+    const nb = cfg.blocks || cfg.Blocks;
+    if (nb) dims.push(nb + (nb === 1 ? ' block' : ' blocks'));
     if (cfg.ctx || cfg.Ctx) dims.push('context ' + (cfg.ctx || cfg.Ctx));
     if (dims.length) parts.push(dims.join(', '));
     const vocab = m.vocabulary ?? m.vocab;
