@@ -9,6 +9,9 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/blas64"
 )
 
 // Scanner is one layer's memory prepared for fast queries: the dual-form coefficients per
@@ -320,7 +323,8 @@ func (s *Scanner) AddValue(dst []float64, j int, scale float64) {
 func (s *Scanner) SameOffset(off int64) []int32 { return s.byOffset[off] }
 
 // Dual returns the layer's output for x rebuilt from the memory, x·W_dual + b_dual, where
-// W_dual = aW·W_1 + Σ_t s_t Σ_i k_{t,i}ᵀ g_{t,i} (built once, on first use, in float64).
+// W_dual = aW·W_1 + Σ_t s_t Σ_i k_{t,i}ᵀ g_{t,i} (built once, on first use or by Warm;
+// in float64 with gonum's blas64.Gemm).
 func (s *Scanner) Dual(x []float32) []float64 {
 	s.dualOnce.Do(s.buildDual)
 	y := make([]float64, s.DOut)
@@ -344,31 +348,55 @@ func (s *Scanner) buildDual() {
 			s.bDual[o] += sb * s.GSum[t*dout+o]
 		}
 	}
+	for i := range s.wDual {
+		s.wDual[i] = s.AW * float64(s.Mem.Initial.W[i])
+	}
+	// Σ_j s_t k_jᵀ g_j in blocks of tokens with gonum's blas64.Gemm, in float64.
+	const blk = 2048
 	workers := runtime.GOMAXPROCS(0)
+	sums := make([][]float64, workers)
+	var next atomic.Int64
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Add(1)
-		go func() { // rows i ≡ w (mod workers)
+		go func() {
 			defer wg.Done()
-			for i := w; i < din; i += workers {
-				row := s.wDual[i*dout : (i+1)*dout]
-				for o := range row {
-					row[o] = s.AW * float64(s.Mem.Initial.W[i*dout+o])
+			acc := make([]float64, din*dout)
+			sg := make([]float64, blk*dout)
+			kb := make([]float64, blk*din)
+			for {
+				j0 := int(next.Add(1)-1) * blk
+				if j0 >= s.N {
+					break
 				}
-				for j, st := range s.Mem.Step {
-					f := s.SW[st-s.first] * float64(s.Mem.Keys[j*din+i])
-					if f == 0 {
-						continue
-					}
-					for o, g := range s.Mem.Grads[j*dout : (j+1)*dout] {
-						row[o] += f * float64(g)
+				nb := min(blk, s.N-j0)
+				for b := range nb {
+					f := s.SW[s.StepIndex(j0+b)]
+					for o, g := range s.Mem.Grads[(j0+b)*dout : (j0+b+1)*dout] {
+						sg[b*dout+o] = f * float64(g)
 					}
 				}
+				for i, k := range s.Mem.Keys[j0*din : (j0+nb)*din] {
+					kb[i] = float64(k)
+				}
+				blas64.Gemm(blas.Trans, blas.NoTrans, 1,
+					blas64.General{Rows: nb, Cols: din, Stride: din, Data: kb[:nb*din]},
+					blas64.General{Rows: nb, Cols: dout, Stride: dout, Data: sg[:nb*dout]},
+					1, blas64.General{Rows: din, Cols: dout, Stride: dout, Data: acc})
 			}
+			sums[w] = acc
 		}()
 	}
 	wg.Wait()
+	for _, acc := range sums {
+		for i, v := range acc {
+			s.wDual[i] += v
+		}
+	}
 }
+
+// Warm builds what Dual needs now rather than on first use.
+func (s *Scanner) Warm() { s.dualOnce.Do(s.buildDual) }
 
 // partial is one worker's running results.
 type partial struct {
