@@ -7,6 +7,7 @@ import (
 	"index/suffixarray"
 	"math"
 	"sort"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/spotlight-lm/spotlight/dualmem"
@@ -30,7 +31,9 @@ type Engine struct {
 	text    []byte
 	sa      *suffixarray.Index
 	runeAt  []int32 // byte offset → rune offset in text
-	workers int
+
+	mu     sync.RWMutex // Close waits for requests in flight
+	closed bool
 }
 
 // NewEngine loads every captured layer's memory (up to the model's step) into RAM once,
@@ -66,6 +69,13 @@ func NewEngine(model *lm.Model, store *dualmem.Store, progress func(layer string
 		}
 		e.layers[spec.Name] = dualmem.NewScanner(mem, meta)
 	}
+	// Hidden layers' output-vector check needs the dual weights (one pass over the memory);
+	// build them in the background so the first request rarely waits for them.
+	for name, sc := range e.layers {
+		if name != "out" {
+			go sc.Warm()
+		}
+	}
 	return e, nil
 }
 
@@ -92,11 +102,20 @@ func truncate(m *dualmem.LayerMemory, steps int) (*dualmem.LayerMemory, error) {
 // Step is the checkpoint the engine answers for.
 func (e *Engine) Step() int { return e.model.Step }
 
-// Close releases the memory (the model belongs to the caller).
-func (e *Engine) Close() { e.layers = nil }
+// Close releases the memory once requests in flight are done (the model belongs to the
+// caller); later requests fail.
+func (e *Engine) Close() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.closed, e.layers = true, nil
+}
 
 // Scanner exposes a layer's prepared memory (for tests and tools).
-func (e *Engine) Scanner(layer string) *dualmem.Scanner { return e.layers[layer] }
+func (e *Engine) Scanner(layer string) *dualmem.Scanner {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.layers[layer]
+}
 
 func (e *Engine) encode(field, s string) ([]int32, error) {
 	ids, err := e.model.Tok.Encode(s)
@@ -167,7 +186,9 @@ func (e *Engine) Attribute(ctx context.Context, text string, req Request) (*Answ
 // explain probes the model at each context and scans every requested layer once for all
 // tokens.
 func (e *Engine) explain(ctx context.Context, req Request, contexts [][]int32, targets []int32) (*Answer, error) {
-	if e.layers == nil {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.closed {
 		return nil, errors.New("query engine is closed")
 	}
 	probes, err := e.model.Probe(contexts, targets)

@@ -240,3 +240,27 @@ func TestBadInput(t *testing.T) {
 	}
 	_ = dualmem.F32
 }
+
+func TestConcurrent(t *testing.T) {
+	e := engine(t)
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	texts := make([]string, 4)
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a, err := e.Generate(context.Background(), Request{Prompt: "Light", Tokens: 3, Layers: []string{"out"}})
+			errs[i] = err
+			if err == nil {
+				texts[i] = a.Text
+			}
+		}()
+	}
+	wg.Wait()
+	for i := range 4 {
+		if errs[i] != nil || texts[i] != texts[0] {
+			t.Fatalf("request %d: %q %v (first %q)", i, texts[i], errs[i], texts[0])
+		}
+	}
+}
