@@ -24,13 +24,13 @@ import (
 //     a first-order attribution of the logit). MaxAbsErr is then max_o |y_o − dual_o| over
 //     the whole output vector, with the dual rebuilt from memory.
 type Engine struct {
-	model   *lm.Model
-	meta    dualmem.Meta
-	layers  map[string]*dualmem.Scanner
-	corpus  []rune
-	text    []byte
-	sa      *suffixarray.Index
-	runeAt  []int32 // byte offset → rune offset in text
+	model  *lm.Model
+	meta   dualmem.Meta
+	layers map[string]*dualmem.Scanner
+	corpus []rune
+	text   []byte
+	sa     *suffixarray.Index
+	runeAt []int32 // byte offset → rune offset in text
 
 	mu     sync.RWMutex // Close waits for requests in flight
 	closed bool
