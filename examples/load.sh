@@ -4,7 +4,7 @@
 # loopback port over a copy of DATA_DIR (the original is not changed), then prints p50/p99
 # latency, the status codes (only 200 and 429 are allowed) and the server's peak RSS.
 #   examples/load.sh DATA_DIR [CLIENTS] [SECONDS] [TRAIN_STEPS]
-# Needs go (for hey from the module proxy), curl, jq and python3.
+# Needs curl, jq, python3 and go (to install hey from the module proxy; or set HEY_BIN).
 set -euo pipefail
 data=${1:?usage: examples/load.sh DATA_DIR [CLIENTS] [SECONDS] [TRAIN_STEPS]}
 clients=${2:-50} seconds=${3:-30} steps=${4:-1000}
@@ -25,11 +25,12 @@ url=http://127.0.0.1:$port
 server=$!
 for _ in $(seq 1 240); do curl -sf "$url/healthz" >/dev/null && break; sleep 0.5; done
 
-GOBIN="$work" GOFLAGS= go install "$HEY"
+hey=${HEY_BIN:-$work/hey}
+[ -x "$hey" ] || GOBIN="$work" GOFLAGS= go install "$HEY"
 
 curl -sf -X POST -H 'Content-Type: application/json' -d "{\"steps\":$steps}" "$url/v1/train" |
   jq -c '{training: .running, from: .committed, until}'
-"$work/hey" -c "$clients" -z "${seconds}s" -t 120 -m POST -T application/json \
+"$hey" -c "$clients" -z "${seconds}s" -t 120 -m POST -T application/json \
   -d '{"prompt":"The light","tokens":4,"top_k":3}' -o csv "$url/v1/generate" >"$work/hey.csv"
 curl -sf "$url/v1/train" | jq -c '{training: .running, step, committed, tokens_per_sec}'
 rss=$(awk '/VmHWM/ {print $2 / 1024 " MiB"}' "/proc/$server/status")
