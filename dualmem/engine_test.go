@@ -160,13 +160,19 @@ func BenchmarkScan(b *testing.B) {
 				report(b)
 			})
 		}
+		xs := make([]float32, 32*sz.d)
+		for i, q := range qs {
+			copy(xs[i*sz.d:], q.X)
+		}
 		b.Run(name("gemm32-only"), func(b *testing.B) {
-			xs := make([]float32, 32*sz.d)
-			for i, q := range qs {
-				copy(xs[i*sz.d:], q.X)
-			}
 			for b.Loop() {
-				gemmOnly(mem.Keys, sz.d, xs, 32)
+				alphaOnly(gemmBlock, mem.Keys, sz.d, xs, 32)
+			}
+			report(b)
+		})
+		b.Run(name("simd32-only"), func(b *testing.B) {
+			for b.Loop() {
+				alphaOnly(dotBlockAVX, mem.Keys, sz.d, xs, 32)
 			}
 			report(b)
 		})
@@ -210,8 +216,9 @@ func streamSum(v []float32) float32 {
 	return sums[0]
 }
 
-// gemmOnly is the baseline: blas32.Gemm over 4096-key blocks on all cores, α only.
-func gemmOnly(keys []float32, d int, xs []float32, q int) {
+// alphaOnly runs a kernel over 4096-key blocks on all cores, α only (no aggregates): with
+// gemmBlock it is the gonum blas32.Gemm baseline.
+func alphaOnly(kern func([]float32, int, int, []float32, int, []float32), keys []float32, d int, xs []float32, q int) {
 	const blk = 4096
 	n := len(keys) / d
 	w := runtime.GOMAXPROCS(0)
@@ -223,7 +230,7 @@ func gemmOnly(keys []float32, d int, xs []float32, q int) {
 			out := make([]float32, blk*q)
 			for j0 := i * blk; j0 < n; j0 += w * blk {
 				nb := min(blk, n-j0)
-				gemmBlock(keys[j0*d:], nb, d, xs, q, out)
+				kern(keys[j0*d:], nb, d, xs, q, out)
 			}
 		}()
 	}
