@@ -27,6 +27,11 @@ func newGenerateCmd() *cobra.Command {
 		Short: "Generate text and show, per token, the training tokens it drew on",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			for flag, v := range map[string]int{"tokens": req.Tokens, "top-k": req.TopK, "bins": req.Bins} {
+				if v == 0 && cmd.Flags().Changed(flag) {
+					return fmt.Errorf("--%s: 0 is out of range", flag)
+				}
+			}
 			if layers != "" {
 				for _, l := range strings.Split(layers, ",") {
 					req.Layers = append(req.Layers, strings.TrimSpace(l))
