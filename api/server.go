@@ -130,10 +130,18 @@ func (s *Server) routes() *echo.Echo {
 // Handler is the server's http.Handler (for tests and embedding).
 func (s *Server) Handler() http.Handler { return s.echo }
 
+// CheckAddr refuses a non-loopback address without a token (call it before anything slow).
+func CheckAddr(addr, token string) error {
+	if token == "" && !isLoopback(addr) {
+		return fmt.Errorf("refusing to serve %s without a token: set --token or SPOTLIGHT_TOKEN, or bind 127.0.0.1", addr)
+	}
+	return nil
+}
+
 // Listen opens addr, refusing a non-loopback address when there is no token.
 func (s *Server) Listen(addr string) (net.Listener, error) {
-	if s.opts.Token == "" && !isLoopback(addr) {
-		return nil, fmt.Errorf("refusing to serve %s without a token: set --token or SPOTLIGHT_TOKEN, or bind 127.0.0.1", addr)
+	if err := CheckAddr(addr, s.opts.Token); err != nil {
+		return nil, err
 	}
 	return net.Listen("tcp", addr)
 }

@@ -45,6 +45,9 @@ func newServeCmd() *cobra.Command {
 }
 
 func runServe(cmd *cobra.Command, f *serveFlags) error {
+	if err := api.CheckAddr(f.addr, f.token); err != nil {
+		return err
+	}
 	dir, err := openOrTrain(cmd, f.data)
 	if err != nil {
 		return err
