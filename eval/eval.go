@@ -255,7 +255,8 @@ func canaries(ctx context.Context, eng *query.Engine, tr *lm.Trainer, facts []Fa
 			rep.Canaries.Recall[r][strconv.Itoa(k)] = Num(recall[r][k] / float64(n))
 		}
 	}
-	opts.Log("canaries: %d facts × %d occurrences scanned over %d training tokens", len(facts), opts.Reps, rep.Detail.MemoryTokens)
+	opts.Log("canaries: %d facts × %d occurrences scanned over %d training tokens; recall %v", len(facts), opts.Reps,
+		rep.Detail.MemoryTokens, rep.Canaries.Recall)
 	return nil
 }
 
