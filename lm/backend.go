@@ -5,6 +5,8 @@ import (
 	"sync"
 
 	"github.com/gomlx/gomlx/backends"
+
+	"github.com/spotlight-lm/spotlight/lm/fastdot"
 )
 
 // sharedBackend is the one backend every model in the process uses: a backend owns a worker
@@ -17,5 +19,5 @@ var sharedBackend = sync.OnceValues(func() (backends.Backend, error) {
 		os.Stdout = devnull
 		defer func() { os.Stdout = stdout; devnull.Close() }()
 	}
-	return NewBackend()
+	return fastdot.Hook(NewBackend())
 })
