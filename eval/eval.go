@@ -67,6 +67,7 @@ type RetrainK struct {
 type Detail struct {
 	Facts          []Fact
 	MemoryTokens   int
+	CodeTrained    float64 // share of the facts' code characters that some training token had as its target
 	FinalLoss      float64
 	DualMaxAbsErr  float64 // |memory logit − model logit| over every scanned query
 	RandomPearson  map[int]float64
@@ -204,9 +205,32 @@ func canaries(ctx context.Context, eng *query.Engine, tr *lm.Trainer, facts []Fa
 	for _, r := range rankings {
 		recall[r] = map[int]float64{}
 	}
+	// trained[off]: the memory holds a training token whose target is at corpus offset off.
+	trained := map[int64]bool{}
+	for _, fact := range facts {
+		for _, sp := range fact.Spans {
+			for off := sp[0]; off < sp[1]; off++ {
+				trained[off] = false
+			}
+		}
+	}
+	for _, off := range eng.Scanner("out").Mem.Offsets {
+		if _, ok := trained[off]; ok {
+			trained[off] = true
+		}
+	}
 	n := 0
+	var covered float64
 	for _, fact := range facts {
 		runes := []rune(fact.Text)
+		for p := fact.CodeAt; p < fact.CodeAt+len([]rune(fact.Code)); p++ {
+			for _, sp := range fact.Spans {
+				if trained[sp[0]+int64(p)] {
+					covered++
+					break
+				}
+			}
+		}
 		end := fact.CodeAt + len([]rune(fact.Code))
 		text := string(runes[:end])
 		for _, r := range rankings {
@@ -255,8 +279,9 @@ func canaries(ctx context.Context, eng *query.Engine, tr *lm.Trainer, facts []Fa
 			rep.Canaries.Recall[r][strconv.Itoa(k)] = Num(recall[r][k] / float64(n))
 		}
 	}
-	opts.Log("canaries: %d facts × %d occurrences scanned over %d training tokens; recall %v", len(facts), opts.Reps,
-		rep.Detail.MemoryTokens, rep.Canaries.Recall)
+	rep.Detail.CodeTrained = covered / float64(len(facts)*len([]rune(facts[0].Code)))
+	opts.Log("canaries: %d facts × %d occurrences scanned over %d training tokens; %.3f of code characters were trained on "+
+		"at least once; recall %v", len(facts), opts.Reps, rep.Detail.MemoryTokens, rep.Detail.CodeTrained, rep.Canaries.Recall)
 	return nil
 }
 
@@ -513,7 +538,8 @@ func (r *Report) Table(opts Options) string {
 	f("memory: %d training tokens at out; eval loss %.3f; dual max |logit err| %.2g; train %.0fs, %d retrains %.0fs\n",
 		d.MemoryTokens, d.FinalLoss, d.DualMaxAbsErr, d.TrainSeconds, d.Retrains, d.RetrainSeconds)
 	if r.Canaries.Recall != nil {
-		f("\ncanaries: %d facts × %d occurrences (e.g. %q)\n", len(d.Facts), opts.Reps, d.Facts[0].Text)
+		f("\ncanaries: %d facts × %d occurrences (e.g. %q); %.3f of code characters were ever a training target\n",
+			len(d.Facts), opts.Reps, d.Facts[0].Text, d.CodeTrained)
 		f("%-14s", "recall@k")
 		for _, k := range opts.RecallKs {
 			f(" %8s", "@"+strconv.Itoa(k))

@@ -21,6 +21,7 @@ func newEvalCmd() *cobra.Command {
 		asJSON                                    bool
 		opts                                      eval.Options
 		steps, d, heads, ctx, batch               int
+		lr, momentum                              float64
 	)
 	cmd := &cobra.Command{
 		Use:   "eval",
@@ -47,6 +48,7 @@ checkpoint just before the first masked step.`,
 			for name, apply := range map[string]func(){
 				"steps": func() { cfg.Steps = steps }, "d": func() { cfg.D = d }, "heads": func() { cfg.Heads = heads },
 				"ctx": func() { cfg.Ctx = ctx }, "batch": func() { cfg.Batch = batch },
+				"lr": func() { cfg.LR = lr }, "momentum": func() { cfg.Momentum = momentum },
 			} {
 				if set(name) {
 					apply()
@@ -104,6 +106,8 @@ checkpoint just before the first masked step.`,
 	fl.IntVar(&heads, "heads", 0, "attention heads (default: the preset's)")
 	fl.IntVar(&ctx, "ctx", 0, "context length (default: the preset's)")
 	fl.IntVar(&batch, "batch", 0, "rows per batch (default: the preset's)")
+	fl.Float64Var(&lr, "lr", 0, "peak learning rate (default: the preset's)")
+	fl.Float64Var(&momentum, "momentum", 0, "heavy-ball momentum (default: the preset's)")
 	_ = cmd.MarkFlagRequired("data")
 	return cmd
 }
