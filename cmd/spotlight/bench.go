@@ -35,8 +35,8 @@ type trainBench struct {
 func newBenchTrainCmd() *cobra.Command {
 	var (
 		preset, torchScript, profile string
-		warmup, steps       int
-		asJSON              bool
+		warmup, steps                int
+		asJSON                       bool
 	)
 	cmd := &cobra.Command{
 		Use:   "train",
