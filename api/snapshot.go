@@ -2,6 +2,7 @@ package api
 
 import (
 	"fmt"
+	"runtime/debug"
 
 	"github.com/spotlight-lm/spotlight/dualmem"
 	"github.com/spotlight-lm/spotlight/lm"
@@ -104,6 +105,7 @@ func (s *Server) refresher() {
 			continue
 		}
 		s.swap(next)
+		debug.FreeOSMemory() // the old snapshot's memory is garbage now (or soon): give it back
 		s.log.Info("serving checkpoint", "step", next.step)
 	}
 }
