@@ -236,12 +236,16 @@ func (s *Server) limitBody(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// authenticate requires the bearer token on everything but /healthz. Without a token (a
-// loopback server) it refuses foreign Host headers, so a web page cannot reach the API
-// through DNS rebinding.
+// authenticate requires the bearer token on everything but /healthz and the page's own
+// files (they hold no data; the page asks for the token and sends it with every API call).
+// Without a token (a loopback server) it refuses foreign Host headers, so a web page cannot
+// reach the API through DNS rebinding.
 func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if c.Request().URL.Path == "/healthz" {
+		path := c.Request().URL.Path
+		public := path == "/healthz" || (s.opts.Token != "" && c.Request().Method == http.MethodGet &&
+			(path == "/" || strings.HasPrefix(path, "/static/")))
+		if public {
 			return next(c)
 		}
 		if s.opts.Token == "" {

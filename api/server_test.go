@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spotlight-lm/spotlight/api"
+	"github.com/spotlight-lm/spotlight/api/web"
 	"github.com/spotlight-lm/spotlight/datadir"
 	"github.com/spotlight-lm/spotlight/query"
 )
@@ -223,8 +224,23 @@ func TestErrNoRoute(t *testing.T) {
 	}
 }
 
+// The page's own files hold no data: they load without the token, and the page asks for it.
+func TestAuthPageOpen(t *testing.T) {
+	s := MustServe(t, sharedDir(t), api.Options{Token: "s3cret", Web: web.Handler()})
+	for _, path := range []string{"/", "/static/app.js"} {
+		resp, err := http.Get(s.base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("GET %s without token: %d", path, resp.StatusCode)
+		}
+	}
+}
+
 func TestAuth(t *testing.T) {
-	s := MustServe(t, sharedDir(t), api.Options{Token: "s3cret"})
+	s := MustServe(t, sharedDir(t), api.Options{Token: "s3cret", Web: web.Handler()})
 	for _, tc := range []struct {
 		name, path, auth string
 		want             int

@@ -70,8 +70,12 @@
   }
   function clearError() { $('error').hidden = true; }
 
-  async function api(method, path, body) {
+  // A server started with --token answers 401 until the page sends it; ask once per tab.
+  const tokenKey = 'spotlight-token';
+  async function api(method, path, body, retried) {
     const opts = { method, headers: { Accept: 'application/json' } };
+    const token = sessionStorage.getItem(tokenKey);
+    if (token) opts.headers.Authorization = 'Bearer ' + token;
     if (body !== undefined) {
       opts.headers['Content-Type'] = 'application/json';
       opts.body = JSON.stringify(body);
@@ -81,6 +85,13 @@
       res = await fetch(path, opts);
     } catch (e) {
       throw new ApiError('network', 'cannot reach the server: ' + e.message, 0);
+    }
+    if (res.status === 401 && !retried) {
+      const t = window.prompt('This Spotlight server needs its access token (spotlight serve --token):');
+      if (t) {
+        sessionStorage.setItem(tokenKey, t.trim());
+        return api(method, path, body, true);
+      }
     }
     const text = await res.text();
     let data = null;
