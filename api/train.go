@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/spotlight-lm/spotlight/dualmem"
 	"github.com/spotlight-lm/spotlight/lm"
 )
 
@@ -17,16 +18,41 @@ const MaxTrainSteps = 100000
 
 // TrainStatus is the body of GET /v1/train (and of the POST that starts a run).
 type TrainStatus struct {
-	Running      bool       `json:"running"`
-	Step         int        `json:"step"`      // last step trained (may be ahead of committed)
-	Committed    int        `json:"committed"` // last committed step: what queries see
-	Until        int        `json:"until"`     // the step this run stops at
-	Loss         float64    `json:"loss"`      // training loss of the last step
-	EvalLoss     *float64   `json:"eval_loss"` // held-out loss at the last checkpoint of this run
-	TokensPerSec float64    `json:"tokens_per_sec"`
-	StartedAt    *time.Time `json:"started_at"`
-	FinishedAt   *time.Time `json:"finished_at"`
-	Error        string     `json:"error,omitempty"` // why the last run stopped early
+	Running      bool        `json:"running"`
+	Step         int         `json:"step"`      // last step trained (may be ahead of committed)
+	Committed    int         `json:"committed"` // last committed step: what queries see
+	Until        int         `json:"until"`     // the step this run stops at
+	Loss         float64     `json:"loss"`      // training loss of the last step
+	EvalLoss     *float64    `json:"eval_loss"` // held-out loss at the last checkpoint of this run
+	TokensPerSec float64     `json:"tokens_per_sec"`
+	StartedAt    *time.Time  `json:"started_at"`
+	FinishedAt   *time.Time  `json:"finished_at"`
+	Error        string      `json:"error,omitempty"` // why the last run stopped early
+	Losses       []LossPoint `json:"losses"`          // loss over all committed steps, for the curve
+}
+
+// LossPoint is the mean training loss of a span of steps ending at Step.
+type LossPoint struct {
+	Step int     `json:"step"`
+	Loss float64 `json:"loss"`
+}
+
+// maxLossPoints bounds the loss curve sent with every training status.
+const maxLossPoints = 400
+
+// lossCurve averages the committed steps' losses into at most maxLossPoints points.
+func lossCurve(infos []dualmem.StepInfo) []LossPoint {
+	per := (len(infos) + maxLossPoints - 1) / maxLossPoints
+	points := []LossPoint{}
+	for lo := 0; lo < len(infos); lo += per {
+		hi := min(lo+per, len(infos))
+		var sum float64
+		for _, in := range infos[lo:hi] {
+			sum += float64(in.Loss)
+		}
+		points = append(points, LossPoint{Step: infos[hi-1].Step, Loss: sum / float64(hi-lo)})
+	}
+	return points
 }
 
 type trainRequest struct {
@@ -51,6 +77,10 @@ func (s *Server) trainStatus() TrainStatus {
 	defer s.train.mu.Unlock()
 	st := s.train.status
 	st.Committed = s.dir.Store.Steps()
+	st.Losses = []LossPoint{}
+	if infos, err := s.dir.Store.StepInfos(); err == nil {
+		st.Losses = lossCurve(infos)
+	}
 	if !st.Running && st.Step < st.Committed {
 		st.Step = st.Committed
 	}
