@@ -338,11 +338,15 @@ func (s *Scanner) Score(q Query, j int) (alpha, contribution float64) {
 	return alpha, alpha * s.SW[s.StepIndex(j)] * q.proj(s.Mem.Grads[j*s.DOut:(j+1)*s.DOut])
 }
 
-// AddValue adds scale·v_j = scale·s_t·g_j to dst (len DOut).
-func (s *Scanner) AddValue(dst []float64, j int, scale float64) {
-	f := scale * s.SW[s.StepIndex(j)]
+// RemoveToken subtracts training token j's whole effect on the layer output for a query
+// whose attention to it is alpha: the weight path (s_t·alpha) and the bias path (its
+// gradient's share of the bias, b_t), both times g_j. Dropping the token's loss from training
+// removes both, to first order.
+func (s *Scanner) RemoveToken(dst []float64, j int, alpha float64) {
+	t := s.StepIndex(j)
+	f := s.SW[t]*alpha + s.SB[t]
 	for o, g := range s.Mem.Grads[j*s.DOut : (j+1)*s.DOut] {
-		dst[o] += f * float64(g)
+		dst[o] -= f * float64(g)
 	}
 }
 

@@ -262,7 +262,8 @@ func (e *Engine) layerAnswer(sc *dualmem.Scanner, name string, req Request, q du
 }
 
 // Counterfactual is the probability of q.Token after removing the hits' training tokens
-// from the output layer: every logit c loses α_j·v_j[c] for each hit j.
+// from the output layer: every logit c loses (s_t·α_j + b_t)·g_j[c] for each hit j, the
+// token's weight path (its contribution) and its share of the bias.
 func Counterfactual(sc *dualmem.Scanner, logits []float32, q dualmem.Query, hits []dualmem.Hit) float64 {
 	l := make([]float64, len(logits))
 	for c, v := range logits {
@@ -270,7 +271,7 @@ func Counterfactual(sc *dualmem.Scanner, logits []float32, q dualmem.Query, hits
 	}
 	for _, h := range hits {
 		alpha, _ := sc.Score(q, h.Index)
-		sc.AddValue(l, h.Index, -alpha)
+		sc.RemoveToken(l, h.Index, alpha)
 	}
 	return softmaxAt(l, q.Token)
 }

@@ -149,9 +149,8 @@ func TestGenerateIdentityTopKCounterfactual(t *testing.T) {
 			}
 			for o := range logits {
 				g := float64(m.Grads[j*sc.DOut+o])
-				logits[o] += sc.SB[st] * g
-				if !top[j] {
-					logits[o] += sc.SW[st] * a * g
+				if !top[j] { // a removed token takes its bias share with it
+					logits[o] += (sc.SW[st]*a + sc.SB[st]) * g
 				}
 			}
 		}

@@ -45,7 +45,7 @@ type LayerAnswer struct {
 	NegativeTotal      float64    `json:"negative_total"` // sum of all negative contributions
 	TopShare           float64    `json:"top_share"`      // Σ|contribution| of Top / Σ|contribution| of all
 	DualCheck          DualCheck  `json:"dual_check"`
-	CounterfactualProb *float64   `json:"counterfactual_prob,omitempty"` // out only: prob with Top removed from the logits
+	CounterfactualProb *float64   `json:"counterfactual_prob,omitempty"` // out only: prob with Top's training tokens removed (weight and bias paths)
 	Timeline           []Bin      `json:"timeline"`
 	ByOffset           []Position `json:"by_offset"` // the Top corpus positions summed over epochs
 }
