@@ -6,6 +6,7 @@ import (
 	"os"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gomlx/gomlx/backends"
 	_ "github.com/gomlx/gomlx/backends/simplego"
@@ -25,9 +26,11 @@ func backendForTest(t testing.TB) backends.Backend {
 		if os.Getenv(EnvVar) == "0" {
 			t.Skip("SPOTLIGHT_FASTDOT=0")
 		}
+		start := time.Now()
 		if err := Install(b); err != nil {
 			t.Fatalf("Install: %v", err)
 		}
+		t.Logf("Install (with self-test) took %s; kernel %s", time.Since(start), KernelName())
 		testBackend = b
 	})
 	if testBackend == nil {
@@ -155,5 +158,20 @@ func TestOffsets(t *testing.T) {
 	got := fmt.Sprint(offsets(dims, strides, []int{2, 0}))
 	if want := "[0 12 1 13 2 14 3 15]"; got != want {
 		t.Errorf("offsets = %s, want %s", got, want)
+	}
+}
+
+// A wrong kernel fails the self-test (which then leaves simplego's kernel in charge).
+func TestSelfTestCatchesWrongKernel(t *testing.T) {
+	b := backendForTest(t)
+	corruptForTest = true
+	err := selfTest(b)
+	corruptForTest = false
+	if err == nil {
+		t.Fatal("self-test passed a corrupted kernel")
+	}
+	t.Logf("self-test caught it: %v", err)
+	if err := selfTest(b); err != nil {
+		t.Fatal(err)
 	}
 }

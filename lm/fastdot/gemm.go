@@ -209,11 +209,15 @@ func pack(dst, src []float32, base int, ax *axis2, i0, icur, k0, kcur, w int) {
 			switch {
 			case here == mr && w == mr:
 				for k, co := range cols {
-					*(*[mr]float32)(d[k*mr:]) = *(*[mr]float32)(src[rb+co:])
+					// Element by element: an array copy here compiles to a memmove call.
+					dd, ss := (*[mr]float32)(d[k*mr:]), (*[mr]float32)(src[rb+co:])
+					dd[0], dd[1], dd[2], dd[3], dd[4], dd[5] = ss[0], ss[1], ss[2], ss[3], ss[4], ss[5]
 				}
 			case here == nr && w == nr:
 				for k, co := range cols {
-					*(*[nr]float32)(d[k*nr:]) = *(*[nr]float32)(src[rb+co:])
+					dd, ss := (*[nr]float32)(d[k*nr:]), (*[nr]float32)(src[rb+co:])
+					dd[0], dd[1], dd[2], dd[3], dd[4], dd[5], dd[6], dd[7] = ss[0], ss[1], ss[2], ss[3], ss[4], ss[5], ss[6], ss[7]
+					dd[8], dd[9], dd[10], dd[11], dd[12], dd[13], dd[14], dd[15] = ss[8], ss[9], ss[10], ss[11], ss[12], ss[13], ss[14], ss[15]
 				}
 			default:
 				for k, co := range cols {

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"reflect"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -72,6 +73,9 @@ var (
 	enabled   atomic.Bool // our executor computes (else it delegates to the original)
 	installMu sync.Mutex
 	fastCalls atomic.Int64
+
+	// corruptForTest makes the fast kernel wrong, to test that the self-test catches it.
+	corruptForTest bool
 )
 
 // sameFields checks that struct type t has exactly the fields of the mirror m (names, types,
@@ -109,6 +113,29 @@ func checkLayout() error {
 		nodeShapeOff, nodeDataOff = fs.Offset, fd.Offset
 	})
 	return layoutErr
+}
+
+// checkVersion refuses any GoMLX but the pinned one: the linknamed functions' signatures cannot
+// be checked at run time. Without build information (rare) the layout checks and the self-test
+// still guard.
+func checkVersion() error {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return nil
+	}
+	for _, dep := range bi.Deps {
+		if dep.Path != "github.com/gomlx/gomlx" {
+			continue
+		}
+		if dep.Replace != nil {
+			dep = dep.Replace
+		}
+		if dep.Version != PinnedVersion {
+			return fmt.Errorf("github.com/gomlx/gomlx is %q (%s), fastdot was written against %s",
+				dep.Version, dep.Path, PinnedVersion)
+		}
+	}
+	return nil
 }
 
 func bufOf(b *simplego.Buffer) *bufferMirror { return (*bufferMirror)(unsafe.Pointer(b)) }
@@ -180,6 +207,9 @@ func execDotGeneral(backend *simplego.Backend, node *simplego.Node, inputs []*si
 		return nil, fmt.Errorf("fastdot: output buffer is not []float32 of size %d", outShape.Size())
 	}
 	prob.run(lf, rf, of[:outShape.Size()])
+	if corruptForTest {
+		of[0] += 1
+	}
 	fastCalls.Add(1)
 	return out, nil
 }
@@ -285,6 +315,10 @@ func Install(backend backends.Backend) error {
 	}
 	if _, ok := backend.(*simplego.Backend); !ok {
 		return nil // not the pure-Go backend: nothing to do.
+	}
+	if err := checkVersion(); err != nil {
+		slog.Warn("fastdot: not installed; using simplego's DotGeneral", "err", err)
+		return err
 	}
 	if err := checkLayout(); err != nil {
 		slog.Warn("fastdot: simplego layout differs from the pinned version; using simplego's DotGeneral", "err", err, "pinned", PinnedVersion)
