@@ -71,7 +71,6 @@ type Detail struct {
 	FinalLoss      float64
 	DualMaxAbsErr  float64 // |memory logit − model logit| over every scanned query
 	RandomPearson  map[int]float64
-	BiasSpearman   map[int]float64 // Spearman of the bias-inclusive prediction (OutMemory) with the retrain
 	Queries        []QueryResult
 	Retrains       int
 	TrainSeconds   float64
@@ -84,7 +83,6 @@ type QueryResult struct {
 	Context, Target             string
 	LogP                        float64 // original log p(target)
 	Predicted, Real             float64 // Δlog p: the engine's counterfactual vs retrain, top-k by contribution
-	PredictedWithBias           float64 // the counterfactual that also removes the tokens' bias gradients
 	RandomPredicted, RandomReal float64 // the same for k random training tokens
 }
 
@@ -158,7 +156,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return nil, err
 	}
 	rep := &Report{Detail: Detail{Facts: facts, FinalLoss: last.EvalLoss, TrainSeconds: time.Since(start).Seconds(),
-		RandomPearson: map[int]float64{}, BiasSpearman: map[int]float64{}}}
+		RandomPearson: map[int]float64{}}}
 	rep.Retrain.K = map[string]RetrainK{}
 	opts.Log("trained %d steps in %.0fs, eval loss %.3f", cfg.Steps, rep.Detail.TrainSeconds, last.EvalLoss)
 	// The engine reads the trainer's model: every attribution is made before any retrain
@@ -169,11 +167,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	defer eng.Close()
 	sc := eng.Scanner("out")
-	om, err := NewOutMemory(sc.Mem, dir.Store.Meta())
-	if err != nil {
-		return nil, err
+	if sc == nil || sc.N == 0 {
+		return nil, errors.New("eval: the memory holds no training tokens")
 	}
-	rep.Detail.MemoryTokens = om.Tokens()
+	rep.Detail.MemoryTokens = sc.N
 	rng := rand.New(rand.NewPCG(opts.Seed, 0xe7a1))
 	if len(facts) > 0 {
 		if err := canaries(ctx, eng, tr, facts, opts, rng, rep); err != nil {
@@ -181,7 +178,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}
 	}
 	if opts.Queries > 0 {
-		if err := retrain(ctx, eng, tr, text, om, mem.snaps, opts, rng, rep); err != nil {
+		if err := retrain(ctx, eng, tr, text, mem.snaps, opts, rng, rep); err != nil {
 			return nil, err
 		}
 	} else {
@@ -214,7 +211,8 @@ func canaries(ctx context.Context, eng *query.Engine, tr *lm.Trainer, facts []Fa
 			}
 		}
 	}
-	for _, off := range eng.Scanner("out").Mem.Offsets {
+	offsets := eng.Scanner("out").Mem.Offsets // training token index → corpus offset of its target
+	for _, off := range offsets {
 		if _, ok := trained[off]; ok {
 			trained[off] = true
 		}
@@ -244,7 +242,7 @@ func canaries(ctx context.Context, eng *query.Engine, tr *lm.Trainer, facts []Fa
 			for _, kk := range opts.RecallKs {
 				hit := 0
 				for p := fact.CodeAt; p < end; p++ {
-					var offsets []int64
+					var found []int64
 					if ans != nil {
 						tok := ans.Tokens[p-1]
 						if tok.Token != string(runes[p]) {
@@ -253,14 +251,14 @@ func canaries(ctx context.Context, eng *query.Engine, tr *lm.Trainer, facts []Fa
 						la := tok.Layers["out"]
 						rep.Detail.DualMaxAbsErr = math.Max(rep.Detail.DualMaxAbsErr, la.DualCheck.AbsErr)
 						for _, e := range la.Top[:min(kk, len(la.Top))] {
-							offsets = append(offsets, e.Offset)
+							found = append(found, e.Offset)
 						}
 					} else {
-						for _, j := range randomTokens(rng, len(eng.Scanner("out").Mem.Offsets), kk) {
-							offsets = append(offsets, eng.Scanner("out").Mem.Offsets[j])
+						for _, j := range randomTokens(rng, len(offsets), kk) {
+							found = append(found, offsets[j])
 						}
 					}
-					for _, off := range offsets {
+					for _, off := range found {
 						if fact.Contains(off) {
 							hit++
 							break
@@ -309,7 +307,7 @@ func slicesMax(xs []int) int {
 // retrain compares the engine's counterfactual with real retraining, one retrain per query and
 // k (masking the top-k of several queries in one run would mix their effects: each query's
 // measured change would include what the other queries' tokens did to it).
-func retrain(ctx context.Context, eng *query.Engine, tr *lm.Trainer, text string, om *OutMemory, snaps map[int][]byte, opts Options,
+func retrain(ctx context.Context, eng *query.Engine, tr *lm.Trainer, text string, snaps map[int][]byte, opts Options,
 	rng *rand.Rand, rep *Report) error {
 	T := tr.Step
 	final := snaps[T]
@@ -352,7 +350,6 @@ func retrain(ctx context.Context, eng *query.Engine, tr *lm.Trainer, text string
 		}
 		qq := dualmem.Query{X: p.Layers["out"].X, Token: int(targets[q])}
 		lp0 := math.Log(last.Prob)
-		s := om.Scan(p.Layers["out"].X, targets[q])
 		for _, k := range opts.RetrainKs {
 			r := QueryResult{Query: q, K: k, Context: tr.Tok.Decode(contexts[q]), Target: last.Token, LogP: logp[q]}
 			sel := top[:min(k, len(top))]
@@ -361,7 +358,6 @@ func retrain(ctx context.Context, eng *query.Engine, tr *lm.Trainer, text string
 				cf = *la.CounterfactualProb // the engine's own number for its top-k
 			}
 			r.Predicted = math.Log(cf) - lp0
-			r.PredictedWithBias = om.Counterfactual(s, p.Logits, sel)
 			rnd := randomTokens(rng, len(mem.Step), k)
 			r.RandomPredicted = math.Log(query.Counterfactual(sc, p.Logits, qq, hits(rnd))) - lp0
 			jobs = append(jobs, job{r: r, top: sel, random: rnd})
@@ -435,7 +431,7 @@ func retrain(ctx context.Context, eng *query.Engine, tr *lm.Trainer, text string
 	opts.Log("reproduction: retrain with nothing masked, max |Δlog p| = %.3g over %d queries", repro, len(all))
 
 	// Phase 2: the retrains.
-	type series struct{ pred, bias, real, rpred, rreal []float64 }
+	type series struct{ pred, real, rpred, rreal []float64 }
 	per := map[int]*series{}
 	for _, k := range opts.RetrainKs {
 		per[k] = &series{}
@@ -506,7 +502,7 @@ func retrain(ctx context.Context, eng *query.Engine, tr *lm.Trainer, text string
 	for i := range jobs {
 		r := jobs[i].r
 		sr := per[r.K]
-		sr.pred, sr.bias, sr.real = append(sr.pred, r.Predicted), append(sr.bias, r.PredictedWithBias), append(sr.real, r.Real)
+		sr.pred, sr.real = append(sr.pred, r.Predicted), append(sr.real, r.Real)
 		sr.rpred, sr.rreal = append(sr.rpred, r.RandomPredicted), append(sr.rreal, r.RandomReal)
 		rep.Detail.Queries = append(rep.Detail.Queries, r)
 	}
@@ -515,12 +511,18 @@ func retrain(ctx context.Context, eng *query.Engine, tr *lm.Trainer, text string
 		rep.Retrain.K[strconv.Itoa(k)] = RetrainK{Spearman: Num(Spearman(sr.pred, sr.real)),
 			Pearson: Num(Pearson(sr.pred, sr.real)), RandomSpearman: Num(Spearman(sr.rpred, sr.rreal))}
 		rep.Detail.RandomPearson[k] = Pearson(sr.rpred, sr.rreal)
-		rep.Detail.BiasSpearman[k] = Spearman(sr.bias, sr.real)
 	}
 	rep.Detail.RetrainSeconds = time.Since(start).Seconds()
 	return tr.Restore(final)
 }
 
+// logProb is log p(target) under the model's logits.
+func logProb(logits []float32, target int32) float64 {
+	return math.Log(lm.Probabilities(logits, 1)[target])
+}
+
+// hits turns memory indices into the hits query.Counterfactual removes (it rescores each
+// with the scanner).
 func hits(idx []int) []dualmem.Hit {
 	h := make([]dualmem.Hit, len(idx))
 	for i, j := range idx {
@@ -555,16 +557,16 @@ func (r *Report) Table(opts Options) string {
 	}
 	if len(d.Queries) > 0 {
 		f("\nretrain without the top-k by contribution, %d held-out queries\n", opts.Queries)
-		f("%6s %9s %9s %16s %15s %14s\n", "k", "spearman", "pearson", "random_spearman", "random_pearson", "bias_spearman")
+		f("%6s %9s %9s %16s %15s\n", "k", "spearman", "pearson", "random_spearman", "random_pearson")
 		for _, k := range opts.RetrainKs {
 			x := r.Retrain.K[strconv.Itoa(k)]
-			f("%6d %9.3f %9.3f %16.3f %15.3f %14.3f\n", k, float64(x.Spearman), float64(x.Pearson), float64(x.RandomSpearman),
-				d.RandomPearson[k], d.BiasSpearman[k])
+			f("%6d %9.3f %9.3f %16.3f %15.3f\n", k, float64(x.Spearman), float64(x.Pearson), float64(x.RandomSpearman),
+				d.RandomPearson[k])
 		}
 		f("reproduction (retrain, nothing masked): max |Δlog p| = %.3g\n", float64(r.ReproduceMaxAbsDLogp))
-		f("\n%5s %4s %8s %11s %11s %11s %11s %11s\n", "query", "k", "log p", "predicted", "+bias", "real", "rnd pred", "rnd real")
+		f("\n%5s %4s %8s %11s %11s %11s %11s\n", "query", "k", "log p", "predicted", "real", "rnd pred", "rnd real")
 		for _, q := range d.Queries {
-			f("%5d %4d %8.3f %+11.4g %+11.4g %+11.4g %+11.4g %+11.4g\n", q.Query, q.K, q.LogP, q.Predicted, q.PredictedWithBias,
+			f("%5d %4d %8.3f %+11.4g %+11.4g %+11.4g %+11.4g\n", q.Query, q.K, q.LogP, q.Predicted,
 				q.Real, q.RandomPredicted, q.RandomReal)
 		}
 	}
