@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -203,19 +204,22 @@ func TestSecondWriter(t *testing.T) {
 		t.Fatalf("train: %v: %s", err, e)
 	}
 	first := exec.Command(binary, "train", "--data", data, "--resume", "--steps", "100000")
+	stderr, err := first.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := first.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = first.Process.Kill(); _ = first.Wait() }()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		_, stderr, err := run(t, "train", "--data", data, "--resume", "--steps", "6")
-		if err != nil && strings.Contains(stderr, "in use") {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("second writer: err %v, stderr %q", err, stderr)
-		}
-		time.Sleep(100 * time.Millisecond)
+	// Once the first writer reports a step, it holds the directory.
+	sc := bufio.NewScanner(stderr)
+	sc.Split(scanBarUpdates)
+	for sc.Scan() && !strings.Contains(sc.Text(), "step ") {
+	}
+	go func() { _, _ = io.Copy(io.Discard, stderr) }()
+	_, e, err := run(t, "train", "--data", data, "--resume", "--steps", "6")
+	if err == nil || !strings.Contains(e, "in use") {
+		t.Fatalf("second writer: err %v, stderr %q", err, e)
 	}
 }
