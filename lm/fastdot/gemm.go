@@ -135,7 +135,10 @@ func (p *problem) gemmParallel(workers int, a, b, c []float32, aBase, bBase int)
 		workers = mPanels
 	}
 	chunk := (mPanels + workers - 1) / workers * mr
-	var bp []float32
+	shared := getScratch() // its bp holds the packed rhs all workers read
+	defer scratchPool.Put(shared)
+	bp := shared.bp
+	defer func() { shared.bp = bp }()
 	for jc := 0; jc < p.n; jc += ncMax {
 		ncur := min(ncMax, p.n-jc)
 		nPanels := (ncur + nr - 1) / nr
