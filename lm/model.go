@@ -45,11 +45,18 @@ func forward(c Config, w weights, tokens *Node) (*Node, map[string]tap) {
 // feedForward is ff2(relu(ff1(h))), tapping both linears.
 func feedForward(w weights, block string, h *Node, taps map[string]tap) *Node {
 	a := linear(w, block+".ff1", h) // [B, T, 4D]
-	r := MaxScalar(a, 0.0)          // ReLU
+	r := relu(a)
 	f := linear(w, block+".ff2", r) // [B, T, D]
 	taps[block+".ff1"] = tap{h, a}
 	taps[block+".ff2"] = tap{r, f}
 	return f
+}
+
+// relu is max(a, 0) as a times a constant 0/1 mask: its gradient is one multiply, where
+// GoMLX v0.26.0 builds eight element-wise passes for the gradient of MaxScalar.
+func relu(a *Node) *Node {
+	positive := GreaterThan(a, ScalarZero(a.Graph(), a.DType()))
+	return Mul(a, StopGradient(ConvertDType(positive, a.DType())))
 }
 
 // attention is causal multi-head self-attention with one fused QKV projection, which suits
