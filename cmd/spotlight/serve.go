@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -47,6 +48,11 @@ func newServeCmd() *cobra.Command {
 func runServe(cmd *cobra.Command, f *serveFlags) error {
 	if err := api.CheckAddr(f.addr, f.token); err != nil {
 		return err
+	}
+	// The heap is dominated by the long-lived memory slabs; Go's default GOGC=100 would let
+	// it grow to twice their size before collecting. An explicit GOGC still wins.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(25)
 	}
 	dir, err := openOrTrain(cmd, f.data)
 	if err != nil {
@@ -98,7 +104,7 @@ func openOrTrain(cmd *cobra.Command, data string) (*datadir.Dir, error) {
 		return nil, err
 	}
 	defer tr.Close()
-	if err := train(cmd, dir, tr, tr.Cfg.Steps); err != nil {
+	if err := train(cmd.Context(), dir, tr, tr.Cfg.Steps); err != nil {
 		dir.Close()
 		if errors.Is(err, cmd.Context().Err()) || cmd.Context().Err() != nil {
 			return nil, fmt.Errorf("training interrupted at step %d; run serve again to serve it, or train --resume", tr.Step)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -17,6 +18,7 @@ import (
 type trainFlags struct {
 	data, corpus, preset, layers, precision string
 	resume                                  bool
+	limit                                   time.Duration
 	cfg                                     lm.Config // flag values; applied over the preset only when set
 }
 
@@ -37,6 +39,7 @@ func newTrainCmd() *cobra.Command {
 	fl.StringVar(&f.layers, "layers", "", "comma-separated layers to capture (default: all; e.g. out,block0.ff1)")
 	fl.StringVar(&f.precision, "precision", "f32", "memory precision: f32 (exact) or f16 (half size)")
 	fl.BoolVar(&f.resume, "resume", false, "continue the run in --data from its last checkpoint")
+	fl.DurationVar(&f.limit, "for", 0, "stop after this long (e.g. 30m), with a checkpoint; 0 means run all steps")
 	fl.IntVar(&f.cfg.Steps, "steps", 0, "total optimizer steps")
 	fl.IntVar(&f.cfg.Batch, "batch", 0, "rows per batch")
 	fl.IntVar(&f.cfg.Warmup, "warmup", 0, "linear warmup steps before cosine decay")
@@ -100,7 +103,13 @@ func runTrain(cmd *cobra.Command, f *trainFlags) error {
 	if f.resume && cmd.Flags().Changed("steps") {
 		until = f.cfg.Steps
 	}
-	return train(cmd, dir, tr, until)
+	ctx := cmd.Context()
+	if f.limit > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, f.limit)
+		defer cancel()
+	}
+	return train(ctx, dir, tr, until)
 }
 
 func startRun(cmd *cobra.Command, f *trainFlags) (*datadir.Dir, *lm.Trainer, error) {
@@ -128,8 +137,9 @@ func resumeRun(data string) (*datadir.Dir, *lm.Trainer, error) {
 	return dir, tr, nil
 }
 
-// train runs the trainer to step `until` with a progress bar on stderr.
-func train(cmd *cobra.Command, dir *datadir.Dir, tr *lm.Trainer, until int) error {
+// train runs the trainer to step `until` with a progress bar on stderr. When ctx reaches
+// its deadline (--for), that is a normal end: the trainer has committed a checkpoint.
+func train(ctx context.Context, dir *datadir.Dir, tr *lm.Trainer, until int) error {
 	if tr.Step >= until {
 		fmt.Fprintf(os.Stderr, "already at step %d of %d\n", tr.Step, until)
 		return nil
@@ -143,7 +153,7 @@ func train(cmd *cobra.Command, dir *datadir.Dir, tr *lm.Trainer, until int) erro
 		progressbar.OptionClearOnFinish())
 	_ = bar.Set(tr.Step)
 	lastEval := "-"
-	err := tr.Train(cmd.Context(), dir.Store, until, func(p lm.Progress) {
+	err := tr.Train(ctx, dir.Store, until, func(p lm.Progress) {
 		if p.EvalLoss == p.EvalLoss { // not NaN: a checkpoint was just written
 			lastEval = fmt.Sprintf("%.3f", p.EvalLoss)
 		}
@@ -151,10 +161,15 @@ func train(cmd *cobra.Command, dir *datadir.Dir, tr *lm.Trainer, until int) erro
 		_ = bar.Set(p.Step)
 	})
 	_ = bar.Finish()
-	if err != nil {
-		if errors.Is(err, cmd.Context().Err()) {
-			return fmt.Errorf("interrupted; checkpoint at step %d written, continue with --resume", tr.Step)
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		fmt.Fprintf(os.Stderr, "time limit reached at step %d; checkpoint written\n", tr.Step)
+		if ev, err := tr.EvalLoss(); err == nil {
+			lastEval = fmt.Sprintf("%.3f", ev)
 		}
+	case errors.Is(err, context.Canceled):
+		return fmt.Errorf("interrupted; checkpoint at step %d written, continue with --resume", tr.Step)
+	case err != nil:
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "trained to step %d, eval loss %s, data in %s\n", tr.Step, lastEval, dir.Store.Dir())
