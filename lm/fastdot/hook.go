@@ -7,7 +7,8 @@
 // offsets checked with reflect. Install registers the executor at simplego's priorityUser level,
 // then checks it against the original executor on random DotGenerals; anything unexpected
 // (layout, a mismatch) leaves the original kernel in charge and logs a warning.
-// SPOTLIGHT_FASTDOT=0 disables it.
+// SPOTLIGHT_FASTDOT=0 disables it, together with the element-wise/reduction executors of ops.go;
+// SPOTLIGHT_FASTOPS=0 disables only the latter.
 package fastdot
 
 import (
@@ -333,7 +334,24 @@ func Install(backend backends.Backend) error {
 		return err
 	}
 	enabled.Store(true)
+	installOps(backend)
 	return nil
+}
+
+// installOps registers the element-wise/reduction executors (ops.go) unless
+// SPOTLIGHT_FASTOPS=0 and self-tests them; on failure they stay disabled (the DotGeneral kernel
+// is unaffected).
+func installOps(backend backends.Backend) {
+	if os.Getenv(OpsEnvVar) == "0" || opsInstalled.Load() {
+		return
+	}
+	registerOps()
+	if err := opsSelfTest(backend); err != nil {
+		opsEnabled.Store(false)
+		slog.Warn("fastdot: element-wise ops self-test failed; using simplego's executors", "err", err)
+		return
+	}
+	opsEnabled.Store(true)
 }
 
 // Hook passes a (backend, error) pair through, installing the fast kernel on the backend first
