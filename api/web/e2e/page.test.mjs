@@ -141,7 +141,11 @@ test('arrow keys move between tokens', async () => {
 test('the page works 390 pixels wide', async () => {
   await page.setViewportSize({ width: 390, height: 844 });
   await page.locator('#text .tok').nth(2).click();
-  await page.waitForSelector('#details svg.timeline');
+  // The click re-renders the details: wait for a laid-out timeline, not the one it replaces.
+  await page.waitForFunction(() => {
+    const svg = document.querySelector('#details svg.timeline');
+    return svg && svg.isConnected && svg.getBoundingClientRect().width > 0;
+  });
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `no horizontal scrolling at 390 px (overflow ${overflow}px)`);
   const box = await page.locator('#details svg.timeline').first().boundingBox();
