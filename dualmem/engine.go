@@ -152,6 +152,18 @@ func (s *Scanner) Scan(ctx context.Context, qs []Query, opt ScanOptions) ([]Resu
 		copy(xs[i*s.DIn:], q.X)
 	}
 	kern := opt.Kernel.fn(Q)
+	// Hidden-layer queries project every gradient on their U: one more kernel pass, over
+	// the gradients, for all of them at once.
+	hq, us := make([]int, Q), []float32{}
+	for i, q := range qs {
+		hq[i] = -1
+		if q.Token < 0 {
+			hq[i] = len(us) / s.DOut
+			us = append(us, q.U...)
+		}
+	}
+	nh := len(us) / s.DOut
+	kernU := opt.Kernel.fn(nh)
 	T := len(s.SW)
 	nBlocks := (s.N + opt.Block - 1) / opt.Block
 	workers := min(opt.Workers, max(nBlocks, 1))
@@ -164,7 +176,7 @@ func (s *Scanner) Scan(ctx context.Context, qs []Query, opt ScanOptions) ([]Resu
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			alpha := make([]float32, opt.Block*Q)
+			alpha, gu := make([]float32, opt.Block*Q), make([]float32, opt.Block*nh)
 			for {
 				if ctx.Err() != nil {
 					return
@@ -176,7 +188,10 @@ func (s *Scanner) Scan(ctx context.Context, qs []Query, opt ScanOptions) ([]Resu
 				j0 := bi * opt.Block
 				nb := min(opt.Block, s.N-j0)
 				kern(s.Mem.Keys[j0*s.DIn:], nb, s.DIn, xs, Q, alpha)
-				s.accumulate(p, qs, j0, nb, alpha)
+				if nh > 0 {
+					kernU(s.Mem.Grads[j0*s.DOut:], nb, s.DOut, us, nh, gu)
+				}
+				s.accumulate(p, qs, j0, nb, alpha, gu, hq)
 			}
 		}()
 	}
@@ -213,8 +228,9 @@ func (s *Scanner) Scan(ctx context.Context, qs []Query, opt ScanOptions) ([]Resu
 
 // accumulate folds a block's α into a worker's partial results. The block is cut into runs
 // of one training step, so the per-step sums stay in registers; alpha is query-major
-// ([Q, nb]) and the positive/negative split is branch-free (pos = (Σc+Σ|c|)/2).
-func (s *Scanner) accumulate(p *partial, qs []Query, j0, nb int, alpha []float32) {
+// ([Q, nb]), and so is gus, the projections g·U of the hidden-layer queries (row hq[qi]).
+// The positive/negative split is branch-free (pos = (Σc+Σ|c|)/2).
+func (s *Scanner) accumulate(p *partial, qs []Query, j0, nb int, alpha, gus []float32, hq []int) {
 	T, dout := len(s.SW), s.DOut
 	steps := s.Mem.Step[j0 : j0+nb]
 	grads := s.Mem.Grads
@@ -228,8 +244,8 @@ func (s *Scanner) accumulate(p *partial, qs []Query, j0, nb int, alpha []float32
 		}
 		gu = gu[:nb]
 		if q.Token < 0 {
-			for b := range nb {
-				gu[b] = q.proj(grads[(j0+b)*dout : (j0+b+1)*dout])
+			for b, v := range gus[hq[qi]*nb : (hq[qi]+1)*nb] {
+				gu[b] = float64(v)
 			}
 		} else {
 			col := grads[j0*dout+q.Token:]
