@@ -84,7 +84,7 @@ func newBenchTrainCmd() *cobra.Command {
 				doc.PyTorch, doc.VsPyTorch = out, doc.Results[0].TokensPerSec/ref.TokensPerSec
 			}
 			if asJSON {
-				return json.NewEncoder(os.Stdout).Encode(doc)
+				return printJSON(doc)
 			}
 			w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 			fmt.Fprintf(w, "preset %s, backend %s\nrun\tms/step\ttokens/s\t\n", preset, doc.Backend)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"strconv"
@@ -82,7 +81,7 @@ checkpoint just before the first masked step.`,
 				return err
 			}
 			if asJSON {
-				return json.NewEncoder(os.Stdout).Encode(rep)
+				return printJSON(rep)
 			}
 			fmt.Print(rep.Table(opts))
 			return nil

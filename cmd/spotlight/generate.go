@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -10,7 +9,6 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
-	"github.com/spotlight-lm/spotlight/datadir"
 	"github.com/spotlight-lm/spotlight/query"
 )
 
@@ -37,16 +35,11 @@ func newGenerateCmd() *cobra.Command {
 					req.Layers = append(req.Layers, strings.TrimSpace(l))
 				}
 			}
-			dir, err := datadir.Open(data, true)
+			dir, m, closeAll, err := openModel(data)
 			if err != nil {
 				return err
 			}
-			defer dir.Close()
-			m, err := dir.Model()
-			if err != nil {
-				return err
-			}
-			defer m.Close()
+			defer closeAll()
 			// Validate before the (slow) memory load.
 			check := req
 			if err := check.Normalize(m.Cfg); err != nil {
@@ -86,7 +79,7 @@ func newGenerateCmd() *cobra.Command {
 				return err
 			}
 			if asJSON {
-				return json.NewEncoder(os.Stdout).Encode(ans)
+				return printJSON(ans)
 			}
 			printAnswer(os.Stdout, ans, isTTY(os.Stdout))
 			return nil

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -12,6 +13,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/spotlight-lm/spotlight/datadir"
+	"github.com/spotlight-lm/spotlight/lm"
 )
 
 func main() {
@@ -43,3 +46,19 @@ func newRoot() *cobra.Command {
 	root.AddCommand(newTrainCmd(), newVerifyCmd(), newStatsCmd(), newEvalCmd(), newBenchCmd(), newServeCmd(), newHealthcheckCmd(), newGenerateCmd())
 	return root
 }
+
+// openModel opens a data directory read-only with its last checkpoint loaded; closeAll
+// releases both.
+func openModel(data string) (dir *datadir.Dir, m *lm.Model, closeAll func(), err error) {
+	if dir, err = datadir.Open(data, true); err != nil {
+		return nil, nil, nil, err
+	}
+	if m, err = dir.Model(); err != nil {
+		dir.Close()
+		return nil, nil, nil, err
+	}
+	return dir, m, func() { m.Close(); dir.Close() }, nil
+}
+
+// printJSON writes v as the command's one JSON document on stdout.
+func printJSON(v any) error { return json.NewEncoder(os.Stdout).Encode(v) }

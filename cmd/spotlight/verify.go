@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -22,22 +21,17 @@ func newVerifyCmd() *cobra.Command {
 		Short: "Check that each captured layer's memory reproduces the layer on held-out contexts",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir, err := datadir.Open(data, true)
+			dir, m, closeAll, err := openModel(data)
 			if err != nil {
 				return err
 			}
-			defer dir.Close()
-			m, err := dir.Model()
-			if err != nil {
-				return err
-			}
-			defer m.Close()
+			defer closeAll()
 			rep, err := dir.Verify(m, samples, nil)
 			if err != nil {
 				return err
 			}
 			if asJSON {
-				if err := json.NewEncoder(os.Stdout).Encode(rep); err != nil {
+				if err := printJSON(rep); err != nil {
 					return err
 				}
 			} else {
