@@ -2,6 +2,13 @@
 
 #include "textflag.h"
 
+// ADDROW adds the accumulators lo, hi to the 16 floats at (DX) and stores them back.
+#define ADDROW(lo, hi) \
+	VADDPS (DX), lo, lo; \
+	VADDPS 32(DX), hi, hi; \
+	VMOVUPS lo, (DX); \
+	VMOVUPS hi, 32(DX)
+
 // func kernel6x16(kc int, a, b, c *float32, ldc int)
 // c[6×16] (row stride ldc floats) += Σ_k a[k·6+r] · b[k·16+j]; kc ≥ 1.
 TEXT ·kernel6x16(SB), NOSPLIT, $0-40
@@ -51,35 +58,17 @@ loop:
 	DECQ CX
 	JNZ  loop
 
-	VADDPS (DX), Y0, Y0
-	VADDPS 32(DX), Y1, Y1
-	VMOVUPS Y0, (DX)
-	VMOVUPS Y1, 32(DX)
+	ADDROW(Y0, Y1)
 	ADDQ R8, DX
-	VADDPS (DX), Y2, Y2
-	VADDPS 32(DX), Y3, Y3
-	VMOVUPS Y2, (DX)
-	VMOVUPS Y3, 32(DX)
+	ADDROW(Y2, Y3)
 	ADDQ R8, DX
-	VADDPS (DX), Y4, Y4
-	VADDPS 32(DX), Y5, Y5
-	VMOVUPS Y4, (DX)
-	VMOVUPS Y5, 32(DX)
+	ADDROW(Y4, Y5)
 	ADDQ R8, DX
-	VADDPS (DX), Y6, Y6
-	VADDPS 32(DX), Y7, Y7
-	VMOVUPS Y6, (DX)
-	VMOVUPS Y7, 32(DX)
+	ADDROW(Y6, Y7)
 	ADDQ R8, DX
-	VADDPS (DX), Y8, Y8
-	VADDPS 32(DX), Y9, Y9
-	VMOVUPS Y8, (DX)
-	VMOVUPS Y9, 32(DX)
+	ADDROW(Y8, Y9)
 	ADDQ R8, DX
-	VADDPS (DX), Y10, Y10
-	VADDPS 32(DX), Y11, Y11
-	VMOVUPS Y10, (DX)
-	VMOVUPS Y11, 32(DX)
+	ADDROW(Y10, Y11)
 
 	VZEROUPPER
 	RET

@@ -583,7 +583,8 @@ func reduceExecutor(op reduceOp) nodeExecutor {
 }
 
 // reduceRow reduces a contiguous row in simplego's order (sums are bit-identical; max/min are
-// exact in any order and use four accumulators).
+// exact in any order and use four accumulators). The max and min loops are written out: one
+// loop with the operation as a parameter measured ~20% slower (generic: ~2.5×).
 func reduceRow(op reduceOp, init float32, x []float32) float32 {
 	switch op {
 	case redSum:

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"sync/atomic"
 
 	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/graph"
@@ -87,6 +88,42 @@ func compare(got, want []float32, rtol, scale float64) error {
 	return nil
 }
 
+// fastSwitch is one of the package's process-wide switches with the counter of the fast path's
+// runs; what names the fast path in errors ("fastdot" when it fails, "the fast kernel" when it
+// did not run).
+type fastSwitch struct {
+	enabled    *atomic.Bool
+	calls      *atomic.Int64
+	name, what string
+}
+
+var (
+	dotSwitch = fastSwitch{&enabled, &fastCalls, "fastdot", "the fast kernel"}
+	opsSwitch = fastSwitch{&opsEnabled, &opsCalls, "fast ops", "the fast ops"}
+)
+
+// offThenOn runs run with the switch off (want) and then on (got), checks that the fast path
+// ran the second time, and restores the switch. label prefixes the errors.
+func (sw fastSwitch) offThenOn(label fmt.Stringer, run func() ([]float32, error)) (got, want []float32, err error) {
+	prev := sw.enabled.Load()
+	defer sw.enabled.Store(prev)
+	sw.enabled.Store(false)
+	want, err = run()
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: simplego: %w", label, err)
+	}
+	sw.enabled.Store(true)
+	calls := sw.calls.Load()
+	got, err = run()
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %s: %w", label, sw.name, err)
+	}
+	if sw.calls.Load() == calls {
+		return nil, nil, fmt.Errorf("%s: %s did not run", label, sw.what)
+	}
+	return got, want, nil
+}
+
 // CompareOnBackend runs s with the fast kernel and with simplego's and compares the results
 // (scale: √K of unit normal operands). It toggles the process-wide switch: call it when no
 // other computation runs.
@@ -97,21 +134,9 @@ func CompareOnBackend(backend backends.Backend, s Spec, seed uint64, rtol float6
 	for _, ax := range s.LhsContracting {
 		k *= s.LhsDims[ax]
 	}
-	prev := enabled.Load()
-	defer enabled.Store(prev)
-	enabled.Store(false)
-	want, err := runSpec(backend, s, lhs, rhs)
+	got, want, err := dotSwitch.offThenOn(s, func() ([]float32, error) { return runSpec(backend, s, lhs, rhs) })
 	if err != nil {
-		return fmt.Errorf("%s: simplego: %w", s, err)
-	}
-	enabled.Store(true)
-	calls := fastCalls.Load()
-	got, err := runSpec(backend, s, lhs, rhs)
-	if err != nil {
-		return fmt.Errorf("%s: fastdot: %w", s, err)
-	}
-	if fastCalls.Load() == calls {
-		return fmt.Errorf("%s: the fast kernel did not run", s)
+		return err
 	}
 	if err := compare(got, want, rtol, math.Sqrt(float64(k))); err != nil {
 		return fmt.Errorf("%s: %w", s, err)

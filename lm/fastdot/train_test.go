@@ -16,8 +16,31 @@ type recorder struct{ steps []*dualmem.Step }
 func (r *recorder) AppendStep(st *dualmem.Step) error { r.steps = append(r.steps, st); return nil }
 func (r *recorder) Commit(int, []byte) error          { return nil }
 
-// trainRun trains a fresh tiny model with the fast kernel on or off.
-func trainRun(t *testing.T, fast bool, steps int) (*recorder, float64) {
+// trainSwitch is one of fastdot's switches as the training tests drive it; unavailable is
+// called when the switch is off but a fast run is wanted.
+type trainSwitch struct {
+	what        string // in failure messages
+	enabled     func() bool
+	set         func(bool) bool
+	calls       func() int64
+	unavailable func(t *testing.T)
+}
+
+var (
+	dotSwitch = trainSwitch{"fast kernel", fastdot.Enabled, fastdot.SetEnabled, fastdot.FastCalls,
+		func(t *testing.T) {
+			t.Helper()
+			t.Fatalf("fastdot not installed by lm's backend (kernel %s)", fastdot.KernelName())
+		}}
+	opsSwitch = trainSwitch{"fast ops", fastdot.OpsEnabled, fastdot.SetOpsEnabled, fastdot.OpsCalls,
+		func(t *testing.T) {
+			t.Helper()
+			t.Skip("fast ops not enabled (SPOTLIGHT_FASTOPS=0 or SPOTLIGHT_FASTDOT=0?)")
+		}}
+)
+
+// trainRun trains a fresh tiny model with sw on or off.
+func trainRun(t *testing.T, sw trainSwitch, fast bool, steps int) (*recorder, float64) {
 	t.Helper()
 	c, err := lm.Preset("tiny")
 	if err != nil {
@@ -30,12 +53,12 @@ func trainRun(t *testing.T, fast bool, steps int) (*recorder, float64) {
 		t.Fatal(err)
 	}
 	defer tr.Close()
-	if !fastdot.Enabled() && fast {
-		t.Fatalf("fastdot not installed by lm's backend (kernel %s)", fastdot.KernelName())
+	if !sw.enabled() && fast {
+		sw.unavailable(t)
 	}
-	prev := fastdot.SetEnabled(fast)
-	defer fastdot.SetEnabled(prev)
-	calls := fastdot.FastCalls()
+	prev := sw.set(fast)
+	defer sw.set(prev)
+	calls := sw.calls()
 	rec := &recorder{}
 	if err := tr.Train(context.Background(), rec, steps, nil); err != nil {
 		t.Fatal(err)
@@ -44,8 +67,8 @@ func trainRun(t *testing.T, fast bool, steps int) (*recorder, float64) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ran := fastdot.FastCalls() > calls; ran != fast {
-		t.Fatalf("fast kernel ran=%v, want %v", ran, fast)
+	if ran := sw.calls() > calls; ran != fast {
+		t.Fatalf("%s ran=%v, want %v", sw.what, ran, fast)
 	}
 	return rec, loss
 }
@@ -66,8 +89,8 @@ func TestTrainSameWithAndWithout(t *testing.T) {
 		t.Skip("trains twice")
 	}
 	const steps = 8
-	slow, slowLoss := trainRun(t, false, steps)
-	fast, fastLoss := trainRun(t, true, steps)
+	slow, slowLoss := trainRun(t, dotSwitch, false, steps)
+	fast, fastLoss := trainRun(t, dotSwitch, true, steps)
 	for i := range slow.steps {
 		s, f := slow.steps[i], fast.steps[i]
 		if d := math.Abs(float64(s.Loss-f.Loss)) / float64(s.Loss); d > 1e-5 {
