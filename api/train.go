@@ -73,14 +73,16 @@ func (s *Server) getTrain(c echo.Context) error {
 }
 
 func (s *Server) trainStatus() TrainStatus {
+	// The loss curve is read from the store outside the lock, which the training loop takes
+	// after every step.
+	losses := []LossPoint{}
+	if infos, err := s.dir.Store.StepInfos(); err == nil {
+		losses = lossCurve(infos)
+	}
 	s.train.mu.Lock()
 	defer s.train.mu.Unlock()
 	st := s.train.status
-	st.Committed = s.dir.Store.Steps()
-	st.Losses = []LossPoint{}
-	if infos, err := s.dir.Store.StepInfos(); err == nil {
-		st.Losses = lossCurve(infos)
-	}
+	st.Committed, st.Losses = s.dir.Store.Steps(), losses
 	if !st.Running && st.Step < st.Committed {
 		st.Step = st.Committed
 	}
