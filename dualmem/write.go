@@ -19,10 +19,7 @@ func (s *Store) AppendStep(st *Step) error {
 	if err := s.writable(); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	next := s.appended + 1
-	s.mu.Unlock()
-	if err := validateStep(s.meta, st, next); err != nil {
+	if err := validateStep(s.meta, st, s.lastAppended()+1); err != nil {
 		return err
 	}
 	s.ch <- st
@@ -30,6 +27,13 @@ func (s *Store) AppendStep(st *Step) error {
 	s.appended = st.Step
 	s.mu.Unlock()
 	return nil
+}
+
+// lastAppended is the step of the last AppendStep (or the committed step after Open).
+func (s *Store) lastAppended() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.appended
 }
 
 // writable reports the state that forbids writing: read-only, closed or a sticky error.
@@ -107,9 +111,7 @@ func (s *Store) Commit(step int, checkpoint []byte) error {
 	if err := s.writable(); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	appended := s.appended
-	s.mu.Unlock()
+	appended := s.lastAppended()
 	if c := s.Steps(); step < c || step > appended {
 		return fmt.Errorf("commit of step %d: want a step from %d (committed) to %d (appended)", step, c, appended)
 	}
@@ -148,9 +150,7 @@ func (s *Store) DiscardUncommitted() error {
 	if err := s.writable(); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	appended := s.appended
-	s.mu.Unlock()
+	appended := s.lastAppended()
 	if err := s.flush(appended); err != nil {
 		return err
 	}
