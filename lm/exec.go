@@ -18,6 +18,7 @@ type execs struct {
 	backend backends.Backend
 	train   *Exec // params, bufs, tokens, targets, mask, lr → params', bufs', loss, clip, (keys, grads) per layer
 	probe   *Exec // params, tokens, pos, target → logits at pos, (x, y, ∂logit/∂y) at pos per layer
+	next    *Exec // params, tokens, pos → logits at pos (forward only, for sampling)
 	loss    *Exec // params, tokens, targets → mean loss
 }
 
@@ -32,6 +33,9 @@ func newExecs(cfg Config, layers []string) (*execs, error) {
 		return nil, err
 	}
 	if e.probe, err = NewExec(backend, e.probeGraph); err != nil {
+		return nil, err
+	}
+	if e.next, err = NewExec(backend, e.nextGraph); err != nil {
 		return nil, err
 	}
 	if e.loss, err = NewExec(backend, e.lossGraph); err != nil {
@@ -108,8 +112,7 @@ func (e *execs) probeGraph(inputs []*Node) []*Node {
 	P, c := len(e.specs), e.cfg
 	tokens, pos, target := inputs[P], inputs[P+1], inputs[P+2]
 	logits, taps := forward(c, e.weightsOf(inputs), tokens)
-	sel := OneHot(pos, tokens.Shape().Dimensions[1], dtypes.Float32) // [B, T]
-	at := func(x *Node) *Node { return DotGeneral(sel, []int{1}, []int{0}, x, []int{1}, []int{0}) }
+	at := func(x *Node) *Node { return atPos(x, pos) }
 	logitsAt := at(logits) // [B, V]
 	chosen := ReduceAllSum(Mul(logitsAt, OneHot(target, c.Vocab, dtypes.Float32)))
 	names := c.LayerNames()
@@ -123,6 +126,19 @@ func (e *execs) probeGraph(inputs []*Node) []*Node {
 		outs = append(outs, at(taps[l].x), at(taps[l].y), at(dys[i]))
 	}
 	return outs
+}
+
+// nextGraph is the next-token logits at pos [B, V], without the backward pass of probeGraph.
+func (e *execs) nextGraph(inputs []*Node) *Node {
+	P := len(e.specs)
+	logits, _ := forward(e.cfg, e.weightsOf(inputs), inputs[P])
+	return atPos(logits, inputs[P+1])
+}
+
+// atPos selects position pos[b] of each row b of x [B, T, d] → [B, d].
+func atPos(x, pos *Node) *Node {
+	sel := OneHot(pos, x.Shape().Dimensions[1], dtypes.Float32) // [B, T]
+	return DotGeneral(sel, []int{1}, []int{0}, x, []int{1}, []int{0})
 }
 
 // lossGraph is the mean next-token loss, for held-out evaluation.
@@ -151,7 +167,7 @@ func args(ts []*tensors.Tensor, extra ...any) []any {
 }
 
 func (e *execs) finalize() {
-	for _, x := range []*Exec{e.train, e.probe, e.loss} {
+	for _, x := range []*Exec{e.train, e.probe, e.next, e.loss} {
 		x.Finalize()
 	}
 }

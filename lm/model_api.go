@@ -82,9 +82,7 @@ func (m *Model) probeChunk(contexts [][]int32, targets []int32) ([]Probe, error)
 		if len(ctx) == 0 {
 			return nil, errors.New("probe: empty context")
 		}
-		ctx = ctx[max(0, len(ctx)-c.Ctx):]
-		copy(tok[i*c.Ctx:], ctx)
-		pos[i], tgt[i] = int32(len(ctx)-1), targets[i]
+		pos[i], tgt[i] = m.window(tok, i, ctx), targets[i]
 	}
 	m.mu.Lock()
 	outs, err := m.ex.probe.Exec(args(m.params,
@@ -155,16 +153,36 @@ func Sample(logits []float32, temperature float64, rng *rand.Rand) int32 {
 	return int32(len(p) - 1)
 }
 
-// Generate continues a prompt by n tokens and returns the new tokens.
+// window copies the last Ctx tokens of ctx into row i of tok [rows, Ctx] and returns the
+// position of its last token.
+func (m *Model) window(tok []int32, i int, ctx []int32) int32 {
+	ctx = ctx[max(0, len(ctx)-m.Cfg.Ctx):]
+	copy(tok[i*m.Cfg.Ctx:], ctx)
+	return int32(len(ctx) - 1)
+}
+
+// Generate continues a prompt by n tokens and returns the new tokens. Sampling needs only
+// the logits, so it runs the forward pass alone, one row at a time.
 func (m *Model) Generate(prompt []int32, n int, temperature float64, seed uint64) ([]int32, error) {
+	if len(prompt) == 0 {
+		return nil, errors.New("generate: empty prompt")
+	}
 	rng := rand.New(rand.NewPCG(seed, 0x6e6))
 	seq := append([]int32{}, prompt...)
+	tok := make([]int32, m.Cfg.Ctx)
 	for range n {
-		ps, err := m.Probe([][]int32{seq}, []int32{0})
+		pos := m.window(tok, 0, seq)
+		m.mu.Lock()
+		out, err := m.ex.next.Exec1(args(m.params,
+			tensors.FromFlatDataAndDimensions(tok, 1, m.Cfg.Ctx),
+			tensors.FromFlatDataAndDimensions([]int32{pos}, 1))...)
+		m.mu.Unlock()
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("generate: %w", err)
 		}
-		seq = append(seq, Sample(ps[0].Logits, temperature, rng))
+		logits := tensors.MustCopyFlatData[float32](out)
+		out.FinalizeAll()
+		seq = append(seq, Sample(logits, temperature, rng))
 	}
 	return seq[len(prompt):], nil
 }

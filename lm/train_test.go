@@ -93,3 +93,37 @@ func TestTrainDualIdentity(t *testing.T) {
 		}
 	}
 }
+
+// Greedy generation (forward pass only) picks what the probe's logits rank first.
+func TestGenerateMatchesProbe(t *testing.T) {
+	tr, err := NewTrainer(tinyConfig(), testText(20000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	if err := tr.Train(context.Background(), &recorder{}, 6, nil); err != nil {
+		t.Fatal(err)
+	}
+	prompt, err := tr.Tok.Encode("The light of the Sun")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen, err := tr.Generate(prompt, 5, 0, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq := append([]int32{}, prompt...)
+	for i, tok := range gen {
+		ps, err := tr.Probe([][]int32{seq}, []int32{tok})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := Sample(ps[0].Logits, 0, nil); tok != want {
+			t.Errorf("token %d: generated %d, probe's argmax %d", i, tok, want)
+		}
+		seq = append(seq, tok)
+	}
+	if _, err := tr.Generate(nil, 1, 0, 1); err == nil {
+		t.Error("empty prompt accepted")
+	}
+}
