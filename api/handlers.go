@@ -48,7 +48,7 @@ func (s *Server) getModel(c echo.Context) error {
 	}
 	entries := 0
 	for _, in := range infos[:min(sn.step, len(infos))] {
-		entries += in.Rows * in.Ctx
+		entries += in.Tokens()
 	}
 	info := ModelInfo{Step: sn.step, Config: sn.model.Cfg, MemoryBytes: sizes[dualmem.SizeDisk],
 		Training: s.trainStatus(), Layers: []datadir.LayerStats{}}

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
-	"github.com/spotlight-lm/spotlight/dualmem"
 	"github.com/spotlight-lm/spotlight/lm"
 )
 
@@ -41,7 +40,7 @@ type LossPoint struct {
 const maxLossPoints = 400
 
 // lossCurve averages the committed steps' losses into at most maxLossPoints points.
-func lossCurve(infos []dualmem.StepInfo) []LossPoint {
+func lossCurve(infos []lm.StepInfo) []LossPoint {
 	per := (len(infos) + maxLossPoints - 1) / maxLossPoints
 	points := []LossPoint{}
 	for lo := 0; lo < len(infos); lo += per {

@@ -3,14 +3,14 @@ package api
 import (
 	"testing"
 
-	"github.com/spotlight-lm/spotlight/dualmem"
+	"github.com/spotlight-lm/spotlight/lm"
 )
 
 func TestLossCurve(t *testing.T) {
-	infos := func(n int) []dualmem.StepInfo {
-		out := make([]dualmem.StepInfo, n)
+	infos := func(n int) []lm.StepInfo {
+		out := make([]lm.StepInfo, n)
 		for i := range out {
-			out[i] = dualmem.StepInfo{Step: i + 1, Loss: float32(i + 1)}
+			out[i] = lm.StepInfo{Step: i + 1, Loss: float32(i + 1)}
 		}
 		return out
 	}

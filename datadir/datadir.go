@@ -49,19 +49,16 @@ func Create(dir string, cfg lm.Config, corpus []byte) (*Dir, *lm.Trainer, error)
 	return d, tr, nil
 }
 
+// metaOf is the memory's metadata for a run: the captured layers of the layer table and the
+// optimizer, both from the config.
 func metaOf(cfg lm.Config) (dualmem.Meta, error) {
 	raw, err := json.Marshal(cfg)
 	if err != nil {
 		return dualmem.Meta{}, err
 	}
-	meta := dualmem.Meta{Precision: dualmem.Precision(cfg.Precision), Momentum: cfg.Momentum,
-		WeightDecay: cfg.WeightDecay, Config: raw}
-	for _, l := range cfg.CapturedLayers() {
-		din, dout, err := cfg.LayerDims(l)
-		if err != nil {
-			return dualmem.Meta{}, err
-		}
-		meta.Layers = append(meta.Layers, dualmem.LayerSpec{Name: l, DIn: din, DOut: dout})
+	meta := dualmem.Meta{Precision: dualmem.Precision(cfg.Precision), Optimizer: cfg.Optimizer(), Config: raw}
+	for _, l := range cfg.CapturedTable() {
+		meta.Layers = append(meta.Layers, dualmem.LayerSpec{Name: l.Name, DIn: l.DIn, DOut: l.DOut})
 	}
 	return meta, nil
 }

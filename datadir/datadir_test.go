@@ -63,7 +63,7 @@ func TestVerifyAndStats(t *testing.T) {
 			for _, l := range rep.Layers {
 				limit := 1e-5
 				if precision == "f16" {
-					limit = F16Tolerance
+					limit = dualmem.F16Tolerance
 				}
 				t.Logf("%s %s: max rel err %.3g", precision, l.Name, l.MaxRelErr)
 				if !rep.OK || l.MaxRelErr > limit || l.Entries != cfg.Steps*cfg.Batch*cfg.Ctx {

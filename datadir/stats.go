@@ -38,7 +38,7 @@ func (d *Dir) Stats() (*Stats, error) {
 	st := &Stats{Config: d.Cfg, Step: len(infos), Precision: string(d.Store.Meta().Precision)}
 	entries := 0
 	for _, in := range infos {
-		entries += in.Rows * in.Ctx
+		entries += in.Tokens()
 	}
 	if len(infos) > 0 {
 		st.LastLoss = infos[len(infos)-1].Loss

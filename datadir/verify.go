@@ -8,19 +8,11 @@ import (
 	"github.com/spotlight-lm/spotlight/lm"
 )
 
-// Tolerance is the largest relative error verify accepts between primal and dual outputs
-// of a float32 memory; F16Tolerance that of a float16 one, whose keys and gradients carry
-// only 11 significant bits.
-const (
-	Tolerance    = 1e-4
-	F16Tolerance = 1e-2
-)
-
 // LayerReport compares one layer's primal output with its reconstruction from memory.
 type LayerReport struct {
 	Name      string  `json:"name"`
 	MaxAbsErr float64 `json:"max_abs_err"`
-	MaxRelErr float64 `json:"max_rel_err"` // relative to the largest |primal output|
+	MaxRelErr float64 `json:"max_rel_err"` // dualmem.Check.RelErr: relative to the largest |primal output|
 	Samples   int     `json:"samples"`
 	Entries   int     `json:"entries"` // training tokens in the memory
 }
@@ -47,10 +39,7 @@ func (d *Dir) Verify(m *lm.Model, samples int, progress func(layer string, done,
 		return nil, err
 	}
 	meta := d.Store.Meta()
-	rep := &Report{OK: true, Tolerance: Tolerance, Step: m.Step, Precision: string(meta.Precision)}
-	if meta.Precision == dualmem.F16 {
-		rep.Tolerance = F16Tolerance
-	}
+	rep := &Report{OK: true, Tolerance: meta.Precision.Tolerance(), Step: m.Step, Precision: string(meta.Precision)}
 	for _, spec := range meta.Layers {
 		mem, err := d.Store.LoadLayer(spec.Name, func(done, total int) {
 			if progress != nil {
@@ -62,21 +51,12 @@ func (d *Dir) Verify(m *lm.Model, samples int, progress func(layer string, done,
 		}
 		lr := LayerReport{Name: spec.Name, Samples: len(probes), Entries: len(mem.Step)}
 		for _, p := range probes {
-			abs, scale := maxErr(p.Layers[spec.Name].Y, mem.Reconstruct(meta, p.Layers[spec.Name].X))
-			lr.MaxAbsErr = math.Max(lr.MaxAbsErr, abs)
-			lr.MaxRelErr = math.Max(lr.MaxRelErr, abs/math.Max(scale, 1e-30))
+			c := dualmem.Compare(p.Layers[spec.Name].Y, mem.Reconstruct(meta, p.Layers[spec.Name].X))
+			lr.MaxAbsErr = math.Max(lr.MaxAbsErr, c.AbsErr)
+			lr.MaxRelErr = math.Max(lr.MaxRelErr, c.RelErr())
 		}
 		rep.OK = rep.OK && lr.MaxRelErr <= rep.Tolerance
 		rep.Layers = append(rep.Layers, lr)
 	}
 	return rep, nil
-}
-
-// maxErr returns max |primal−dual| and max |primal|.
-func maxErr(primal []float32, dual []float64) (abs, scale float64) {
-	for j, y := range primal {
-		abs = math.Max(abs, math.Abs(float64(y)-dual[j]))
-		scale = math.Max(scale, math.Abs(float64(y)))
-	}
-	return abs, scale
 }

@@ -7,6 +7,8 @@ import (
 	"math"
 
 	badger "github.com/dgraph-io/badger/v4"
+
+	"github.com/spotlight-lm/spotlight/lm"
 )
 
 // Key layout. Step numbers are big-endian so a prefix scan returns steps in order. Every
@@ -22,7 +24,7 @@ var (
 const (
 	pCorpus     = 'c' // blob: the corpus bytes
 	pInitial    = 'w' // + layer(2): blob of W then B, float32
-	pHeader     = 'h' // + step(8): StepInfo, fixed size
+	pHeader     = 'h' // + step(8): lm.StepInfo, fixed size
 	pTokens     = 'o' // + step(8): blob of offsets (int64) then targets (int32)
 	pLayer      = 'l' // + layer(2) + step(8): blob of the layer's keys then grads
 	pCheckpoint = 'k' // blob: the last committed checkpoint
@@ -130,7 +132,7 @@ func readBlob(txn *badger.Txn, base []byte) ([]byte, error) {
 	return out, nil
 }
 
-func encodeInfo(si StepInfo) []byte {
+func encodeInfo(si lm.StepInfo) []byte {
 	b := make([]byte, 0, infoSize)
 	b = binary.BigEndian.AppendUint64(b, uint64(si.Step))
 	for _, f := range []float32{si.LR, si.Clip, si.Loss} {
@@ -140,12 +142,12 @@ func encodeInfo(si StepInfo) []byte {
 	return binary.LittleEndian.AppendUint32(b, uint32(si.Ctx))
 }
 
-func decodeInfo(b []byte) (StepInfo, error) {
+func decodeInfo(b []byte) (lm.StepInfo, error) {
 	if len(b) != infoSize {
-		return StepInfo{}, fmt.Errorf("corrupt step record (%d bytes)", len(b))
+		return lm.StepInfo{}, fmt.Errorf("corrupt step record (%d bytes)", len(b))
 	}
 	f := func(i int) float32 { return math.Float32frombits(binary.LittleEndian.Uint32(b[i:])) }
-	return StepInfo{
+	return lm.StepInfo{
 		Step: int(binary.BigEndian.Uint64(b)),
 		LR:   f(8), Clip: f(12), Loss: f(16),
 		Rows: int(binary.LittleEndian.Uint32(b[20:])),
@@ -189,7 +191,7 @@ func precisionBytes(p Precision) int {
 }
 
 // encodeLayer stores keys then grads; f16 blocks carry a power-of-two scale each.
-func encodeLayer(p Precision, ls LayerStep) []byte {
+func encodeLayer(p Precision, ls lm.LayerStep) []byte {
 	eb := precisionBytes(p)
 	buf := newBlob(layerHeader + eb*(len(ls.Keys)+len(ls.Grads)))
 	h := buf[blobHeader:]

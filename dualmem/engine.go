@@ -29,8 +29,7 @@ import (
 type Scanner struct {
 	Mem          *LayerMemory
 	N, DIn, DOut int
-	AW, AB       float64
-	SW, SB       []float64 // per step index (step-1): betaW·c and betaB·c
+	DualForm               // AW, AB; SW, SB per step index (step-1): betaW·c and betaB·c
 	GSum         []float64 // [steps, DOut] Σ_i g_{t,i}
 	first        int32
 
@@ -43,14 +42,9 @@ type Scanner struct {
 
 // NewScanner prepares mem (read-only from now on) for queries under meta's optimizer.
 func NewScanner(mem *LayerMemory, meta Meta) *Scanner {
-	s := &Scanner{Mem: mem, N: mem.Tokens(), DIn: mem.Spec.DIn, DOut: mem.Spec.DOut, first: 1}
-	aW, aB, betaW, betaB := mem.Coefficients(meta)
-	s.AW, s.AB = aW, aB
+	s := &Scanner{Mem: mem, N: mem.Tokens(), DIn: mem.Spec.DIn, DOut: mem.Spec.DOut, first: 1,
+		DualForm: NewDualForm(mem.Steps, meta.Optimizer)}
 	T := len(mem.Steps)
-	s.SW, s.SB = make([]float64, T), make([]float64, T)
-	for k, si := range mem.Steps {
-		s.SW[k], s.SB[k] = betaW[k]*float64(si.Clip), betaB[k]*float64(si.Clip)
-	}
 	if T > 0 {
 		s.first = int32(mem.Steps[0].Step)
 	}
@@ -352,18 +346,6 @@ func (s *Scanner) Score(q Query, j int) (alpha, contribution float64) {
 		alpha += float64(k) * float64(q.X[i])
 	}
 	return alpha, alpha * s.SW[s.StepIndex(j)] * q.proj(s.Mem.Grads[j*s.DOut:(j+1)*s.DOut])
-}
-
-// RemoveToken subtracts training token j's whole effect on the layer output for a query
-// whose attention to it is alpha: the weight path (s_t·alpha) and the bias path (its
-// gradient's share of the bias, b_t), both times g_j. Dropping the token's loss from training
-// removes both, to first order.
-func (s *Scanner) RemoveToken(dst []float64, j int, alpha float64) {
-	t := s.StepIndex(j)
-	f := s.SW[t]*alpha + s.SB[t]
-	for o, g := range s.Mem.Grads[j*s.DOut : (j+1)*s.DOut] {
-		dst[o] -= f * float64(g)
-	}
 }
 
 // SameOffset lists the tokens trained on corpus offset off (one per epoch that saw it).

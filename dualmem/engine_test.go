@@ -11,15 +11,17 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+
+	"github.com/spotlight-lm/spotlight/lm"
 )
 
 // randomMemory builds a memory of n tokens (steps of 2048) with random keys and grads.
 func randomMemory(n, din, dout int, seed uint64) (*LayerMemory, Meta) {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	const per = 2048
-	var infos []StepInfo
+	var infos []lm.StepInfo
 	for t := 0; t*per < n; t++ {
-		infos = append(infos, StepInfo{Step: t + 1, LR: 0.1, Clip: 0.9, Rows: 1, Ctx: min(per, n-t*per)})
+		infos = append(infos, lm.StepInfo{Step: t + 1, LR: 0.1, Clip: 0.9, Rows: 1, Ctx: min(per, n-t*per)})
 	}
 	m := newLayerMemory(LayerSpec{Name: "out", DIn: din, DOut: dout}, infos)
 	fill := func(v []float32) {
@@ -32,10 +34,10 @@ func randomMemory(n, din, dout int, seed uint64) (*LayerMemory, Meta) {
 	for j := range m.Offsets {
 		m.Offsets[j] = int64(j % 5000)
 	}
-	m.Initial = Initial{W: make([]float32, din*dout), B: make([]float32, dout)}
+	m.Initial = lm.Initial{W: make([]float32, din*dout), B: make([]float32, dout)}
 	fill(m.Initial.W)
 	fill(m.Initial.B)
-	return m, Meta{Momentum: 0.9, WeightDecay: 1e-3}
+	return m, Meta{Optimizer: lm.Optimizer{Momentum: 0.9, WeightDecay: 1e-3}}
 }
 
 func TestScanMatchesBruteForce(t *testing.T) {

@@ -3,14 +3,16 @@ package dualmem
 import (
 	"math/rand/v2"
 	"testing"
+
+	"github.com/spotlight-lm/spotlight/lm"
 )
 
 func testMeta(p Precision) Meta {
 	return Meta{
 		Precision: p,
 		Layers:    []LayerSpec{{Name: "block0.ff1", DIn: 4, DOut: 7}, {Name: "out", DIn: 5, DOut: 3}},
-		Momentum:  0.9, WeightDecay: 0.01, BiasDecay: 0,
-		Config: []byte(`{"d":4}`),
+		Optimizer: lm.Optimizer{Momentum: 0.9, WeightDecay: 0.01, BiasDecay: 0},
+		Config:    []byte(`{"d":4}`),
 	}
 }
 
@@ -26,26 +28,26 @@ func randF32(rng *rand.Rand, n int, scale float64) []float32 {
 	return xs
 }
 
-func testInitial(meta Meta, rng *rand.Rand) map[string]Initial {
-	in := map[string]Initial{}
+func testInitial(meta Meta, rng *rand.Rand) map[string]lm.Initial {
+	in := map[string]lm.Initial{}
 	for _, l := range meta.Layers {
-		in[l.Name] = Initial{W: randF32(rng, l.DIn*l.DOut, 0.5), B: randF32(rng, l.DOut, 0.1)}
+		in[l.Name] = lm.Initial{W: randF32(rng, l.DIn*l.DOut, 0.5), B: randF32(rng, l.DOut, 0.1)}
 	}
 	return in
 }
 
 // makeStep builds step t with random keys (around 1e3) and tiny gradients (around 1e-7,
 // below float16's normal range unless scaled).
-func makeStep(meta Meta, t, rows, ctx int, rng *rand.Rand) *Step {
+func makeStep(meta Meta, t, rows, ctx int, rng *rand.Rand) *lm.Step {
 	n := rows * ctx
-	st := &Step{StepInfo: StepInfo{Step: t, LR: 0.1 / float32(t), Clip: 0.5 + float32(t)/100,
-		Loss: 3 - float32(t)/10, Rows: rows, Ctx: ctx}, Layers: map[string]LayerStep{}}
+	st := &lm.Step{StepInfo: lm.StepInfo{Step: t, LR: 0.1 / float32(t), Clip: 0.5 + float32(t)/100,
+		Loss: 3 - float32(t)/10, Rows: rows, Ctx: ctx}, Layers: map[string]lm.LayerStep{}}
 	for i := range n {
 		st.Offsets = append(st.Offsets, int64(1000*t+i))
 		st.Targets = append(st.Targets, int32(rng.IntN(60)))
 	}
 	for _, l := range meta.Layers {
-		st.Layers[l.Name] = LayerStep{Keys: randF32(rng, n*l.DIn, 1e3), Grads: randF32(rng, n*l.DOut, 1e-7)}
+		st.Layers[l.Name] = lm.LayerStep{Keys: randF32(rng, n*l.DIn, 1e3), Grads: randF32(rng, n*l.DOut, 1e-7)}
 	}
 	return st
 }
@@ -59,9 +61,9 @@ func mustCreate(t *testing.T, dir string, meta Meta, rng *rand.Rand) *Store {
 	return s
 }
 
-func appendSteps(t *testing.T, s *Store, from, to int, rng *rand.Rand) []*Step {
+func appendSteps(t *testing.T, s *Store, from, to int, rng *rand.Rand) []*lm.Step {
 	t.Helper()
-	var out []*Step
+	var out []*lm.Step
 	for i := from; i <= to; i++ {
 		st := makeStep(s.Meta(), i, 1+i%3, 4, rng)
 		if err := s.AppendStep(st); err != nil {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	badger "github.com/dgraph-io/badger/v4"
+
+	"github.com/spotlight-lm/spotlight/lm"
 )
 
 // LayerMemory is one layer's whole committed training memory in contiguous slabs. Token j
@@ -20,8 +22,8 @@ type LayerMemory struct {
 	Targets []int32
 	Rows    []int32
 	Pos     []int32
-	Steps   []StepInfo // the committed steps, Steps[k].Step == k+1
-	Initial Initial
+	Steps   []lm.StepInfo // the committed steps, Steps[k].Step == k+1
+	Initial lm.Initial
 }
 
 // Tokens returns N, the number of training tokens in the memory.
@@ -45,7 +47,7 @@ func (s *Store) LoadLayer(name string, progress func(done, total int)) (*LayerMe
 	}
 	start := make([]int, len(infos)+1) // first token of each step
 	for k, si := range infos {
-		start[k+1] = start[k] + si.Rows*si.Ctx
+		start[k+1] = start[k] + si.Tokens()
 	}
 	c := len(infos)
 	err = s.db.View(func(txn *badger.Txn) error {
@@ -74,10 +76,10 @@ func (s *Store) LoadLayer(name string, progress func(done, total int)) (*LayerMe
 	return m, nil
 }
 
-func newLayerMemory(spec LayerSpec, infos []StepInfo) *LayerMemory {
+func newLayerMemory(spec LayerSpec, infos []lm.StepInfo) *LayerMemory {
 	n := 0
 	for _, si := range infos {
-		n += si.Rows * si.Ctx
+		n += si.Tokens()
 	}
 	m := &LayerMemory{Spec: spec, Steps: infos,
 		Keys: make([]float32, n*spec.DIn), Grads: make([]float32, n*spec.DOut),
@@ -85,7 +87,7 @@ func newLayerMemory(spec LayerSpec, infos []StepInfo) *LayerMemory {
 		Rows: make([]int32, n), Pos: make([]int32, n)}
 	j := 0
 	for _, si := range infos {
-		for i := range si.Rows * si.Ctx {
+		for i := range si.Tokens() {
 			m.Step[j], m.Rows[j], m.Pos[j] = int32(si.Step), int32(i/si.Ctx), int32(i%si.Ctx)
 			j++
 		}

@@ -8,16 +8,18 @@ import (
 	"path/filepath"
 
 	badger "github.com/dgraph-io/badger/v4"
+
+	"github.com/spotlight-lm/spotlight/lm"
 )
 
 // Steps returns the last committed step (0 before the first commit).
 func (s *Store) Steps() int { return int(s.committed.Load()) }
 
 // Initial returns a layer's weights before step 1.
-func (s *Store) Initial(layer string) (Initial, error) {
+func (s *Store) Initial(layer string) (lm.Initial, error) {
 	i, ok := s.layerIdx[layer]
 	if !ok {
-		return Initial{}, fmt.Errorf("layer %q: %w", layer, ErrNotFound)
+		return lm.Initial{}, fmt.Errorf("layer %q: %w", layer, ErrNotFound)
 	}
 	var b []byte
 	err := s.db.View(func(txn *badger.Txn) (err error) {
@@ -29,9 +31,9 @@ func (s *Store) Initial(layer string) (Initial, error) {
 		err = fmt.Errorf("%d bytes", len(b))
 	}
 	if err != nil {
-		return Initial{}, fmt.Errorf("reading initial weights of %q: %w", layer, err)
+		return lm.Initial{}, fmt.Errorf("reading initial weights of %q: %w", layer, err)
 	}
-	in := Initial{W: make([]float32, l.DIn*l.DOut), B: make([]float32, l.DOut)}
+	in := lm.Initial{W: make([]float32, l.DIn*l.DOut), B: make([]float32, l.DOut)}
 	getF32s(in.W, b)
 	getF32s(in.B, b[4*len(in.W):])
 	return in, nil
@@ -53,15 +55,15 @@ func (s *Store) Checkpoint() (step int, blob []byte, err error) {
 }
 
 // StepInfos returns the records of the committed steps, in order.
-func (s *Store) StepInfos() ([]StepInfo, error) {
+func (s *Store) StepInfos() ([]lm.StepInfo, error) {
 	c := s.Steps()
-	out := make([]StepInfo, 0, c)
+	out := make([]lm.StepInfo, 0, c)
 	err := s.db.View(func(txn *badger.Txn) error {
 		opt := badger.IteratorOptions{Prefix: []byte{pHeader}, PrefetchValues: true, PrefetchSize: 100}
 		it := txn.NewIterator(opt)
 		defer it.Close()
 		for it.Seek(stepKey(opt.Prefix, 1)); it.ValidForPrefix(opt.Prefix) && len(out) < c; it.Next() {
-			var si StepInfo
+			var si lm.StepInfo
 			err := it.Item().Value(func(v []byte) (err error) { si, err = decodeInfo(v); return err })
 			if err != nil {
 				return err
@@ -84,7 +86,7 @@ func (s *Store) StepInfos() ([]StepInfo, error) {
 
 // ReadStep returns committed step t with the named layers (all layers if none are named).
 // A step outside 1..Steps() or an unknown layer gives ErrNotFound.
-func (s *Store) ReadStep(t int, layers ...string) (*Step, error) {
+func (s *Store) ReadStep(t int, layers ...string) (*lm.Step, error) {
 	if c := s.Steps(); t < 1 || t > c {
 		return nil, fmt.Errorf("step %d (committed steps are 1..%d): %w", t, c, ErrNotFound)
 	}
@@ -98,7 +100,7 @@ func (s *Store) ReadStep(t int, layers ...string) (*Step, error) {
 			return nil, fmt.Errorf("layer %q: %w", name, ErrNotFound)
 		}
 	}
-	st := &Step{Layers: map[string]LayerStep{}}
+	st := &lm.Step{Layers: map[string]lm.LayerStep{}}
 	err := s.db.View(func(txn *badger.Txn) error {
 		v, err := getValue(txn, stepKey([]byte{pHeader}, t))
 		if err != nil {
@@ -107,7 +109,7 @@ func (s *Store) ReadStep(t int, layers ...string) (*Step, error) {
 		if st.StepInfo, err = decodeInfo(v); err != nil {
 			return err
 		}
-		n := st.Rows * st.Ctx
+		n := st.Tokens()
 		st.Offsets, st.Targets = make([]int64, n), make([]int32, n)
 		if err := readInto(txn, stepKey([]byte{pTokens}, t), func(b []byte) error {
 			return decodeTokens(b, st.Offsets, st.Targets)
@@ -116,7 +118,7 @@ func (s *Store) ReadStep(t int, layers ...string) (*Step, error) {
 		}
 		for _, name := range layers {
 			l := s.meta.Layers[s.layerIdx[name]]
-			ls := LayerStep{Keys: make([]float32, n*l.DIn), Grads: make([]float32, n*l.DOut)}
+			ls := lm.LayerStep{Keys: make([]float32, n*l.DIn), Grads: make([]float32, n*l.DOut)}
 			if err := readInto(txn, stepKey(layerPrefix(s.layerIdx[name]), t), func(b []byte) error {
 				return decodeLayer(b, ls.Keys, ls.Grads)
 			}); err != nil {

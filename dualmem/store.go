@@ -14,6 +14,8 @@ import (
 
 	badger "github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
+
+	"github.com/spotlight-lm/spotlight/lm"
 )
 
 // More errors a caller can tell apart (see also types.go).
@@ -56,7 +58,7 @@ type Store struct {
 	written   int // last step the writer goroutine has stored
 	werr      error
 	closed    bool
-	ch        chan *Step
+	ch        chan *lm.Step
 	writerEnd chan struct{}
 }
 
@@ -114,7 +116,7 @@ func openDB(dir string, readOnly, repair bool) (*badger.DB, error) {
 // initial weights of every layer of meta, all written in one transaction. A directory that
 // already holds a model gives ErrExists, any other non-empty directory ErrNotSpotlight;
 // neither is modified.
-func Create(dir string, meta Meta, corpus []byte, initial map[string]Initial) (*Store, error) {
+func Create(dir string, meta Meta, corpus []byte, initial map[string]lm.Initial) (*Store, error) {
 	if meta.Precision == "" {
 		meta.Precision = F32
 	}
@@ -139,7 +141,7 @@ func Create(dir string, meta Meta, corpus []byte, initial map[string]Initial) (*
 	return newStore(dir, db, false, meta, append([]byte(nil), corpus...), 0), nil
 }
 
-func writeNew(txn *badger.Txn, meta Meta, corpus []byte, initial map[string]Initial) error {
+func writeNew(txn *badger.Txn, meta Meta, corpus []byte, initial map[string]lm.Initial) error {
 	mj, err := json.Marshal(meta)
 	if err != nil {
 		return err
@@ -346,7 +348,7 @@ func newStore(dir string, db *badger.DB, readOnly bool, meta Meta, corpus []byte
 	s.committed.Store(int64(committed))
 	s.cond = sync.NewCond(&s.mu)
 	if !readOnly {
-		s.ch = make(chan *Step, 4)
+		s.ch = make(chan *lm.Step, 4)
 		s.writerEnd = make(chan struct{})
 		go s.writer()
 	}

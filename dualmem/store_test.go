@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/spotlight-lm/spotlight/lm"
 )
 
 func TestRoundTrip(t *testing.T) {
@@ -50,11 +52,11 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
-func checkStore(t *testing.T, r *Store, meta Meta, init map[string]Initial, steps []*Step, tol float64) {
+func checkStore(t *testing.T, r *Store, meta Meta, init map[string]lm.Initial, steps []*lm.Step, tol float64) {
 	t.Helper()
 	got := r.Meta()
 	if got.Format != FormatVersion || got.Precision != meta.Precision || len(got.Layers) != 2 ||
-		got.Layers[1] != meta.Layers[1] || string(got.Config) != string(meta.Config) || got.Momentum != 0.9 {
+		got.Layers[1] != meta.Layers[1] || string(got.Config) != string(meta.Config) || got.Optimizer.Momentum != 0.9 {
 		t.Fatalf("Meta = %+v", got)
 	}
 	if string(r.Corpus()) != "hello corpus" || r.Steps() != len(steps) {
@@ -101,7 +103,7 @@ func checkStore(t *testing.T, r *Store, meta Meta, init map[string]Initial, step
 	}
 }
 
-func checkLoadLayer(t *testing.T, r *Store, steps []*Step, tol float64) {
+func checkLoadLayer(t *testing.T, r *Store, steps []*lm.Step, tol float64) {
 	t.Helper()
 	calls := 0
 	m, err := r.LoadLayer("block0.ff1", func(done, total int) { calls++ })
@@ -118,7 +120,7 @@ func checkLoadLayer(t *testing.T, r *Store, steps []*Step, tol float64) {
 		ls := st.Layers["block0.ff1"]
 		keys, grads = append(keys, ls.Keys...), append(grads, ls.Grads...)
 		offsets = append(offsets, st.Offsets...)
-		for i := range st.Rows * st.Ctx {
+		for i := range st.Tokens() {
 			if m.Step[j] != int32(st.Step) || m.Rows[j] != int32(i/st.Ctx) || m.Pos[j] != int32(i%st.Ctx) ||
 				m.Targets[j] != st.Targets[i] {
 				t.Fatalf("token %d: step %d row %d pos %d target %d", j, m.Step[j], m.Rows[j], m.Pos[j], m.Targets[j])
@@ -241,17 +243,17 @@ func TestAppendValidation(t *testing.T) {
 	s := mustCreate(t, t.TempDir(), testMeta(F32), rng)
 	defer s.Close()
 	meta := s.Meta()
-	bad := map[string]func(*Step){
-		"step number":  func(st *Step) { st.Step = 2 },
-		"rows":         func(st *Step) { st.Rows = 0 },
-		"offsets":      func(st *Step) { st.Offsets = st.Offsets[1:] },
-		"targets":      func(st *Step) { st.Targets = nil },
-		"missing":      func(st *Step) { delete(st.Layers, "out") },
-		"extra":        func(st *Step) { st.Layers["extra"] = st.Layers["out"] },
-		"keys":         func(st *Step) { ls := st.Layers["out"]; ls.Keys = ls.Keys[1:]; st.Layers["out"] = ls },
-		"grads":        func(st *Step) { ls := st.Layers["out"]; ls.Grads = nil; st.Layers["out"] = ls },
-		"nan lr":       func(st *Step) { st.LR = float32(nan()) },
-		"renamed step": func(st *Step) { st.Layers["Out"] = st.Layers["out"]; delete(st.Layers, "out") },
+	bad := map[string]func(*lm.Step){
+		"step number":  func(st *lm.Step) { st.Step = 2 },
+		"rows":         func(st *lm.Step) { st.Rows = 0 },
+		"offsets":      func(st *lm.Step) { st.Offsets = st.Offsets[1:] },
+		"targets":      func(st *lm.Step) { st.Targets = nil },
+		"missing":      func(st *lm.Step) { delete(st.Layers, "out") },
+		"extra":        func(st *lm.Step) { st.Layers["extra"] = st.Layers["out"] },
+		"keys":         func(st *lm.Step) { ls := st.Layers["out"]; ls.Keys = ls.Keys[1:]; st.Layers["out"] = ls },
+		"grads":        func(st *lm.Step) { ls := st.Layers["out"]; ls.Grads = nil; st.Layers["out"] = ls },
+		"nan lr":       func(st *lm.Step) { st.LR = float32(nan()) },
+		"renamed step": func(st *lm.Step) { st.Layers["Out"] = st.Layers["out"]; delete(st.Layers, "out") },
 	}
 	for name, mod := range bad {
 		st := makeStep(meta, 1, 2, 3, rng)
@@ -267,22 +269,22 @@ func nan() float64 { z := 0.0; return z / z }
 
 func TestCreateValidation(t *testing.T) {
 	rng := rand.New(rand.NewPCG(9, 9))
-	cases := map[string]func(*Meta, map[string]Initial){
-		"precision": func(m *Meta, _ map[string]Initial) { m.Precision = "bf16" },
-		"no layers": func(m *Meta, in map[string]Initial) { m.Layers = nil; clear(in) },
-		"empty name": func(m *Meta, in map[string]Initial) {
+	cases := map[string]func(*Meta, map[string]lm.Initial){
+		"precision": func(m *Meta, _ map[string]lm.Initial) { m.Precision = "bf16" },
+		"no layers": func(m *Meta, in map[string]lm.Initial) { m.Layers = nil; clear(in) },
+		"empty name": func(m *Meta, in map[string]lm.Initial) {
 			m.Layers[1].Name = ""
 			in[""] = in["out"]
 			delete(in, "out")
 		},
-		"duplicate":  func(m *Meta, _ map[string]Initial) { m.Layers[0].Name = "out" },
-		"dims":       func(m *Meta, _ map[string]Initial) { m.Layers[1].DOut = 0 },
-		"shape":      func(m *Meta, in map[string]Initial) { in["out"] = Initial{W: in["out"].W[1:], B: in["out"].B} },
-		"bias shape": func(m *Meta, in map[string]Initial) { in["out"] = Initial{W: in["out"].W} },
-		"no initial": func(m *Meta, in map[string]Initial) { delete(in, "out") },
-		"stray":      func(m *Meta, in map[string]Initial) { in["other"] = in["out"] },
-		"momentum":   func(m *Meta, _ map[string]Initial) { m.Momentum = 1 },
-		"decay":      func(m *Meta, _ map[string]Initial) { m.WeightDecay = -1 },
+		"duplicate":  func(m *Meta, _ map[string]lm.Initial) { m.Layers[0].Name = "out" },
+		"dims":       func(m *Meta, _ map[string]lm.Initial) { m.Layers[1].DOut = 0 },
+		"shape":      func(m *Meta, in map[string]lm.Initial) { in["out"] = lm.Initial{W: in["out"].W[1:], B: in["out"].B} },
+		"bias shape": func(m *Meta, in map[string]lm.Initial) { in["out"] = lm.Initial{W: in["out"].W} },
+		"no initial": func(m *Meta, in map[string]lm.Initial) { delete(in, "out") },
+		"stray":      func(m *Meta, in map[string]lm.Initial) { in["other"] = in["out"] },
+		"momentum":   func(m *Meta, _ map[string]lm.Initial) { m.Optimizer.Momentum = 1 },
+		"decay":      func(m *Meta, _ map[string]lm.Initial) { m.Optimizer.WeightDecay = -1 },
 	}
 	for name, mod := range cases {
 		meta := testMeta(F32)

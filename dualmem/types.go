@@ -1,10 +1,16 @@
 // Package dualmem stores and reads the dual form of a model's linear layers: for every
 // training step, the per-token keys (layer inputs) and raw output gradients, plus the
-// schedule needed to turn them into attention values. It is the only package that imports
-// Badger.
+// schedule needed to turn them into attention values. It implements lm.Memory with lm's
+// capture types; the dual form itself (coefficients, reconstruction, counterfactual removal,
+// the primal-vs-dual check) is in dualform.go. It is the only package that imports Badger.
 package dualmem
 
-import "errors"
+import (
+	"encoding/json"
+	"errors"
+
+	"github.com/spotlight-lm/spotlight/lm"
+)
 
 // FormatVersion is the on-disk format of a data directory. A directory written with another
 // version is refused rather than misread.
@@ -27,46 +33,47 @@ type LayerSpec struct {
 
 // Meta is fixed when a data directory is created.
 type Meta struct {
-	Format      int         `json:"format"`
-	Precision   Precision   `json:"precision"`
-	Layers      []LayerSpec `json:"layers"`
-	Momentum    float64     `json:"momentum"`     // μ, heavy-ball
-	WeightDecay float64     `json:"weight_decay"` // λ for weights (coupled, PyTorch SGD)
-	BiasDecay   float64     `json:"bias_decay"`   // λ for biases (0 in Spotlight)
-	Config      []byte      `json:"config"`       // the model config as JSON; owned by package lm
+	Format    int          `json:"format"`
+	Precision Precision    `json:"precision"`
+	Layers    []LayerSpec  `json:"layers"`
+	Optimizer lm.Optimizer `json:"optimizer"` // the dual form needs its momentum and decays
+	Config    []byte       `json:"config"`    // the model config as JSON; owned by package lm
 }
 
-// StepInfo is what one optimizer step recorded, without the per-token vectors.
-type StepInfo struct {
-	Step int     `json:"step"` // 1-based
-	LR   float32 `json:"lr"`   // η_t exactly as applied
-	Clip float32 `json:"clip"` // c_t = min(1, C/(‖∇‖+1e-6)) exactly as applied
-	Loss float32 `json:"loss"`
-	Rows int     `json:"rows"` // batch rows
-	Ctx  int     `json:"ctx"`  // positions per row; token i is row i/Ctx, position i%Ctx
+// UnmarshalJSON also reads the metadata of data directories written before the optimizer
+// was stored whole, which kept momentum, weight_decay and bias_decay at the top level; the
+// rest of their optimizer comes from their stored config.
+func (m *Meta) UnmarshalJSON(b []byte) error {
+	type plain Meta
+	var v struct {
+		plain
+		Momentum    *float64 `json:"momentum"`
+		WeightDecay *float64 `json:"weight_decay"`
+		BiasDecay   *float64 `json:"bias_decay"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*m = Meta(v.plain)
+	if v.Momentum == nil && v.WeightDecay == nil && v.BiasDecay == nil {
+		return nil
+	}
+	if cfg, err := lm.ParseConfig(m.Config); err == nil {
+		m.Optimizer = cfg.Optimizer()
+	}
+	for _, f := range []struct {
+		dst *float64
+		src *float64
+	}{{&m.Optimizer.Momentum, v.Momentum}, {&m.Optimizer.WeightDecay, v.WeightDecay}, {&m.Optimizer.BiasDecay, v.BiasDecay}} {
+		if f.src != nil {
+			*f.dst = *f.src
+		}
+	}
+	return nil
 }
 
-// Step is one optimizer step with its captured tokens. Token i of the step (row-major over
-// [Rows, Ctx]) saw the context corpus[Offsets[i]-pos-1 : Offsets[i]] and was trained to
-// predict Targets[i] = corpus[Offsets[i]] (offsets are in tokens, not bytes).
-type Step struct {
-	StepInfo
-	Offsets []int64
-	Targets []int32
-	Layers  map[string]LayerStep
-}
-
-// LayerStep holds one layer's captured vectors for one step, row-major.
-type LayerStep struct {
-	Keys  []float32 // [N, DIn]  the layer's input at each token
-	Grads []float32 // [N, DOut] ∂L/∂y at each token (carries the 1/N of the mean loss)
-}
-
-// Initial holds a captured layer's weights before step 1, W_1 in SPEC §1.
-type Initial struct {
-	W []float32 // [DIn, DOut]
-	B []float32 // [DOut]
-}
+// Step is lm.Step under its older name, which lm/fastdot's tests still use.
+type Step = lm.Step
 
 // Errors a caller can tell apart.
 var (

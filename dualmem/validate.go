@@ -4,20 +4,22 @@ import (
 	"fmt"
 	"math"
 	"strings"
+
+	"github.com/spotlight-lm/spotlight/lm"
 )
 
-func validateMeta(meta Meta, initial map[string]Initial) error {
+func validateMeta(meta Meta, initial map[string]lm.Initial) error {
 	if meta.Precision != F32 && meta.Precision != F16 {
 		return fmt.Errorf("precision %q: want %q or %q", meta.Precision, F32, F16)
 	}
 	if len(meta.Layers) == 0 || len(meta.Layers) > 1<<16 {
 		return fmt.Errorf("%d captured layers: want 1 to %d", len(meta.Layers), 1<<16)
 	}
-	if !finite(meta.Momentum) || meta.Momentum < 0 || meta.Momentum >= 1 {
-		return fmt.Errorf("momentum %v: want 0 <= μ < 1", meta.Momentum)
+	if !finite(meta.Optimizer.Momentum) || meta.Optimizer.Momentum < 0 || meta.Optimizer.Momentum >= 1 {
+		return fmt.Errorf("momentum %v: want 0 <= μ < 1", meta.Optimizer.Momentum)
 	}
-	if !finite(meta.WeightDecay) || !finite(meta.BiasDecay) || meta.WeightDecay < 0 || meta.BiasDecay < 0 {
-		return fmt.Errorf("weight decay %v, bias decay %v: want finite and >= 0", meta.WeightDecay, meta.BiasDecay)
+	if !finite(meta.Optimizer.WeightDecay) || !finite(meta.Optimizer.BiasDecay) || meta.Optimizer.WeightDecay < 0 || meta.Optimizer.BiasDecay < 0 {
+		return fmt.Errorf("weight decay %v, bias decay %v: want finite and >= 0", meta.Optimizer.WeightDecay, meta.Optimizer.BiasDecay)
 	}
 	seen := map[string]bool{}
 	for _, l := range meta.Layers {
@@ -48,7 +50,7 @@ func validateMeta(meta Meta, initial map[string]Initial) error {
 }
 
 // validateStep checks st against meta; next is the only acceptable step number.
-func validateStep(meta Meta, st *Step, next int) error {
+func validateStep(meta Meta, st *lm.Step, next int) error {
 	if st == nil {
 		return fmt.Errorf("nil step")
 	}
@@ -61,7 +63,7 @@ func validateStep(meta Meta, st *Step, next int) error {
 	if !finite(float64(st.LR)) || !finite(float64(st.Clip)) {
 		return fmt.Errorf("step %d: learning rate %v and clip %v must be finite", st.Step, st.LR, st.Clip)
 	}
-	n := st.Rows * st.Ctx
+	n := st.Tokens()
 	if len(st.Offsets) != n || len(st.Targets) != n {
 		return fmt.Errorf("step %d: %d offsets and %d targets, want %d", st.Step, len(st.Offsets), len(st.Targets), n)
 	}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	badger "github.com/dgraph-io/badger/v4"
+
+	"github.com/spotlight-lm/spotlight/lm"
 )
 
 // AppendStep validates st (its Step must be the last appended + 1, starting at Steps()+1
@@ -13,7 +15,7 @@ import (
 // already queued. The store keeps st's slices until they are written: the caller must not
 // modify them after the call. A write error is sticky: it is returned by this and every
 // later AppendStep, Commit and Close. Appended steps stay invisible until committed.
-func (s *Store) AppendStep(st *Step) error {
+func (s *Store) AppendStep(st *lm.Step) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if err := s.writable(); err != nil {
@@ -73,7 +75,7 @@ func (s *Store) writer() {
 
 // writeStep stores one step; a batch, not a transaction, because atomicity comes from the
 // committed step number, and a step can outgrow one transaction.
-func (s *Store) writeStep(st *Step) error {
+func (s *Store) writeStep(st *lm.Step) error {
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
 	es := []*badger.Entry{badger.NewEntry(stepKey([]byte{pHeader}, st.Step), encodeInfo(st.StepInfo))}

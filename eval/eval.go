@@ -353,13 +353,13 @@ func retrain(ctx context.Context, eng *query.Engine, tr *lm.Trainer, text string
 		for _, k := range opts.RetrainKs {
 			r := QueryResult{Query: q, K: k, Context: tr.Tok.Decode(contexts[q]), Target: last.Token, LogP: logp[q]}
 			sel := top[:min(k, len(top))]
-			cf := query.Counterfactual(sc, p.Logits, qq, hits(sel))
+			cf := sc.Counterfactual(p.Logits, qq, hits(sel))
 			if k == maxK && la.CounterfactualProb != nil {
 				cf = *la.CounterfactualProb // the engine's own number for its top-k
 			}
 			r.Predicted = math.Log(cf) - lp0
 			rnd := randomTokens(rng, len(mem.Step), k)
-			r.RandomPredicted = math.Log(query.Counterfactual(sc, p.Logits, qq, hits(rnd))) - lp0
+			r.RandomPredicted = math.Log(sc.Counterfactual(p.Logits, qq, hits(rnd))) - lp0
 			jobs = append(jobs, job{r: r, top: sel, random: rnd})
 		}
 	}
@@ -521,7 +521,7 @@ func logProb(logits []float32, target int32) float64 {
 	return math.Log(lm.Probabilities(logits, 1)[target])
 }
 
-// hits turns memory indices into the hits query.Counterfactual removes (it rescores each
+// hits turns memory indices into the hits Scanner.Counterfactual removes (it rescores each
 // with the scanner).
 func hits(idx []int) []dualmem.Hit {
 	h := make([]dualmem.Hit, len(idx))

@@ -3,8 +3,6 @@ package lm
 import (
 	"fmt"
 	"time"
-
-	"github.com/spotlight-lm/spotlight/dualmem"
 )
 
 // BenchResult is the measured training speed of one configuration.
@@ -33,8 +31,8 @@ func BenchTrain(name string, tr *Trainer, warmup, steps int, mem Memory) (BenchR
 	if mem == nil {
 		mem = discard{}
 	}
-	cfg := tr.Cfg
 	var start time.Time
+	var tokens int
 	for i := range warmup + steps {
 		if i == warmup {
 			start = time.Now()
@@ -46,16 +44,17 @@ func BenchTrain(name string, tr *Trainer, warmup, steps int, mem Memory) (BenchR
 		if err := mem.AppendStep(st); err != nil {
 			return BenchResult{}, err
 		}
+		tokens = st.Tokens()
 	}
 	if err := mem.Commit(tr.Step, nil); err != nil { // the capture's writes count
 		return BenchResult{}, fmt.Errorf("bench commit: %w", err)
 	}
 	dt := time.Since(start).Seconds() / float64(steps)
-	return BenchResult{Name: name, Steps: steps, MsPerStep: dt * 1000, TokensPerSec: float64(cfg.Batch*cfg.Ctx) / dt}, nil
+	return BenchResult{Name: name, Steps: steps, MsPerStep: dt * 1000, TokensPerSec: float64(tokens) / dt}, nil
 }
 
 // discard is a Memory that keeps nothing.
 type discard struct{}
 
-func (discard) AppendStep(*dualmem.Step) error { return nil }
+func (discard) AppendStep(*Step) error { return nil }
 func (discard) Commit(int, []byte) error       { return nil }

@@ -19,7 +19,8 @@ type Config struct {
 	Ctx    int `json:"ctx"`    // context length in characters
 	Vocab  int `json:"vocab"`  // filled from the tokenizer
 
-	// Optimizer: SGD family, exactly PyTorch's SGD(momentum, weight_decay) + clipping.
+	// Optimizer: SGD family, exactly PyTorch's SGD(momentum, weight_decay) + clipping; the
+	// training step and the memory read these through Config.Optimizer.
 	LR          float64 `json:"lr"`           // peak learning rate
 	Momentum    float64 `json:"momentum"`     // heavy-ball μ
 	WeightDecay float64 `json:"weight_decay"` // coupled λ on weights; none on biases and LayerNorm
@@ -65,41 +66,6 @@ func Preset(name string) (Config, error) {
 
 // FF is the feed-forward width.
 func (c Config) FF() int { return 4 * c.D }
-
-// LayerNames lists every capturable layer in model order; these are the API's layer names.
-func (c Config) LayerNames() []string {
-	var names []string
-	for b := range c.Blocks {
-		names = append(names, fmt.Sprintf("block%d.ff1", b), fmt.Sprintf("block%d.ff2", b))
-	}
-	return append(names, "out")
-}
-
-// CapturedLayers is Layers with the empty default expanded to all layers.
-func (c Config) CapturedLayers() []string {
-	if len(c.Layers) == 0 {
-		return c.LayerNames()
-	}
-	return c.Layers
-}
-
-// LayerDims gives a captured layer's input and output widths.
-func (c Config) LayerDims(name string) (din, dout int, err error) {
-	if name == "out" {
-		return c.D, c.Vocab, nil
-	}
-	var b int
-	var which string
-	if _, err := fmt.Sscanf(name, "block%d.%s", &b, &which); err == nil && b >= 0 && b < c.Blocks {
-		switch which {
-		case "ff1":
-			return c.D, c.FF(), nil
-		case "ff2":
-			return c.FF(), c.D, nil
-		}
-	}
-	return 0, 0, fmt.Errorf("unknown layer %q (known: %s)", name, strings.Join(c.LayerNames(), ", "))
-}
 
 // Validate reports the first impossible setting.
 func (c Config) Validate() error {

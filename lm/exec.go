@@ -14,21 +14,24 @@ import (
 type execs struct {
 	cfg     Config
 	specs   []ParamSpec
-	layers  []string // captured by the train step
+	opt     Optimizer
+	layers  []Layer // captured by the train step
+	probed  []Layer // read by the probe: the whole layer table
 	backend backends.Backend
-	train   *Exec // params, bufs, tokens, targets, mask, lr → params', bufs', loss, clip, (keys, grads) per layer
-	probe   *Exec // params, tokens, pos, target → logits at pos, (x, y, ∂logit/∂y) at pos per layer
+	train   *Exec // params, bufs, tokens, targets, mask, lr → trainOutputs
+	probe   *Exec // params, tokens, pos, target → probeOutputs
 	next    *Exec // params, tokens, pos → logits at pos (forward only, for sampling)
 	loss    *Exec // params, tokens, targets → mean loss
 }
 
 // newExecs compiles the graphs; the train step captures the given layers.
-func newExecs(cfg Config, layers []string) (*execs, error) {
+func newExecs(cfg Config, layers []Layer) (*execs, error) {
 	backend, err := sharedBackend()
 	if err != nil {
 		return nil, fmt.Errorf("gomlx backend: %w", err)
 	}
-	e := &execs{cfg: cfg, specs: paramSpecs(cfg), layers: layers, backend: backend}
+	e := &execs{cfg: cfg, specs: paramSpecs(cfg), opt: cfg.Optimizer(), layers: layers,
+		probed: cfg.LayerTable(), backend: backend}
 	if e.train, err = NewExec(backend, e.trainGraph); err != nil {
 		return nil, err
 	}
@@ -58,8 +61,7 @@ func nll(logits, targets *Node, vocab int) *Node {
 	return Neg(ReduceSum(Mul(LogSoftmax(logits, -1), OneHot(targets, vocab, dtypes.Float32)), -1))
 }
 
-// trainGraph is one optimizer step with capture. The update is PyTorch's SGD exactly:
-// d = c·∇ + λ·W; buf = μ·buf + d; W -= η·buf, with c = min(1, C/(‖∇‖+1e-6)).
+// trainGraph is one optimizer step with capture (the update is Optimizer.update).
 func (e *execs) trainGraph(inputs []*Node) []*Node {
 	P, c := len(e.specs), e.cfg
 	params, bufs := inputs[:P], inputs[P:2*P]
@@ -70,34 +72,17 @@ func (e *execs) trainGraph(inputs []*Node) []*Node {
 
 	wrt := append([]*Node{}, params...)
 	for _, l := range e.layers {
-		wrt = append(wrt, taps[l].y)
+		wrt = append(wrt, taps[l.Name].y)
 	}
 	grads := Gradient(loss, wrt...)
 
-	clip := ScalarOne(loss.Graph(), dtypes.Float32)
-	if c.Clip > 0 {
-		sq := ReduceAllSum(Square(grads[0]))
-		for _, g := range grads[1:P] {
-			sq = Add(sq, ReduceAllSum(Square(g)))
-		}
-		clip = MinScalar(Div(Scalar(loss.Graph(), dtypes.Float32, c.Clip), AddScalar(Sqrt(sq), 1e-6)), 1.0)
-	}
-	var newParams, newBufs []*Node
-	for i, s := range e.specs {
-		d := Mul(clip, grads[i])
-		if s.Decay && c.WeightDecay != 0 {
-			d = Add(d, MulScalar(params[i], c.WeightDecay))
-		}
-		buf := Add(MulScalar(bufs[i], c.Momentum), d)
-		newBufs = append(newBufs, buf)
-		newParams = append(newParams, Sub(params[i], Mul(lr, buf)))
-	}
-	outs := append(append(newParams, newBufs...), loss, clip)
+	out := newTrainOutputs[*Node](P, e.layers)
+	out.Loss, out.Clip = loss, e.opt.clipScale(loss.Graph(), grads[:P])
+	out.Params, out.Bufs = e.opt.update(e.specs, params, bufs, grads[:P], out.Clip, lr)
 	for i, l := range e.layers {
-		t, g := taps[l], grads[P+i]
-		outs = append(outs, flatTokens(t.x), flatTokens(g))
+		out.Captured[l.Name].Keys, out.Captured[l.Name].Grads = flatTokens(taps[l.Name].x), flatTokens(grads[P+i])
 	}
-	return outs
+	return read(out.slots(e.layers))
 }
 
 // flatTokens reshapes [B, T, d] to [B·T, d].
@@ -106,26 +91,25 @@ func flatTokens(x *Node) *Node {
 	return Reshape(x, d[0]*d[1], d[2])
 }
 
-// probeGraph reads every captured layer at one position per row, with the gradient of that
-// row's target logit w.r.t. the layer output there (for first-order hidden-layer attribution).
+// probeGraph reads every layer at one position per row, with the gradient of that row's
+// target logit w.r.t. the layer output there (for first-order hidden-layer attribution).
 func (e *execs) probeGraph(inputs []*Node) []*Node {
 	P, c := len(e.specs), e.cfg
 	tokens, pos, target := inputs[P], inputs[P+1], inputs[P+2]
 	logits, taps := forward(c, e.weightsOf(inputs), tokens)
 	at := func(x *Node) *Node { return atPos(x, pos) }
-	logitsAt := at(logits) // [B, V]
-	chosen := ReduceAllSum(Mul(logitsAt, OneHot(target, c.Vocab, dtypes.Float32)))
-	names := c.LayerNames()
-	ys := make([]*Node, len(names))
-	for i, l := range names {
-		ys[i] = taps[l].y
+	out := newProbeOutputs[*Node](e.probed)
+	out.Logits = at(logits) // [B, V]
+	chosen := ReduceAllSum(Mul(out.Logits, OneHot(target, c.Vocab, dtypes.Float32)))
+	ys := make([]*Node, len(e.probed))
+	for i, l := range e.probed {
+		ys[i] = taps[l.Name].y
 	}
 	dys := Gradient(chosen, ys...)
-	outs := []*Node{logitsAt}
-	for i, l := range names {
-		outs = append(outs, at(taps[l].x), at(taps[l].y), at(dys[i]))
+	for i, l := range e.probed {
+		*out.Layers[l.Name] = probeLayer[*Node]{X: at(taps[l.Name].x), Y: at(ys[i]), DY: at(dys[i])}
 	}
-	return outs
+	return read(out.slots(e.probed))
 }
 
 // nextGraph is the next-token logits at pos [B, V], without the backward pass of probeGraph.

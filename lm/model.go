@@ -1,21 +1,21 @@
 package lm
 
 import (
-	"fmt"
 	"math"
 
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph"
 )
 
-// The model: a pre-LayerNorm causal transformer over characters (SPEC §2).
+// The model: a pre-LayerNorm causal transformer over characters.
 //
 //	x = embed(tokens) + pos
 //	for each block: x = x + attn(ln1(x)); x = x + ff2(relu(ff1(ln2(x))))
 //	logits = out(lnf(x))
 //
 // Parameters are plain graph inputs named like "block0.ff1.w", so a layer's API name is its
-// parameter prefix, and the optimizer, checkpoints and capture all walk the same list.
+// parameter prefix, and the optimizer, checkpoints and capture all walk the same list. The
+// taps are keyed by the names of the layer table (layers.go).
 
 // weights maps a parameter name to its node in the graph being built.
 type weights map[string]*Node
@@ -23,7 +23,7 @@ type weights map[string]*Node
 // tap is a captured linear layer: its input x (the key) and output y (whose gradient is g).
 type tap struct{ x, y *Node }
 
-// forward returns logits [B, T, V] and the taps of every capturable layer.
+// forward returns logits [B, T, V] and the taps of every layer of the layer table.
 func forward(c Config, w weights, tokens *Node) (*Node, map[string]tap) {
 	ctx := tokens.Shape().Dimensions[1]
 	taps := map[string]tap{}
@@ -32,23 +32,24 @@ func forward(c Config, w weights, tokens *Node) (*Node, map[string]tap) {
 	x = Add(x, InsertAxes(Slice(w["pos"], AxisRange(0, ctx)), 0))     // + [1, T, D]
 	mask := causalMask(tokens.Graph(), ctx)                           // [1, 1, T, T]
 	for b := range c.Blocks {
-		name := fmt.Sprintf("block%d", b)
+		name := blockName(b)
 		x = Add(x, attention(c, w, name, layerNorm(w, name+".ln1", x), mask))
-		x = Add(x, feedForward(w, name, layerNorm(w, name+".ln2", x), taps))
+		x = Add(x, feedForward(w, b, layerNorm(w, name+".ln2", x), taps))
 	}
 	h := layerNorm(w, "lnf", x)
-	logits := linear(w, "out", h) // [B, T, V]
-	taps["out"] = tap{h, logits}
+	logits := linear(w, OutLayer, h) // [B, T, V]
+	taps[OutLayer] = tap{h, logits}
 	return logits, taps
 }
 
-// feedForward is ff2(relu(ff1(h))), tapping both linears.
-func feedForward(w weights, block string, h *Node, taps map[string]tap) *Node {
-	a := linear(w, block+".ff1", h) // [B, T, 4D]
+// feedForward is ff2(relu(ff1(h))) of block b, tapping both linears.
+func feedForward(w weights, b int, h *Node, taps map[string]tap) *Node {
+	ff1, ff2 := FFLayer(b, 1), FFLayer(b, 2)
+	a := linear(w, ff1, h) // [B, T, 4D]
 	r := relu(a)
-	f := linear(w, block+".ff2", r) // [B, T, D]
-	taps[block+".ff1"] = tap{h, a}
-	taps[block+".ff2"] = tap{r, f}
+	f := linear(w, ff2, r) // [B, T, D]
+	taps[ff1] = tap{h, a}
+	taps[ff2] = tap{r, f}
 	return f
 }
 

@@ -42,7 +42,7 @@ func LoadModel(ckpt []byte) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	ex, err := newExecs(cfg, cfg.CapturedLayers())
+	ex, err := newExecs(cfg, cfg.CapturedTable())
 	if err != nil {
 		return nil, err
 	}
@@ -93,18 +93,32 @@ func (m *Model) probeChunk(contexts [][]int32, targets []int32) ([]Probe, error)
 	if err != nil {
 		return nil, fmt.Errorf("probe: %w", err)
 	}
-	flat := make([][]float32, len(outs))
-	for i, t := range outs {
-		flat[i] = tensors.MustCopyFlatData[float32](t)
+	o := newProbeOutputs[*tensors.Tensor](m.ex.probed)
+	if err := fill(o.slots(m.ex.probed), outs); err == nil {
+		err = checkProbe(o, m.ex.probed, probeBatch)
+	}
+	if err != nil {
+		for _, t := range outs {
+			t.FinalizeAll()
+		}
+		return nil, fmt.Errorf("probe: %w", err)
+	}
+	flat := func(t *tensors.Tensor) []float32 {
+		v := tensors.MustCopyFlatData[float32](t)
 		t.FinalizeAll()
+		return v
+	}
+	logits := flat(o.Logits)
+	layers := map[string]LayerProbe{}
+	for name, p := range o.Layers {
+		layers[name] = LayerProbe{X: flat(p.X), Y: flat(p.Y), DY: flat(p.DY)}
 	}
 	probes := make([]Probe, len(contexts))
-	names := c.LayerNames()
 	for i := range probes {
 		row := func(v []float32) []float32 { n := len(v) / probeBatch; return v[i*n : (i+1)*n] }
-		p := Probe{Logits: row(flat[0]), Layers: map[string]LayerProbe{}}
-		for j, l := range names {
-			p.Layers[l] = LayerProbe{X: row(flat[1+3*j]), Y: row(flat[2+3*j]), DY: row(flat[3+3*j])}
+		p := Probe{Logits: row(logits), Layers: map[string]LayerProbe{}}
+		for name, l := range layers {
+			p.Layers[name] = LayerProbe{X: row(l.X), Y: row(l.Y), DY: row(l.DY)}
 		}
 		probes[i] = p
 	}

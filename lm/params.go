@@ -10,11 +10,20 @@ import (
 	"strings"
 )
 
+// ParamClass says which weight decay a parameter gets (Optimizer.Decay).
+type ParamClass string
+
+const (
+	WeightParam ParamClass = "weight" // linear weights and embeddings: WeightDecay
+	BiasParam   ParamClass = "bias"   // linear biases: BiasDecay
+	NormParam   ParamClass = "norm"   // LayerNorm gains and shifts: never decayed
+)
+
 // ParamSpec describes one trainable tensor.
 type ParamSpec struct {
-	Name  string `json:"name"`
-	Shape []int  `json:"shape"`
-	Decay bool   `json:"decay"` // weight decay applies (weights and embeddings, not biases or LayerNorm)
+	Name  string     `json:"name"`
+	Shape []int      `json:"shape"`
+	Class ParamClass `json:"class"`
 }
 
 // Size is the number of floats in the tensor.
@@ -26,27 +35,33 @@ func (p ParamSpec) Size() int {
 	return n
 }
 
-// paramSpecs lists the model's parameters in a fixed order, the order of every graph input.
+// paramSpecs lists the model's parameters in a fixed order, the order of every graph input
+// (and of checkpoints). The capturable linears take their widths from the layer table.
 func paramSpecs(c Config) []ParamSpec {
-	d, ff := c.D, c.FF()
+	d := c.D
+	table := map[string]Layer{}
+	for _, l := range c.LayerTable() {
+		table[l.Name] = l
+	}
 	w := func(name string, in, out int) []ParamSpec {
-		return []ParamSpec{{name + ".w", []int{in, out}, true}, {name + ".b", []int{out}, false}}
+		return []ParamSpec{{name + ".w", []int{in, out}, WeightParam}, {name + ".b", []int{out}, BiasParam}}
 	}
+	layer := func(name string) []ParamSpec { l := table[name]; return w(l.Name, l.DIn, l.DOut) }
 	ln := func(name string) []ParamSpec {
-		return []ParamSpec{{name + ".g", []int{d}, false}, {name + ".b", []int{d}, false}}
+		return []ParamSpec{{name + ".g", []int{d}, NormParam}, {name + ".b", []int{d}, NormParam}}
 	}
-	specs := []ParamSpec{{"embed", []int{c.Vocab, d}, true}, {"pos", []int{c.Ctx, d}, true}}
+	specs := []ParamSpec{{"embed", []int{c.Vocab, d}, WeightParam}, {"pos", []int{c.Ctx, d}, WeightParam}}
 	for b := range c.Blocks {
-		n := fmt.Sprintf("block%d", b)
+		n := blockName(b)
 		specs = append(specs, ln(n+".ln1")...)
 		specs = append(specs, w(n+".qkv", d, 3*d)...)
 		specs = append(specs, w(n+".proj", d, d)...)
 		specs = append(specs, ln(n+".ln2")...)
-		specs = append(specs, w(n+".ff1", d, ff)...)
-		specs = append(specs, w(n+".ff2", ff, d)...)
+		specs = append(specs, layer(FFLayer(b, 1))...)
+		specs = append(specs, layer(FFLayer(b, 2))...)
 	}
 	specs = append(specs, ln("lnf")...)
-	return append(specs, w("out", d, c.Vocab)...)
+	return append(specs, layer(OutLayer)...)
 }
 
 // State is everything training needs to continue: parameters and momentum buffers, as
@@ -74,7 +89,7 @@ func initState(c Config, specs []ParamSpec) *State {
 			for i := range v {
 				v[i] = 1
 			}
-		case p.Decay:
+		case p.Class == WeightParam:
 			for i := range v {
 				v[i] = float32(rng.NormFloat64() * std)
 			}

@@ -9,16 +9,7 @@ import (
 	"time"
 
 	"github.com/gomlx/gomlx/pkg/core/tensors"
-	"github.com/spotlight-lm/spotlight/dualmem"
 )
-
-// Memory receives what training captures. dualmem.Store implements it.
-type Memory interface {
-	// AppendStep records one step's keys and gradients; it is not durable until Commit.
-	AppendStep(st *dualmem.Step) error
-	// Commit makes every step up to step durable together with the checkpoint.
-	Commit(step int, checkpoint []byte) error
-}
 
 // Trainer owns the model being trained, its momentum buffers and the tokenised corpus.
 type Trainer struct {
@@ -61,25 +52,12 @@ func newTrainer(cfg Config, tok *Tokenizer, st *State, text string) (*Trainer, e
 		return nil, fmt.Errorf("corpus of %d characters is too short for context %d (need at least %d)",
 			len(corpus), cfg.Ctx, int(float64(cfg.Ctx+2)/HeldOutFrac)+1)
 	}
-	ex, err := newExecs(cfg, cfg.CapturedLayers())
+	ex, err := newExecs(cfg, cfg.CapturedTable())
 	if err != nil {
 		return nil, err
 	}
 	m := &Model{Cfg: cfg, Tok: tok, Step: st.Step, ex: ex, params: ex.toTensors(st.Params)}
 	return &Trainer{Model: m, bufs: ex.toTensors(st.Bufs), corpus: corpus, trainLen: trainLen}, nil
-}
-
-// LR is the learning rate of a step (1-based): linear warmup, then cosine decay to
-// MinLRFrac·LR at cfg.Steps, flat after that (live training may go past the plan).
-func LR(c Config, step int) float64 {
-	if step <= c.Warmup {
-		return c.LR * float64(step) / float64(c.Warmup)
-	}
-	if step >= c.Steps {
-		return c.LR * c.MinLRFrac
-	}
-	progress := float64(step-c.Warmup) / float64(c.Steps-c.Warmup)
-	return c.LR * (c.MinLRFrac + (1-c.MinLRFrac)*0.5*(1+math.Cos(math.Pi*progress)))
 }
 
 // Batch is the training data of one step: rows of Ctx tokens, their next tokens and the
@@ -95,7 +73,7 @@ type Batch struct {
 func (t *Trainer) BatchAt(step int) Batch {
 	c := t.Cfg
 	rng := rand.New(rand.NewPCG(c.Seed, uint64(step)))
-	n := c.Batch * c.Ctx
+	n := StepInfo{Rows: c.Batch, Ctx: c.Ctx}.Tokens()
 	b := Batch{make([]int32, n), make([]int32, n), make([]int64, n), make([]float32, n)}
 	for r := range c.Batch {
 		start := rng.IntN(t.trainLen - c.Ctx)
@@ -109,10 +87,9 @@ func (t *Trainer) BatchAt(step int) Batch {
 }
 
 // TrainStep runs the next optimizer step on b and returns what it captured.
-func (t *Trainer) TrainStep(b Batch) (*dualmem.Step, error) {
+func (t *Trainer) TrainStep(b Batch) (*Step, error) {
 	c, step := t.Cfg, t.Step+1
-	lr := float32(LR(c, step))
-	P := len(t.ex.specs)
+	lr := float32(t.ex.opt.Schedule.At(step))
 	in := append(append([]*tensors.Tensor{}, t.params...), t.bufs...)
 	outs, err := t.ex.train.Exec(args(in,
 		tensors.FromFlatDataAndDimensions(b.Tokens, c.Batch, c.Ctx),
@@ -122,22 +99,29 @@ func (t *Trainer) TrainStep(b Batch) (*dualmem.Step, error) {
 	if err != nil {
 		return nil, fmt.Errorf("train step %d: %w", step, err)
 	}
+	o := newTrainOutputs[*tensors.Tensor](len(t.ex.specs), t.ex.layers)
+	info := StepInfo{Step: step, LR: lr, Rows: c.Batch, Ctx: c.Ctx}
+	if err := fill(o.slots(t.ex.layers), outs); err == nil {
+		err = checkCaptured(o, t.ex.layers, info.Tokens())
+	}
+	if err != nil {
+		for _, x := range outs {
+			x.FinalizeAll()
+		}
+		return nil, fmt.Errorf("train step %d: %w", step, err)
+	}
 	t.mu.Lock()
 	for _, old := range in {
 		old.FinalizeAll()
 	}
-	t.params, t.bufs, t.Step = outs[:P], outs[P:2*P], step
+	t.params, t.bufs, t.Step = o.Params, o.Bufs, step
 	t.mu.Unlock()
-	st := &dualmem.Step{
-		StepInfo: dualmem.StepInfo{Step: step, LR: lr, Rows: c.Batch, Ctx: c.Ctx,
-			Loss: tensors.ToScalar[float32](outs[2*P]), Clip: tensors.ToScalar[float32](outs[2*P+1])},
-		Offsets: b.Offsets, Targets: b.Targets, Layers: map[string]dualmem.LayerStep{},
-	}
-	for i, l := range t.ex.layers {
-		k, g := outs[2*P+2+2*i], outs[2*P+3+2*i]
-		st.Layers[l] = dualmem.LayerStep{Keys: tensors.MustCopyFlatData[float32](k), Grads: tensors.MustCopyFlatData[float32](g)}
-		k.FinalizeAll()
-		g.FinalizeAll()
+	info.Loss, info.Clip = tensors.ToScalar[float32](o.Loss), tensors.ToScalar[float32](o.Clip)
+	st := &Step{StepInfo: info, Offsets: b.Offsets, Targets: b.Targets, Layers: map[string]LayerStep{}}
+	for name, cp := range o.Captured {
+		st.Layers[name] = LayerStep{Keys: tensors.MustCopyFlatData[float32](cp.Keys), Grads: tensors.MustCopyFlatData[float32](cp.Grads)}
+		cp.Keys.FinalizeAll()
+		cp.Grads.FinalizeAll()
 	}
 	return st, nil
 }
@@ -166,7 +150,7 @@ func (t *Trainer) Train(ctx context.Context, mem Memory, until int, progress fun
 			return err
 		}
 		p := Progress{Step: t.Step, Steps: until, Loss: st.Loss, EvalLoss: math.NaN(),
-			TokensPerSec: float64((t.Step-startStep)*t.Cfg.Batch*t.Cfg.Ctx) / time.Since(start).Seconds()}
+			TokensPerSec: float64((t.Step-startStep)*st.Tokens()) / time.Since(start).Seconds()}
 		if t.Step%t.Cfg.CheckpointEvery == 0 || t.Step == until {
 			if err := t.commit(mem); err != nil {
 				return err
@@ -207,14 +191,14 @@ func flatten(ts []*tensors.Tensor) [][]float32 {
 }
 
 // Initial returns the current weights of the captured layers: W_1 when called before step 1.
-func (t *Trainer) Initial() map[string]dualmem.Initial {
+func (t *Trainer) Initial() map[string]Initial {
 	vals := map[string][]float32{}
 	for i, s := range t.ex.specs {
 		vals[s.Name] = tensors.MustCopyFlatData[float32](t.params[i])
 	}
-	init := map[string]dualmem.Initial{}
+	init := map[string]Initial{}
 	for _, l := range t.ex.layers {
-		init[l] = dualmem.Initial{W: vals[l+".w"], B: vals[l+".b"]}
+		init[l.Name] = Initial{W: vals[l.Name+".w"], B: vals[l.Name+".b"]}
 	}
 	return init
 }

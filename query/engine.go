@@ -18,15 +18,17 @@ import (
 // memory held in RAM. It is safe for concurrent use.
 //
 // Per layer, Primal and Dual of DualCheck are:
-//   - out: the chosen token's logit from the model, and W0Term + BiasTerm + Σ contributions;
+//   - exact layers (out): the chosen token's logit from the model, and
+//     W0Term + BiasTerm + Σ contributions;
 //   - hidden layers (block{n}.ff1/ff2): y·u with u = ∂logit/∂y from the model, and the same
 //     sum (the projection is linear, so this identity is exact, while each contribution is
-//     a first-order attribution of the logit). MaxAbsErr is then max_o |y_o − dual_o| over
+//     a first-order attribution of the logit). MaxAbsErr is then dualmem.Check's AbsErr over
 //     the whole output vector, with the dual rebuilt from memory.
 type Engine struct {
 	model  *lm.Model
 	meta   dualmem.Meta
 	layers map[string]*dualmem.Scanner
+	table  map[string]lm.Layer // the captured layers' rows of the layer table
 	corpus []rune
 	text   []byte
 	sa     *suffixarray.Index
@@ -41,7 +43,7 @@ type Engine struct {
 // if not nil, is called while each layer loads.
 func NewEngine(model *lm.Model, store *dualmem.Store, progress func(layer string, done, total int)) (*Engine, error) {
 	meta := store.Meta()
-	e := &Engine{model: model, meta: meta, layers: map[string]*dualmem.Scanner{}}
+	e := &Engine{model: model, meta: meta, layers: map[string]*dualmem.Scanner{}, table: map[string]lm.Layer{}}
 	e.text = store.Corpus()
 	e.corpus = []rune(string(e.text))
 	e.runeAt = make([]int32, len(e.text)+1)
@@ -67,12 +69,15 @@ func NewEngine(model *lm.Model, store *dualmem.Store, progress func(layer string
 		if mem, err = truncate(mem, model.Step); err != nil {
 			return nil, err
 		}
+		if e.table[spec.Name], err = model.Cfg.Layer(spec.Name); err != nil {
+			return nil, err
+		}
 		e.layers[spec.Name] = dualmem.NewScanner(mem, meta)
 	}
 	// Hidden layers' output-vector check needs the dual weights (one pass over the memory);
 	// build them in the background so the first request rarely waits for them.
 	for name, sc := range e.layers {
-		if name != "out" {
+		if !e.table[name].Exact {
 			go sc.Warm()
 		}
 	}
@@ -89,7 +94,7 @@ func truncate(m *dualmem.LayerMemory, steps int) (*dualmem.LayerMemory, error) {
 	}
 	n := 0
 	for _, si := range m.Steps[:steps] {
-		n += si.Rows * si.Ctx
+		n += si.Tokens()
 	}
 	c := *m
 	din, dout := m.Spec.DIn, m.Spec.DOut
@@ -211,7 +216,7 @@ func (e *Engine) explain(ctx context.Context, req Request, contexts [][]int32, t
 		for i, tok := range targets {
 			lp := probes[i].Layers[name]
 			qs[i] = dualmem.Query{X: lp.X, Token: -1, U: lp.DY}
-			if name == "out" {
+			if e.table[name].Exact {
 				qs[i] = dualmem.Query{X: lp.X, Token: int(tok)}
 			}
 		}
@@ -227,7 +232,8 @@ func (e *Engine) explain(ctx context.Context, req Request, contexts [][]int32, t
 }
 
 func (e *Engine) layerAnswer(sc *dualmem.Scanner, name string, req Request, q dualmem.Query, r *dualmem.Result, p lm.Probe) LayerAnswer {
-	la := LayerAnswer{FirstOrder: name != "out", W0Term: r.W0Term, BiasTerm: r.BiasTerm,
+	exact := e.table[name].Exact
+	la := LayerAnswer{FirstOrder: !exact, W0Term: r.W0Term, BiasTerm: r.BiasTerm,
 		PositiveTotal: r.Positive, NegativeTotal: r.Negative}
 	hits := r.TopContribution
 	if req.RankBy == RankAttention {
@@ -242,50 +248,21 @@ func (e *Engine) layerAnswer(sc *dualmem.Scanner, name string, req Request, q du
 		la.TopShare = topAbs / r.AbsTotal
 	}
 	lp := p.Layers[name]
-	if name == "out" {
+	if exact {
 		la.DualCheck.Primal = float64(p.Logits[q.Token])
-		cf := Counterfactual(sc, p.Logits, q, hits)
+		cf := sc.Counterfactual(p.Logits, q, hits)
 		la.CounterfactualProb = &cf
 	} else {
 		for o, y := range lp.Y {
 			la.DualCheck.Primal += float64(y) * float64(lp.DY[o])
 		}
-		for o, d := range sc.Dual(lp.X) {
-			la.DualCheck.MaxAbsErr = math.Max(la.DualCheck.MaxAbsErr, math.Abs(float64(lp.Y[o])-d))
-		}
+		la.DualCheck.MaxAbsErr = dualmem.Compare(lp.Y, sc.Dual(lp.X)).AbsErr
 	}
 	la.DualCheck.Dual = r.Total()
 	la.DualCheck.AbsErr = math.Abs(la.DualCheck.Primal - la.DualCheck.Dual)
 	la.Timeline = timeline(sc, r, req.Bins)
 	la.ByOffset = e.byOffset(sc, q, hits)
 	return la
-}
-
-// Counterfactual is the probability of q.Token after removing the hits' training tokens
-// from the output layer: every logit c loses (s_t·α_j + b_t)·g_j[c] for each hit j, the
-// token's weight path (its contribution) and its share of the bias.
-func Counterfactual(sc *dualmem.Scanner, logits []float32, q dualmem.Query, hits []dualmem.Hit) float64 {
-	l := make([]float64, len(logits))
-	for c, v := range logits {
-		l[c] = float64(v)
-	}
-	for _, h := range hits {
-		alpha, _ := sc.Score(q, h.Index)
-		sc.RemoveToken(l, h.Index, alpha)
-	}
-	return softmaxAt(l, q.Token)
-}
-
-func softmaxAt(l []float64, k int) float64 {
-	hi := math.Inf(-1)
-	for _, v := range l {
-		hi = math.Max(hi, v)
-	}
-	var sum float64
-	for _, v := range l {
-		sum += math.Exp(v - hi)
-	}
-	return math.Exp(l[k]-hi) / sum
 }
 
 func (e *Engine) entry(sc *dualmem.Scanner, h dualmem.Hit) Entry {

@@ -263,3 +263,16 @@ func TestConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// softmaxAt is the probability of class k under logits l.
+func softmaxAt(l []float64, k int) float64 {
+	hi := math.Inf(-1)
+	for _, v := range l {
+		hi = math.Max(hi, v)
+	}
+	var sum float64
+	for _, v := range l {
+		sum += math.Exp(v - hi)
+	}
+	return math.Exp(l[k]-hi) / sum
+}
