@@ -130,7 +130,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}
 	}
 	cfg := opts.Config
-	cfg.Layers = []string{"out"}
+	cfg.Layers = []string{lm.OutLayer}
 	cfg.CheckpointEvery = opts.SnapshotEvery
 	dir, tr, err := datadir.Create(opts.Data, cfg, []byte(text))
 	if err != nil {
@@ -166,7 +166,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return nil, err
 	}
 	defer eng.Close()
-	sc := eng.Scanner("out")
+	sc := eng.Scanner(lm.OutLayer)
 	if sc == nil || sc.N == 0 {
 		return nil, errors.New("eval: the memory holds no training tokens")
 	}
@@ -189,7 +189,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 
 // outRequest asks the engine for the out layer only.
 func outRequest(k int, rankBy string) query.Request {
-	return query.Request{TopK: k, RankBy: rankBy, Layers: []string{"out"}, Bins: 1}
+	return query.Request{TopK: k, RankBy: rankBy, Layers: []string{lm.OutLayer}, Bins: 1}
 }
 
 // canaries prompts with each fact's prefix, teacher-forced over its code (Engine.Attribute),
@@ -211,7 +211,7 @@ func canaries(ctx context.Context, eng *query.Engine, tr *lm.Trainer, facts []Fa
 			}
 		}
 	}
-	offsets := eng.Scanner("out").Mem.Offsets // training token index → corpus offset of its target
+	offsets := eng.Scanner(lm.OutLayer).Mem.Offsets // training token index → corpus offset of its target
 	for _, off := range offsets {
 		if _, ok := trained[off]; ok {
 			trained[off] = true
@@ -248,7 +248,7 @@ func canaries(ctx context.Context, eng *query.Engine, tr *lm.Trainer, facts []Fa
 						if tok.Token != string(runes[p]) {
 							return fmt.Errorf("eval: attribution of %q scored %q at %d, want %q", text, tok.Token, p, string(runes[p]))
 						}
-						la := tok.Layers["out"]
+						la := tok.Layers[lm.OutLayer]
 						rep.Detail.DualMaxAbsErr = math.Max(rep.Detail.DualMaxAbsErr, la.DualCheck.AbsErr)
 						for _, e := range la.Top[:min(kk, len(la.Top))] {
 							found = append(found, e.Offset)
@@ -311,7 +311,7 @@ func retrain(ctx context.Context, eng *query.Engine, tr *lm.Trainer, text string
 	rng *rand.Rand, rep *Report) error {
 	T := tr.Step
 	final := snaps[T]
-	sc := eng.Scanner("out")
+	sc := eng.Scanner(lm.OutLayer)
 	mem := sc.Mem
 	perStep := tr.Cfg.Batch * tr.Cfg.Ctx
 	contexts, targets := tr.HeldOut(opts.Queries)
@@ -338,7 +338,7 @@ func retrain(ctx context.Context, eng *query.Engine, tr *lm.Trainer, text string
 			return err
 		}
 		last := ans.Tokens[len(ans.Tokens)-1]
-		la := last.Layers["out"]
+		la := last.Layers[lm.OutLayer]
 		rep.Detail.DualMaxAbsErr = math.Max(rep.Detail.DualMaxAbsErr, la.DualCheck.AbsErr)
 		var top []int
 		for _, e := range la.Top {
@@ -348,7 +348,7 @@ func retrain(ctx context.Context, eng *query.Engine, tr *lm.Trainer, text string
 			}
 			top = append(top, j)
 		}
-		qq := dualmem.Query{X: p.Layers["out"].X, Token: int(targets[q])}
+		qq := dualmem.Query{X: p.Layers[lm.OutLayer].X, Token: int(targets[q])}
 		lp0 := math.Log(last.Prob)
 		for _, k := range opts.RetrainKs {
 			r := QueryResult{Query: q, K: k, Context: tr.Tok.Decode(contexts[q]), Target: last.Token, LogP: logp[q]}

@@ -56,5 +56,5 @@ func BenchTrain(name string, tr *Trainer, warmup, steps int, mem Memory) (BenchR
 // discard is a Memory that keeps nothing.
 type discard struct{}
 
-func (discard) AppendStep(*Step) error { return nil }
-func (discard) Commit(int, []byte) error       { return nil }
+func (discard) AppendStep(*Step) error   { return nil }
+func (discard) Commit(int, []byte) error { return nil }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/spotlight-lm/spotlight/lm"
 	"github.com/spotlight-lm/spotlight/plots"
 	"github.com/spotlight-lm/spotlight/query"
 )
@@ -38,7 +39,7 @@ type PlotParams struct {
 
 // ParsePlotParams reads and checks the plot query parameters.
 func ParsePlotParams(v url.Values) (PlotParams, *ParamError) {
-	p := PlotParams{Layer: "out", Req: query.Request{Bins: 40, TopK: 1, RankBy: "contribution"}}
+	p := PlotParams{Layer: lm.OutLayer, Req: query.Request{Bins: 40, TopK: 1, RankBy: "contribution"}}
 	p.Req.Prompt = v.Get("prompt")
 	if p.Req.Prompt == "" {
 		return p, &ParamError{Code: "invalid_input", Field: "prompt", Msg: "prompt is required"}

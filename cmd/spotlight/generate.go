@@ -9,6 +9,7 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
+	"github.com/spotlight-lm/spotlight/lm"
 	"github.com/spotlight-lm/spotlight/query"
 )
 
@@ -147,7 +148,7 @@ func printAnswer(w io.Writer, a *query.Answer, tty bool) {
 func sortedLayers(m map[string]query.LayerAnswer) []string {
 	var out []string
 	for k := range m {
-		if k != "out" {
+		if k != lm.OutLayer {
 			out = append(out, k)
 		}
 	}
@@ -156,8 +157,8 @@ func sortedLayers(m map[string]query.LayerAnswer) []string {
 			out[j], out[j-1] = out[j-1], out[j]
 		}
 	}
-	if _, ok := m["out"]; ok {
-		out = append(out, "out")
+	if _, ok := m[lm.OutLayer]; ok {
+		out = append(out, lm.OutLayer)
 	}
 	return out
 }

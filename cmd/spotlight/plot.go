@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/spotlight-lm/spotlight/lm"
 	"github.com/spotlight-lm/spotlight/plots"
 	"github.com/spotlight-lm/spotlight/query"
 )
@@ -57,7 +58,7 @@ func (p *plotFlags) write(ans *query.Answer) error {
 	tok := ans.Tokens[p.token]
 	layer := p.layer
 	if layer == "" {
-		layer = "out"
+		layer = lm.OutLayer
 		if _, ok := tok.Layers[layer]; !ok {
 			if names := sortedLayers(tok.Layers); len(names) > 0 {
 				layer = names[0]
