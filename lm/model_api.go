@@ -94,7 +94,7 @@ func (m *Model) probeChunk(contexts [][]int32, targets []int32) ([]Probe, error)
 		return nil, fmt.Errorf("probe: %w", err)
 	}
 	o := newProbeOutputs[*tensors.Tensor](m.ex.probed)
-	if err := fill(o.slots(m.ex.probed), outs); err == nil {
+	if err = fill(o.slots(m.ex.probed), outs); err == nil {
 		err = checkProbe(o, m.ex.probed, probeBatch)
 	}
 	if err != nil {

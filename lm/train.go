@@ -101,7 +101,7 @@ func (t *Trainer) TrainStep(b Batch) (*Step, error) {
 	}
 	o := newTrainOutputs[*tensors.Tensor](len(t.ex.specs), t.ex.layers)
 	info := StepInfo{Step: step, LR: lr, Rows: c.Batch, Ctx: c.Ctx}
-	if err := fill(o.slots(t.ex.layers), outs); err == nil {
+	if err = fill(o.slots(t.ex.layers), outs); err == nil {
 		err = checkCaptured(o, t.ex.layers, info.Tokens())
 	}
 	if err != nil {
