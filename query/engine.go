@@ -31,6 +31,8 @@ type Engine struct {
 	text   []byte
 	sa     *suffixarray.Index
 	runeAt []int32 // byte offset → rune offset in text
+	pass   passageIdx
+	groups map[string][]int32 // per layer: memory token → passage of its target
 
 	mu     sync.RWMutex // Close waits for requests in flight
 	closed bool
@@ -41,7 +43,7 @@ type Engine struct {
 // if not nil, is called while each layer loads.
 func NewEngine(model *lm.Model, store *dualmem.Store, progress func(layer string, done, total int)) (*Engine, error) {
 	meta := store.Meta()
-	e := &Engine{model: model, meta: meta, layers: map[string]*dualmem.Scanner{}}
+	e := &Engine{model: model, meta: meta, layers: map[string]*dualmem.Scanner{}, groups: map[string][]int32{}}
 	e.text = store.Corpus()
 	e.corpus = []rune(string(e.text))
 	e.runeAt = make([]int32, len(e.text)+1)
@@ -55,6 +57,7 @@ func NewEngine(model *lm.Model, store *dualmem.Store, progress func(layer string
 	}
 	e.runeAt[len(e.text)] = r
 	e.sa = suffixarray.New(e.text)
+	e.pass.starts, e.pass.of = passages(e.corpus)
 	for _, spec := range meta.Layers {
 		mem, err := store.LoadLayer(spec.Name, func(done, total int) {
 			if progress != nil {
@@ -68,6 +71,7 @@ func NewEngine(model *lm.Model, store *dualmem.Store, progress func(layer string
 			return nil, err
 		}
 		e.layers[spec.Name] = dualmem.NewScanner(mem, meta)
+		e.groups[spec.Name] = passageGroups(mem, e.pass.of)
 	}
 	// Hidden layers' output-vector check needs the dual weights (one pass over the memory);
 	// build them in the background so the first request rarely waits for them.
@@ -215,12 +219,17 @@ func (e *Engine) explain(ctx context.Context, req Request, contexts [][]int32, t
 				qs[i] = dualmem.Query{X: lp.X, Token: int(tok)}
 			}
 		}
-		res, err := sc.Scan(ctx, qs, dualmem.ScanOptions{TopK: req.TopK})
+		groups := e.groups[name]
+		res, err := sc.Scan(ctx, qs, dualmem.ScanOptions{TopK: req.TopK, Groups: groups, NGroups: len(e.pass.starts) - 1})
 		if err != nil {
 			return nil, err
 		}
-		for i := range targets {
-			ans.Tokens[i].Layers[name] = e.layerAnswer(sc, name, req, qs[i], &res[i], probes[i])
+		all := func(int32) bool { return true }
+		for i, tok := range targets {
+			la := e.layerAnswer(sc, name, req, qs[i], &res[i], probes[i])
+			la.Patterns = e.patterns(sc, qs[i], &res[i], e.window(contexts[i]), tok, all)
+			la.Passages = e.topPassages(sc, qs[i], &res[i], all)
+			ans.Tokens[i].Layers[name] = la
 		}
 	}
 	return ans, nil
@@ -345,11 +354,15 @@ func (e *Engine) byOffset(sc *dualmem.Scanner, q dualmem.Query, hits []dualmem.H
 	return out
 }
 
+// window is the context as the model saw it: its last Ctx tokens, as characters.
+func (e *Engine) window(ctx []int32) []rune {
+	return []rune(e.model.Tok.Decode(ctx[max(0, len(ctx)-e.model.Cfg.Ctx):]))
+}
+
 // verbatim finds the longest suffix of the context (the model's last Ctx tokens) that
 // occurs in the corpus.
 func (e *Engine) verbatim(ctx []int32) Verbatim {
-	ctx = ctx[max(0, len(ctx)-e.model.Cfg.Ctx):]
-	runes := []rune(e.model.Tok.Decode(ctx))
+	runes := e.window(ctx)
 	found := func(n int) bool {
 		return len(e.sa.Lookup([]byte(string(runes[len(runes)-n:])), 1)) > 0
 	}

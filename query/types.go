@@ -48,6 +48,8 @@ type LayerAnswer struct {
 	CounterfactualProb *float64   `json:"counterfactual_prob,omitempty"` // out only: prob with Top's training tokens removed (weight and bias paths)
 	Timeline           []Bin      `json:"timeline"`
 	ByOffset           []Position `json:"by_offset"` // the Top corpus positions summed over epochs
+	Patterns           []Pattern  `json:"patterns"`  // the weight term split by context shared with the query, n = 0…
+	Passages           []Passage  `json:"passages"`  // the training sentences that contributed most, over all positions and epochs
 }
 
 // Entry is one training token.
