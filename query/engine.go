@@ -211,38 +211,141 @@ func (e *Engine) explain(ctx context.Context, req Request, contexts [][]int32, t
 		if sc == nil {
 			return nil, inputErr("layers", "layer %q has no memory", name)
 		}
-		qs := make([]dualmem.Query, len(targets))
-		for i, tok := range targets {
-			lp := probes[i].Layers[name]
-			qs[i] = dualmem.Query{X: lp.X, Token: -1, U: lp.DY}
-			if name == "out" {
-				qs[i] = dualmem.Query{X: lp.X, Token: int(tok)}
-			}
-		}
-		groups := e.groups[name]
-		res, err := sc.Scan(ctx, qs, dualmem.ScanOptions{TopK: req.TopK, Groups: groups, NGroups: len(e.pass.starts) - 1})
+		from, to, err := tokenRange(sc, req.Steps)
 		if err != nil {
 			return nil, err
 		}
-		all := func(int32) bool { return true }
+		inRange := func(j int32) bool { return int(j) >= from && int(j) < to }
+		qs := make([]dualmem.Query, len(targets))
+		objs := make([]objective, len(targets))
 		for i, tok := range targets {
-			la := e.layerAnswer(sc, name, req, qs[i], &res[i], probes[i])
-			la.Patterns = e.patterns(sc, qs[i], &res[i], e.window(contexts[i]), tok, all)
-			la.Passages = e.topPassages(sc, qs[i], &res[i], all)
+			qs[i], objs[i] = e.query(name, req.RankBy, probes[i], tok)
+		}
+		opt := dualmem.ScanOptions{TopK: 4*req.TopK + 64, From: from, To: to,
+			Groups: e.groups[name], NGroups: len(e.pass.starts) - 1}
+		res, err := sc.Scan(ctx, qs, opt)
+		// Rarely, more than the spare hits share windows with better ones: scan again with more.
+		for err == nil && opt.TopK < to-from && shortOfWindows(sc, req, res, opt.TopK) {
+			opt.TopK *= 8
+			res, err = sc.Scan(ctx, qs, opt)
+		}
+		if err != nil {
+			return nil, err
+		}
+		for i, tok := range targets {
+			la := e.layerAnswer(sc, name, req, qs[i], objs[i], &res[i], probes[i], tok)
+			la.Patterns = e.patterns(sc, qs[i], &res[i], e.window(contexts[i]), tok, inRange)
+			la.Passages = e.topPassages(sc, qs[i], &res[i], req.Passages, inRange)
 			ans.Tokens[i].Layers[name] = la
 		}
 	}
 	return ans, nil
 }
 
-func (e *Engine) layerAnswer(sc *dualmem.Scanner, name string, req Request, q dualmem.Query, r *dualmem.Result, p lm.Probe) LayerAnswer {
-	la := LayerAnswer{FirstOrder: name != "out", W0Term: r.W0Term, BiasTerm: r.BiasTerm,
+// objective is what a layer's contributions add up to for one token.
+type objective struct {
+	name       string  // "logit", "margin" or "logp"
+	runnerUp   int32   // margin: the token with the next-highest logit; else −1
+	primal     float64 // its value from the model
+	firstOrder bool
+}
+
+// query builds the scan query of one token: the layer's input, and the projection that turns
+// a training token's value into its contribution to the ranking's objective. For out the
+// objectives are linear in the logits, so margin is exact; log p is linearised at the model's
+// probabilities (∂log p_t/∂logits = e_t − p). Hidden layers project on ∂logit/∂y.
+func (e *Engine) query(layer, rankBy string, p lm.Probe, tok int32) (dualmem.Query, objective) {
+	lp := p.Layers[layer]
+	if layer != "out" {
+		obj := objective{name: "logit", runnerUp: -1, firstOrder: true}
+		for o, y := range lp.Y {
+			obj.primal += float64(y) * float64(lp.DY[o])
+		}
+		return dualmem.Query{X: lp.X, Token: -1, U: lp.DY}, obj
+	}
+	logits := p.Logits
+	switch rankBy {
+	case RankMargin:
+		r := runnerUp(logits, tok)
+		u := make([]float32, len(logits))
+		u[tok], u[r] = 1, -1
+		return dualmem.Query{X: lp.X, Token: -1, U: u},
+			objective{name: "margin", runnerUp: r, primal: float64(logits[tok]) - float64(logits[r])}
+	case RankLogp:
+		probs := lm.Probabilities(logits, 1)
+		u := make([]float32, len(logits))
+		obj := objective{name: "logp", runnerUp: -1, firstOrder: true}
+		for c, pc := range probs {
+			u[c] = -float32(pc)
+		}
+		u[tok]++
+		for c, l := range logits {
+			obj.primal += float64(u[c]) * float64(l)
+		}
+		return dualmem.Query{X: lp.X, Token: -1, U: u}, obj
+	}
+	return dualmem.Query{X: lp.X, Token: int(tok)}, objective{name: "logit", runnerUp: -1, primal: float64(logits[tok])}
+}
+
+// runnerUp is the token other than tok with the highest logit.
+func runnerUp(logits []float32, tok int32) int32 {
+	best := int32(-1)
+	for c, l := range logits {
+		if int32(c) != tok && (best < 0 || l > logits[best]) {
+			best = int32(c)
+		}
+	}
+	return best
+}
+
+// shortOfWindows reports whether some query's hits, K of them, hold fewer than TopK
+// distinct training windows.
+func shortOfWindows(sc *dualmem.Scanner, req Request, res []dualmem.Result, K int) bool {
+	for i := range res {
+		hits := res[i].TopContribution
+		if req.RankBy == RankAttention {
+			hits = res[i].TopAttention
+		}
+		if len(hits) == K && len(distinctWindows(sc, hits, req.TopK)) < req.TopK {
+			return true
+		}
+	}
+	return false
+}
+
+// tokenRange is the memory's token index range of training steps [steps[0], steps[1]]
+// (all of it when steps is empty).
+func tokenRange(sc *dualmem.Scanner, steps []int) (from, to int, err error) {
+	if len(steps) == 0 {
+		return 0, sc.N, nil
+	}
+	last := len(sc.Mem.Steps)
+	if steps[1] > last {
+		return 0, 0, inputErr("steps", "[%d, %d] goes past the model's step %d", steps[0], steps[1], last)
+	}
+	for _, si := range sc.Mem.Steps[:steps[0]-1] {
+		from += si.Rows * si.Ctx
+	}
+	to = from
+	for _, si := range sc.Mem.Steps[steps[0]-1 : steps[1]] {
+		to += si.Rows * si.Ctx
+	}
+	return from, to, nil
+}
+
+func (e *Engine) layerAnswer(sc *dualmem.Scanner, name string, req Request, q dualmem.Query, obj objective, r *dualmem.Result, p lm.Probe, tok int32) LayerAnswer {
+	la := LayerAnswer{FirstOrder: obj.firstOrder || name != "out", Objective: obj.name, W0Term: r.W0Term, BiasTerm: r.BiasTerm,
 		PositiveTotal: r.Positive, NegativeTotal: r.Negative}
+	if obj.runnerUp >= 0 {
+		la.RunnerUp = e.model.Tok.DecodeOne(obj.runnerUp)
+	}
 	hits := r.TopContribution
 	if req.RankBy == RankAttention {
 		hits = r.TopAttention
 	}
+	hits = distinctWindows(sc, hits, req.TopK)
 	var topAbs float64
+	la.Top = []Entry{}
 	for _, h := range hits {
 		la.Top = append(la.Top, e.entry(sc, h))
 		topAbs += math.Abs(h.Contribution)
@@ -251,14 +354,12 @@ func (e *Engine) layerAnswer(sc *dualmem.Scanner, name string, req Request, q du
 		la.TopShare = topAbs / r.AbsTotal
 	}
 	lp := p.Layers[name]
+	la.DualCheck.Primal = obj.primal
 	if name == "out" {
-		la.DualCheck.Primal = float64(p.Logits[q.Token])
-		cf := Counterfactual(sc, p.Logits, q, hits)
+		// Removal acts on every logit; the answer is the token's probability after it.
+		cf := Counterfactual(sc, p.Logits, dualmem.Query{X: q.X, Token: int(tok)}, hits)
 		la.CounterfactualProb = &cf
 	} else {
-		for o, y := range lp.Y {
-			la.DualCheck.Primal += float64(y) * float64(lp.DY[o])
-		}
 		for o, d := range sc.Dual(lp.X) {
 			la.DualCheck.MaxAbsErr = math.Max(la.DualCheck.MaxAbsErr, math.Abs(float64(lp.Y[o])-d))
 		}
@@ -268,6 +369,25 @@ func (e *Engine) layerAnswer(sc *dualmem.Scanner, name string, req Request, q du
 	la.Timeline = timeline(sc, r, req.Bins)
 	la.ByOffset = e.byOffset(sc, q, hits)
 	return la
+}
+
+// distinctWindows keeps the first k hits of which no two come from the same training window
+// (one batch row of one step) or the same corpus position (another epoch of the same text).
+func distinctWindows(sc *dualmem.Scanner, hits []dualmem.Hit, k int) []dualmem.Hit {
+	type window struct{ step, row int32 }
+	rows, offs := map[window]bool{}, map[int64]bool{}
+	out := make([]dualmem.Hit, 0, k)
+	for _, h := range hits {
+		w, off := window{sc.Mem.Step[h.Index], sc.Mem.Rows[h.Index]}, sc.Mem.Offsets[h.Index]
+		if rows[w] || offs[off] {
+			continue
+		}
+		rows[w], offs[off] = true, true
+		if out = append(out, h); len(out) == k {
+			break
+		}
+	}
+	return out
 }
 
 // Counterfactual is the probability of q.Token after removing the hits' training tokens

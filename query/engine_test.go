@@ -131,6 +131,18 @@ func TestGenerateIdentityTopKCounterfactual(t *testing.T) {
 			all[j] = kv{j, a}
 		}
 		sort.Slice(all, func(p, q int) bool { return math.Abs(all[p].a) > math.Abs(all[q].a) })
+		// The top list skips a training window (step and row) or corpus position already listed.
+		type window struct{ step, row int32 }
+		seenW, seenO := map[window]bool{}, map[int64]bool{}
+		distinct := all[:0:0]
+		for _, c := range all {
+			w := window{m.Step[c.j], m.Rows[c.j]}
+			if !seenW[w] && !seenO[m.Offsets[c.j]] {
+				seenW[w], seenO[m.Offsets[c.j]] = true, true
+				distinct = append(distinct, c)
+			}
+		}
+		all = distinct
 		la := ans.Tokens[i].Layers["out"]
 		top := map[int]bool{}
 		for r, en := range la.Top {

@@ -2,6 +2,7 @@ package query
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -90,8 +91,8 @@ func TestPatternsAndPassagesMatchBruteForce(t *testing.T) {
 			}
 		}
 
-		ps := e.topPassages(sc, q, r, all)
-		if len(ps) != TopPassages {
+		ps := e.topPassages(sc, q, r, DefaultPassages, all)
+		if len(ps) != DefaultPassages {
 			t.Fatalf("%s: %d passages", layer, len(ps))
 		}
 		sums := make([]float64, G)
@@ -172,4 +173,60 @@ func TestPassageSplit(t *testing.T) {
 			}
 		}
 	})
+}
+
+func TestRankingsAndStepRange(t *testing.T) {
+	e := engine(t)
+	tests := []struct {
+		rank, objective string
+		steps           []int
+		firstOrder      bool
+	}{
+		{RankContribution, "logit", nil, false},
+		{RankMargin, "margin", nil, false},
+		{RankLogp, "logp", nil, true},
+		{RankAttention, "logit", []int{11, 20}, false},
+		{RankMargin, "margin", []int{3, 3}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.rank+fmtSteps(tt.steps), func(t *testing.T) {
+			ans, err := e.Attribute(context.Background(), "The light of the", Request{TopK: 6, RankBy: tt.rank, Layers: []string{"out"}, Bins: 3, Steps: tt.steps})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, ta := range ans.Tokens {
+				la := ta.Layers["out"]
+				if la.Objective != tt.objective || la.FirstOrder != tt.firstOrder {
+					t.Fatalf("objective %q first-order %v", la.Objective, la.FirstOrder)
+				}
+				if (la.RunnerUp != "") != (tt.rank == RankMargin) || la.RunnerUp == ta.Token {
+					t.Fatalf("runner-up %q for %q", la.RunnerUp, ta.Token)
+				}
+				dc := la.DualCheck
+				if tt.steps == nil && dc.AbsErr > 1e-4*(1+math.Abs(dc.Primal)) {
+					t.Errorf("%q: dual check %+v", ta.Token, dc)
+				}
+				for _, en := range la.Top {
+					if tt.steps != nil && (en.Step < tt.steps[0] || en.Step > tt.steps[1]) {
+						t.Errorf("entry from step %d outside %v", en.Step, tt.steps)
+					}
+				}
+				if tt.steps != nil && la.Patterns[0].Count != e.model.Cfg.Batch*e.model.Cfg.Ctx*(tt.steps[1]-tt.steps[0]+1) {
+					t.Errorf("n=0 class counts %d tokens in steps %v", la.Patterns[0].Count, tt.steps)
+				}
+			}
+		})
+	}
+	for _, steps := range [][]int{{0, 3}, {5, 4}, {1, 21}, {1, 2, 3}} {
+		if _, err := e.Attribute(context.Background(), "The light", Request{Layers: []string{"out"}, Steps: steps}); !IsInputError(err) {
+			t.Errorf("steps %v: %v, want an input error", steps, err)
+		}
+	}
+}
+
+func fmtSteps(s []int) string {
+	if s == nil {
+		return ""
+	}
+	return fmt.Sprintf("/steps%d-%d", s[0], s[1])
 }

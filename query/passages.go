@@ -14,9 +14,6 @@ import (
 // recognises as "where this came from", and every training token belongs to exactly one.
 const MaxPassageChars = 400
 
-// TopPassages is how many passages an answer lists per token and layer.
-const TopPassages = 5
-
 // Passage is one training passage with everything its tokens contributed, over every
 // position and epoch they were trained at.
 type Passage struct {
@@ -88,7 +85,7 @@ func passageGroups(m *dualmem.LayerMemory, of []int32) []int32 {
 
 // topPassages picks the passages with the largest contribution (most positive first) from
 // a scan's per-passage sums and fills in their text and per-character contributions.
-func (e *Engine) topPassages(sc *dualmem.Scanner, q dualmem.Query, r *dualmem.Result, inRange func(j int32) bool) []Passage {
+func (e *Engine) topPassages(sc *dualmem.Scanner, q dualmem.Query, r *dualmem.Result, n int, inRange func(j int32) bool) []Passage {
 	ps := e.pass
 	idx := make([]int, 0, len(r.GroupContribution))
 	for g, c := range r.GroupContribution {
@@ -104,7 +101,7 @@ func (e *Engine) topPassages(sc *dualmem.Scanner, q dualmem.Query, r *dualmem.Re
 		return idx[a] < idx[b]
 	})
 	out := []Passage{}
-	for _, g := range idx[:min(TopPassages, len(idx))] {
+	for _, g := range idx[:min(n, len(idx))] {
 		lo, hi := ps.starts[g], ps.starts[g+1]
 		p := Passage{Start: lo, End: hi, Text: string(e.corpus[lo:hi]), Contribution: r.GroupContribution[g],
 			Alpha: r.GroupAlpha[g], Tokens: make([]float64, hi-lo)}

@@ -18,6 +18,9 @@ const (
 	MaxTopK        = 1000
 	MaxBins        = 1000
 	MaxTemperature = 10
+	MaxPassages    = 50
+
+	DefaultPassages = 5
 )
 
 // InputError is a caller's mistake (the API answers it with HTTP 400).
@@ -57,6 +60,9 @@ func (r *Request) Normalize(cfg lm.Config) error {
 	if r.Bins == 0 {
 		r.Bins = 20
 	}
+	if r.Passages == 0 {
+		r.Passages = DefaultPassages
+	}
 	if len(r.Layers) == 0 {
 		r.Layers = append([]string(nil), cfg.CapturedLayers()...)
 	}
@@ -79,8 +85,14 @@ func (r *Request) validateRest(cfg lm.Config) error {
 	if r.TopK < 1 || r.TopK > MaxTopK {
 		return inputErr("top_k", "%d outside 1..%d", r.TopK, MaxTopK)
 	}
-	if r.RankBy != RankAttention && r.RankBy != RankContribution {
-		return inputErr("rank_by", "unknown ranking %q (known: %s, %s)", r.RankBy, RankAttention, RankContribution)
+	if !slices.Contains(Rankings, r.RankBy) {
+		return inputErr("rank_by", "unknown ranking %q (known: %s)", r.RankBy, strings.Join(Rankings, ", "))
+	}
+	if r.Passages < 1 || r.Passages > MaxPassages {
+		return inputErr("passages", "%d outside 1..%d", r.Passages, MaxPassages)
+	}
+	if len(r.Steps) != 0 && (len(r.Steps) != 2 || r.Steps[0] < 1 || r.Steps[0] > r.Steps[1]) {
+		return inputErr("steps", "want [from, to] with 1 ≤ from ≤ to, got %v", r.Steps)
 	}
 	if math.IsNaN(r.Temperature) || r.Temperature < 0 || r.Temperature > MaxTemperature {
 		return inputErr("temperature", "%v outside 0..%d", r.Temperature, MaxTemperature)
@@ -108,5 +120,10 @@ func (r *Request) validateRest(cfg lm.Config) error {
 // Rankings of Request.RankBy.
 const (
 	RankAttention    = "attention"    // |α|
-	RankContribution = "contribution" // signed contribution, most positive first
+	RankContribution = "contribution" // signed contribution to the token's logit, most positive first
+	RankMargin       = "margin"       // signed contribution to the logit minus the runner-up's logit
+	RankLogp         = "logp"         // signed first-order contribution to log p of the token
 )
+
+// Rankings lists every Request.RankBy.
+var Rankings = []string{RankContribution, RankMargin, RankLogp, RankAttention}
