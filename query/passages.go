@@ -12,7 +12,7 @@ import (
 // followed by white space, or at a blank line, and is at most MaxPassageChars characters
 // (a longer sentence is cut at its last space before the limit). Sentences are what a reader
 // recognises as "where this came from", and every training token belongs to exactly one.
-const MaxPassageChars = 400
+const MaxPassageChars = 240
 
 // Passage is one training passage with everything its tokens contributed, over every
 // position and epoch they were trained at.
@@ -123,12 +123,12 @@ func (e *Engine) topPassages(sc *dualmem.Scanner, q dualmem.Query, r *dualmem.Re
 	return out
 }
 
-// roundSig keeps 6 significant digits: per-character values are for colouring and reading,
+// roundSig keeps 4 significant digits: per-character values are for colouring and reading,
 // and full float64 digits would triple the answer's size.
 func roundSig(x float64) float64 {
 	if x == 0 || math.IsInf(x, 0) || math.IsNaN(x) {
 		return x
 	}
-	scale := math.Pow(10, 5-math.Floor(math.Log10(math.Abs(x))))
+	scale := math.Pow(10, 3-math.Floor(math.Log10(math.Abs(x))))
 	return math.Round(x*scale) / scale
 }

@@ -20,7 +20,7 @@ const (
 	MaxTemperature = 10
 	MaxPassages    = 50
 
-	DefaultPassages = 5
+	DefaultPassages = 3
 )
 
 // InputError is a caller's mistake (the API answers it with HTTP 400).
