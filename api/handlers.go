@@ -80,6 +80,7 @@ type AttributeRequest struct {
 	RankBy   string   `json:"rank_by"`
 	Layers   []string `json:"layers"`
 	Bins     int      `json:"bins"`
+	GroupBy  string   `json:"group_by"`
 	Passages int      `json:"passages"`
 	Steps    []int    `json:"steps,omitempty"`
 }
@@ -90,7 +91,7 @@ func (s *Server) attribute(c echo.Context) error {
 		return err
 	}
 	req := query.Request{Prompt: ar.Text, Tokens: 1, TopK: ar.TopK, RankBy: ar.RankBy, Layers: ar.Layers, Bins: ar.Bins,
-		Passages: ar.Passages, Steps: ar.Steps}
+		GroupBy: ar.GroupBy, Passages: ar.Passages, Steps: ar.Steps}
 	err := s.answer(c, &req, func(ctx context.Context, e *query.Engine) (*query.Answer, error) {
 		return e.Attribute(ctx, ar.Text, req)
 	})

@@ -33,6 +33,9 @@ type Engine struct {
 	runeAt []int32 // byte offset → rune offset in text
 	pass   passageIdx
 	groups map[string][]int32 // per layer: memory token → passage of its target
+	// byTarget lists, per vocabulary token, the memory tokens trained to predict it (every
+	// layer holds the same training tokens in the same order).
+	byTarget [][]int32
 
 	mu     sync.RWMutex // Close waits for requests in flight
 	closed bool
@@ -72,6 +75,14 @@ func NewEngine(model *lm.Model, store *dualmem.Store, progress func(layer string
 		}
 		e.layers[spec.Name] = dualmem.NewScanner(mem, meta)
 		e.groups[spec.Name] = passageGroups(mem, e.pass.of)
+		if e.byTarget == nil {
+			e.byTarget = make([][]int32, model.Tok.Size())
+			for j, t := range mem.Targets {
+				if int(t) < len(e.byTarget) {
+					e.byTarget[t] = append(e.byTarget[t], int32(j))
+				}
+			}
+		}
 	}
 	// Hidden layers' output-vector check needs the dual weights (one pass over the memory);
 	// build them in the background so the first request rarely waits for them.
@@ -215,7 +226,7 @@ func (e *Engine) explain(ctx context.Context, req Request, contexts [][]int32, t
 		if err != nil {
 			return nil, err
 		}
-		inRange := func(j int32) bool { return int(j) >= from && int(j) < to }
+		rg := tokens{from, to}
 		qs := make([]dualmem.Query, len(targets))
 		objs := make([]objective, len(targets))
 		for i, tok := range targets {
@@ -233,9 +244,20 @@ func (e *Engine) explain(ctx context.Context, req Request, contexts [][]int32, t
 			return nil, err
 		}
 		for i, tok := range targets {
-			la := e.layerAnswer(sc, name, req, qs[i], objs[i], &res[i], probes[i], tok)
-			la.Patterns = e.patterns(sc, qs[i], &res[i], e.window(contexts[i]), tok, inRange)
-			la.Passages = e.topPassages(sc, qs[i], &res[i], req.Passages, inRange)
+			r := &res[i]
+			ranked := r.TopContribution
+			if req.RankBy == RankAttention {
+				ranked = r.TopAttention
+			}
+			win := e.window(contexts[i])
+			members := e.matches(sc, qs[i], win, rg)
+			hits := distinctWindows(sc, ranked, req.TopK)
+			if req.GroupBy == GroupPattern {
+				hits = patternTop(sc, members, ranked, req.RankBy == RankAttention, req.TopK)
+			}
+			la := e.layerAnswer(sc, name, req, qs[i], objs[i], r, probes[i], tok, hits)
+			la.Patterns = e.patterns(sc, r, members, win, tok, rg)
+			la.Passages = e.topPassages(sc, qs[i], r, req.Passages, rg)
 			ans.Tokens[i].Layers[name] = la
 		}
 	}
@@ -333,17 +355,12 @@ func tokenRange(sc *dualmem.Scanner, steps []int) (from, to int, err error) {
 	return from, to, nil
 }
 
-func (e *Engine) layerAnswer(sc *dualmem.Scanner, name string, req Request, q dualmem.Query, obj objective, r *dualmem.Result, p lm.Probe, tok int32) LayerAnswer {
+func (e *Engine) layerAnswer(sc *dualmem.Scanner, name string, req Request, q dualmem.Query, obj objective, r *dualmem.Result, p lm.Probe, tok int32, hits []dualmem.Hit) LayerAnswer {
 	la := LayerAnswer{FirstOrder: obj.firstOrder || name != "out", Objective: obj.name, W0Term: r.W0Term, BiasTerm: r.BiasTerm,
 		PositiveTotal: r.Positive, NegativeTotal: r.Negative}
 	if obj.runnerUp >= 0 {
 		la.RunnerUp = e.model.Tok.DecodeOne(obj.runnerUp)
 	}
-	hits := r.TopContribution
-	if req.RankBy == RankAttention {
-		hits = r.TopAttention
-	}
-	hits = distinctWindows(sc, hits, req.TopK)
 	var topAbs float64
 	la.Top = []Entry{}
 	for _, h := range hits {

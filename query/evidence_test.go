@@ -15,7 +15,6 @@ import (
 func TestPatternsAndPassagesMatchBruteForce(t *testing.T) {
 	e := engine(t)
 	rng := rand.New(rand.NewPCG(7, 7))
-	all := func(int32) bool { return true }
 	for _, layer := range []string{"out", "block0.ff1"} {
 		sc := e.Scanner(layer)
 		// The window of a trained token, so that long classes exist.
@@ -44,7 +43,9 @@ func TestPatternsAndPassagesMatchBruteForce(t *testing.T) {
 		}
 		r := &res[0]
 		target := sc.Mem.Targets[0]
-		rows := e.patterns(sc, q, r, ctxRunes, target, all)
+		all := tokens{0, sc.N}
+		members := e.matches(sc, q, ctxRunes, all)
+		rows := e.patterns(sc, r, members, ctxRunes, target, all)
 		if rows[0].N != 0 || rows[0].Count != sc.N {
 			t.Fatalf("%s: first row %+v, want n=0 over %d tokens", layer, rows[0], sc.N)
 		}
@@ -88,6 +89,24 @@ func TestPatternsAndPassagesMatchBruteForce(t *testing.T) {
 			}
 			if k > 0 && row.Count > 0 && len(row.Examples) == 0 && rows[min(k+1, len(rows)-1)].Count < row.Count {
 				t.Errorf("%s n=%d: no examples", layer, k)
+			}
+		}
+
+		// Grouped by pattern, the top list starts with the longest shared context.
+		top := patternTop(sc, members, r.TopContribution, false, 5)
+		longest := 0
+		for _, m := range members {
+			longest = max(longest, m.n)
+		}
+		for i, h := range top {
+			n := -1
+			for _, m := range members {
+				if int(m.j) == h.Index {
+					n = m.n
+				}
+			}
+			if i == 0 && n != longest {
+				t.Errorf("%s: pattern top starts with a token sharing %d characters, longest %d", layer, n, longest)
 			}
 		}
 

@@ -85,7 +85,7 @@ func passageGroups(m *dualmem.LayerMemory, of []int32) []int32 {
 
 // topPassages picks the passages with the largest contribution (most positive first) from
 // a scan's per-passage sums and fills in their text and per-character contributions.
-func (e *Engine) topPassages(sc *dualmem.Scanner, q dualmem.Query, r *dualmem.Result, n int, inRange func(j int32) bool) []Passage {
+func (e *Engine) topPassages(sc *dualmem.Scanner, q dualmem.Query, r *dualmem.Result, n int, rg tokens) []Passage {
 	ps := e.pass
 	idx := make([]int, 0, len(r.GroupContribution))
 	for g, c := range r.GroupContribution {
@@ -107,7 +107,7 @@ func (e *Engine) topPassages(sc *dualmem.Scanner, q dualmem.Query, r *dualmem.Re
 			Alpha: r.GroupAlpha[g], Tokens: make([]float64, hi-lo)}
 		for off := lo; off < hi; off++ {
 			for _, j := range sc.SameOffset(off) {
-				if !inRange(j) {
+				if !rg.has(j) {
 					continue
 				}
 				_, c := sc.Score(q, int(j))

@@ -1,6 +1,7 @@
 package query
 
 import (
+	"math"
 	"sort"
 
 	"github.com/spotlight-lm/spotlight/dualmem"
@@ -33,28 +34,24 @@ type member struct {
 	c     float64
 }
 
-// patterns builds the nested classes for one token and layer. ctx is the query's context as
-// the model saw it (its last Ctx characters), target the generated token; r's totals give
-// the N = 0 row, so the rows add up to the dual total exactly.
-func (e *Engine) patterns(sc *dualmem.Scanner, q dualmem.Query, r *dualmem.Result, ctx []rune, target int32, inRange func(j int32) bool) []Pattern {
+// tokens is a range [from, to) of memory token indices: the training steps an answer covers.
+type tokens struct{ from, to int }
+
+func (r tokens) has(j int32) bool { return int(j) >= r.from && int(j) < r.to }
+
+// patterns builds the nested classes for one token and layer from the members (matches) of
+// the query's context; target is the generated token; r's totals give the N = 0 row, so the
+// rows add up to the dual total exactly.
+func (e *Engine) patterns(sc *dualmem.Scanner, r *dualmem.Result, members []member, ctx []rune, target int32, rg tokens) []Pattern {
 	var alpha0 float64
 	for _, a := range r.StepAlpha {
 		alpha0 += a
 	}
-	count0 := 0
-	for j := range sc.N {
-		if inRange(int32(j)) {
-			count0++
-		}
-	}
-	rows := []Pattern{{N: 0, Suffix: "", Count: count0, Contribution: r.Positive + r.Negative, Alpha: alpha0, Examples: []Entry{}}}
+	rows := []Pattern{{N: 0, Suffix: "", Count: rg.to - rg.from, SameTarget: e.countTarget(target, rg),
+		Contribution: r.Positive + r.Negative, Alpha: alpha0, Examples: []Entry{}}}
 	for _, h := range r.TopContribution[:min(PatternExamples, len(r.TopContribution))] {
 		rows[0].Examples = append(rows[0].Examples, e.entry(sc, h))
 	}
-	if len(ctx) == 0 {
-		return rows
-	}
-	members := e.matches(sc, q, ctx, inRange)
 	longest := 0
 	for _, m := range members {
 		longest = max(longest, m.n)
@@ -78,36 +75,74 @@ func (e *Engine) patterns(sc *dualmem.Scanner, q dualmem.Query, r *dualmem.Resul
 		}
 		row := acc
 		row.N, row.Suffix = n, string(ctx[len(ctx)-n:])
-		sort.Slice(exact, func(a, b int) bool {
-			if exact[a].c != exact[b].c {
-				return exact[a].c > exact[b].c
-			}
-			return exact[a].j < exact[b].j
-		})
+		sortMembers(exact, false)
 		row.Examples = []Entry{}
 		for _, m := range exact[:min(PatternExamples, len(exact))] {
-			row.Examples = append(row.Examples, e.entry(sc, dualmem.Hit{Index: int(m.j), Alpha: m.alpha, Contribution: m.c}))
+			row.Examples = append(row.Examples, e.entry(sc, m.hit()))
 		}
 		tail[n] = row
 	}
-	for j := range sc.N {
-		if inRange(int32(j)) && sc.Mem.Targets[j] == target {
-			rows[0].SameTarget++
-		}
-	}
 	return append(rows, tail[1:]...)
+}
+
+// countTarget counts the training tokens in rg trained to predict target.
+func (e *Engine) countTarget(target int32, rg tokens) int {
+	if int(target) >= len(e.byTarget) {
+		return 0
+	}
+	idx := e.byTarget[target]
+	lo := sort.Search(len(idx), func(i int) bool { return int(idx[i]) >= rg.from })
+	hi := sort.Search(len(idx), func(i int) bool { return int(idx[i]) >= rg.to })
+	return hi - lo
+}
+
+func (m member) hit() dualmem.Hit {
+	return dualmem.Hit{Index: int(m.j), Alpha: m.alpha, Contribution: m.c}
+}
+
+// sortMembers orders members by contribution (by |α| when byAttention), largest first.
+func sortMembers(ms []member, byAttention bool) {
+	score := func(m member) float64 {
+		if byAttention {
+			return math.Abs(m.alpha)
+		}
+		return m.c
+	}
+	sort.Slice(ms, func(a, b int) bool {
+		if sa, sb := score(ms[a]), score(ms[b]); sa != sb {
+			return sa > sb
+		}
+		return ms[a].j < ms[b].j
+	})
+}
+
+// patternTop is the top list grouped by pattern: the training tokens that shared the most
+// context with the query first, each class ordered by the ranking; when fewer than k tokens
+// shared any context, the ranking's best of the rest follow.
+func patternTop(sc *dualmem.Scanner, members []member, ranked []dualmem.Hit, byAttention bool, k int) []dualmem.Hit {
+	ms := append([]member(nil), members...)
+	sortMembers(ms, byAttention)
+	sort.SliceStable(ms, func(a, b int) bool { return ms[a].n > ms[b].n })
+	hits := make([]dualmem.Hit, 0, len(ms)+len(ranked))
+	for _, m := range ms {
+		hits = append(hits, m.hit())
+	}
+	return distinctWindows(sc, append(hits, ranked...), k)
 }
 
 // matches finds every training token whose context ends with the query's last character
 // (the suffix array gives their corpus offsets) and measures how far back the match goes,
 // within the window each of them was trained with.
-func (e *Engine) matches(sc *dualmem.Scanner, q dualmem.Query, ctx []rune, inRange func(j int32) bool) []member {
+func (e *Engine) matches(sc *dualmem.Scanner, q dualmem.Query, ctx []rune, rg tokens) []member {
+	if len(ctx) == 0 {
+		return nil
+	}
 	last := len(ctx) - 1
 	var out []member
 	for _, b := range e.sa.Lookup([]byte(string(ctx[last])), -1) {
 		off := int64(e.runeAt[b]) + 1 // the target right after the matched character
 		for _, j := range sc.SameOffset(off) {
-			if !inRange(j) {
+			if !rg.has(j) {
 				continue
 			}
 			seen := int(sc.Mem.Pos[j]) + 1 // characters of context the token was trained with

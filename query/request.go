@@ -60,6 +60,9 @@ func (r *Request) Normalize(cfg lm.Config) error {
 	if r.Bins == 0 {
 		r.Bins = 20
 	}
+	if r.GroupBy == "" {
+		r.GroupBy = GroupToken
+	}
 	if r.Passages == 0 {
 		r.Passages = DefaultPassages
 	}
@@ -87,6 +90,9 @@ func (r *Request) validateRest(cfg lm.Config) error {
 	}
 	if !slices.Contains(Rankings, r.RankBy) {
 		return inputErr("rank_by", "unknown ranking %q (known: %s)", r.RankBy, strings.Join(Rankings, ", "))
+	}
+	if !slices.Contains(Groupings, r.GroupBy) {
+		return inputErr("group_by", "unknown grouping %q (known: %s)", r.GroupBy, strings.Join(Groupings, ", "))
 	}
 	if r.Passages < 1 || r.Passages > MaxPassages {
 		return inputErr("passages", "%d outside 1..%d", r.Passages, MaxPassages)
@@ -124,6 +130,15 @@ const (
 	RankMargin       = "margin"       // signed contribution to the logit minus the runner-up's logit
 	RankLogp         = "logp"         // signed first-order contribution to log p of the token
 )
+
+// Groupings of Request.GroupBy: how the top list is ordered.
+const (
+	GroupToken   = "token"   // by the ranking alone
+	GroupPattern = "pattern" // the training tokens that shared the most context first, then by the ranking
+)
+
+// Groupings lists every Request.GroupBy.
+var Groupings = []string{GroupToken, GroupPattern}
 
 // Rankings lists every Request.RankBy.
 var Rankings = []string{RankContribution, RankMargin, RankLogp, RankAttention}

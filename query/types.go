@@ -13,6 +13,7 @@ type Request struct {
 	Temperature float64  `json:"temperature"` // 0 = greedy
 	Seed        uint64   `json:"seed"`
 	Bins        int      `json:"bins"`     // timeline bins over training steps (default 20)
+	GroupBy     string   `json:"group_by"` // "token" or "pattern": how the top list is ordered
 	Passages    int      `json:"passages"` // training passages listed per token and layer (default 3)
 	// Steps limits the answer to training steps [from, to] (inclusive); empty means all.
 	Steps []int `json:"steps,omitempty"`
