@@ -65,7 +65,7 @@ func TestMain(m *testing.M) {
 
 func TestGenerateIdentityTopKCounterfactual(t *testing.T) {
 	e := engine(t)
-	ans, err := e.Generate(context.Background(), Request{Prompt: "The light ", Tokens: 5, TopK: 7, RankBy: "attention", Bins: 4, Temperature: 0.8, Seed: 3})
+	ans, err := e.Generate(context.Background(), Request{Prompt: "The light ", Tokens: 5, TopK: 7, RankBy: "attention", GroupBy: GroupToken, Bins: 4, Temperature: 0.8, Seed: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +178,7 @@ func TestGenerateIdentityTopKCounterfactual(t *testing.T) {
 
 func TestAttributeContributionRanking(t *testing.T) {
 	e := engine(t)
-	ans, err := e.Attribute(context.Background(), "of the light", Request{Layers: []string{"out", "block0.ff2"}, TopK: 5})
+	ans, err := e.Attribute(context.Background(), "of the light", Request{Layers: []string{"out", "block0.ff2"}, TopK: 5, GroupBy: GroupToken})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,28 +43,35 @@ func IsInputError(err error) bool {
 	return errors.As(err, &ie)
 }
 
-// Normalize fills defaults (tokens 32, top_k 10, rank_by "contribution", all captured
-// layers, bins 20) and validates everything it can without the tokenizer; characters
-// outside the vocabulary are checked by Engine.Generate, which also returns an *InputError.
-// Every error it returns is an *InputError.
+// DefaultRequest holds the value of every field a request leaves at zero. The default view
+// (pattern grouping, ranked by contribution) is the one `spotlight eval` measured best at
+// finding planted facts.
+func DefaultRequest() Request {
+	return Request{Tokens: 32, TopK: 10, RankBy: RankContribution, GroupBy: GroupPattern, Bins: 20, Passages: DefaultPassages}
+}
+
+// Normalize fills defaults (DefaultRequest, and all captured layers) and validates
+// everything it can without the tokenizer; characters outside the vocabulary are checked by
+// Engine.Generate, which also returns an *InputError. Every error it returns is an *InputError.
 func (r *Request) Normalize(cfg lm.Config) error {
+	d := DefaultRequest()
 	if r.Tokens == 0 {
-		r.Tokens = 32
+		r.Tokens = d.Tokens
 	}
 	if r.TopK == 0 {
-		r.TopK = 10
+		r.TopK = d.TopK
 	}
 	if r.RankBy == "" {
-		r.RankBy = RankContribution
-	}
-	if r.Bins == 0 {
-		r.Bins = 20
+		r.RankBy = d.RankBy
 	}
 	if r.GroupBy == "" {
-		r.GroupBy = GroupToken
+		r.GroupBy = d.GroupBy
+	}
+	if r.Bins == 0 {
+		r.Bins = d.Bins
 	}
 	if r.Passages == 0 {
-		r.Passages = DefaultPassages
+		r.Passages = d.Passages
 	}
 	if len(r.Layers) == 0 {
 		r.Layers = append([]string(nil), cfg.CapturedLayers()...)
