@@ -75,11 +75,14 @@ func (s *Server) generate(c echo.Context) error {
 // AttributeRequest is the body of POST /v1/attribute: the text to score and the same
 // options as generate (prompt and tokens are not used).
 type AttributeRequest struct {
-	Text   string   `json:"text"`
-	TopK   int      `json:"top_k"`
-	RankBy string   `json:"rank_by"`
-	Layers []string `json:"layers"`
-	Bins   int      `json:"bins"`
+	Text     string   `json:"text"`
+	TopK     int      `json:"top_k"`
+	RankBy   string   `json:"rank_by"`
+	Layers   []string `json:"layers"`
+	Bins     int      `json:"bins"`
+	GroupBy  string   `json:"group_by"`
+	Passages int      `json:"passages"`
+	Steps    []int    `json:"steps,omitempty"`
 }
 
 func (s *Server) attribute(c echo.Context) error {
@@ -87,7 +90,8 @@ func (s *Server) attribute(c echo.Context) error {
 	if err := decodeJSON(c, &ar); err != nil {
 		return err
 	}
-	req := query.Request{Prompt: ar.Text, Tokens: 1, TopK: ar.TopK, RankBy: ar.RankBy, Layers: ar.Layers, Bins: ar.Bins}
+	req := query.Request{Prompt: ar.Text, Tokens: 1, TopK: ar.TopK, RankBy: ar.RankBy, Layers: ar.Layers, Bins: ar.Bins,
+		GroupBy: ar.GroupBy, Passages: ar.Passages, Steps: ar.Steps}
 	err := s.answer(c, &req, func(ctx context.Context, e *query.Engine) (*query.Answer, error) {
 		return e.Attribute(ctx, ar.Text, req)
 	})

@@ -102,6 +102,8 @@ type Result struct {
 	AbsTotal        float64 // Σ |contribution|
 	// Per step index: Σα, Σ|α|, Σcontribution.
 	StepAlpha, StepAbsAlpha, StepContribution []float64
+	// Per group of ScanOptions.Groups: Σα and Σcontribution (nil without groups).
+	GroupAlpha, GroupContribution []float64
 }
 
 // Total is W0Term + BiasTerm + Σ contributions: the dual reconstruction of y·u.
@@ -113,6 +115,14 @@ type ScanOptions struct {
 	Workers int    // goroutines (default GOMAXPROCS)
 	Block   int    // keys per block (default 1024)
 	Kernel  Kernel // block kernel (default KernelAuto)
+
+	// From and To limit the scan to memory tokens [From, To) (To 0 means N), so a caller can
+	// ask about one range of training steps; totals and top-k are then over that range.
+	From, To int
+	// Groups, if not nil, puts each memory token in a group in [0, NGroups), or none (−1);
+	// Result.GroupAlpha and GroupContribution then hold each group's sums.
+	Groups  []int32
+	NGroups int
 }
 
 // Scan computes α = k·x for every stored key and all queries in one pass over the keys,
@@ -131,6 +141,15 @@ func (s *Scanner) Scan(ctx context.Context, qs []Query, opt ScanOptions) ([]Resu
 	Q := len(qs)
 	if Q == 0 {
 		return nil, nil
+	}
+	if opt.To == 0 {
+		opt.To = s.N
+	}
+	if opt.From < 0 || opt.From > opt.To || opt.To > s.N {
+		return nil, fmt.Errorf("dualmem: scan %q: token range [%d, %d) outside [0, %d)", s.Mem.Spec.Name, opt.From, opt.To, s.N)
+	}
+	if opt.Groups != nil && len(opt.Groups) != s.N {
+		return nil, fmt.Errorf("dualmem: scan %q: %d group ids for %d tokens", s.Mem.Spec.Name, len(opt.Groups), s.N)
 	}
 	xs := make([]float32, Q*s.DIn)
 	for i, q := range qs {
@@ -159,13 +178,16 @@ func (s *Scanner) Scan(ctx context.Context, qs []Query, opt ScanOptions) ([]Resu
 	nh := len(us) / s.DOut
 	kernU := opt.Kernel.fn(nh)
 	T := len(s.SW)
-	nBlocks := (s.N + opt.Block - 1) / opt.Block
+	nBlocks := (opt.To - opt.From + opt.Block - 1) / opt.Block
 	workers := min(opt.Workers, max(nBlocks, 1))
 	parts := make([]*partial, workers)
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for w := range workers {
 		p := newPartial(Q, T, opt.TopK)
+		if opt.Groups != nil {
+			p.groups, p.ga, p.gc = opt.Groups, make([]float64, Q*opt.NGroups), make([]float64, Q*opt.NGroups)
+		}
 		parts[w] = p
 		wg.Add(1)
 		go func() {
@@ -179,8 +201,8 @@ func (s *Scanner) Scan(ctx context.Context, qs []Query, opt ScanOptions) ([]Resu
 				if bi >= nBlocks {
 					return
 				}
-				j0 := bi * opt.Block
-				nb := min(opt.Block, s.N-j0)
+				j0 := opt.From + bi*opt.Block
+				nb := min(opt.Block, opt.To-j0)
 				kern(s.Mem.Keys[j0*s.DIn:], nb, s.DIn, xs, Q, alpha)
 				if nh > 0 {
 					kernU(s.Mem.Grads[j0*s.DOut:], nb, s.DOut, us, nh, gu)
@@ -212,6 +234,15 @@ func (s *Scanner) Scan(ctx context.Context, qs []Query, opt ScanOptions) ([]Resu
 			}
 			for _, h := range p.con[qi].h {
 				con.offer(h, opt.TopK)
+			}
+		}
+		if G := opt.NGroups; opt.Groups != nil {
+			r.GroupAlpha, r.GroupContribution = make([]float64, G), make([]float64, G)
+			for _, p := range parts {
+				for g := range G {
+					r.GroupAlpha[g] += p.ga[qi*G+g]
+					r.GroupContribution[g] += p.gc[qi*G+g]
+				}
 			}
 		}
 		r.TopAttention, r.TopContribution = att.sorted(), con.sorted()
@@ -311,6 +342,26 @@ func (s *Scanner) accumulate(p *partial, qs []Query, j0, nb int, alpha, gus []fl
 		p.pos[qi] += (sum + abs) / 2
 		p.neg[qi] += (sum - abs) / 2
 		p.abs[qi] += abs
+		if p.groups != nil {
+			s.accumulateGroups(p, qi, j0, al, gu)
+		}
+	}
+}
+
+// accumulateGroups adds a block's α and contributions for query qi to their groups: a
+// second pass over the block, kept out of accumulate's loop so scans without groups pay
+// nothing for them.
+func (s *Scanner) accumulateGroups(p *partial, qi, j0 int, al []float32, gu []float64) {
+	G := len(p.ga) / len(p.att)
+	ga, gc := p.ga[qi*G:(qi+1)*G], p.gc[qi*G:(qi+1)*G]
+	for b, a := range al {
+		g := p.groups[j0+b]
+		if g < 0 {
+			continue
+		}
+		t := int(s.Mem.Step[j0+b] - s.first)
+		ga[g] += float64(a)
+		gc[g] += float64(a) * s.SW[t] * gu[b]
 	}
 }
 
@@ -432,6 +483,8 @@ type partial struct {
 	att, con      []*hitHeap
 	pos, neg, abs []float64
 	sa, saa, sc   []float64 // [Q, T]
+	groups        []int32   // ScanOptions.Groups, or nil
+	ga, gc        []float64 // [Q, NGroups]
 }
 
 func newPartial(Q, T, k int) *partial {

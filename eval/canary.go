@@ -19,10 +19,10 @@ type Fact struct {
 // Prefix is the text before the code: the prompt that should recall it.
 func (f Fact) Prefix() string { return string([]rune(f.Text)[:f.CodeAt]) }
 
-// Contains reports whether a corpus offset lies inside one of the fact's occurrences.
-func (f Fact) Contains(off int64) bool {
+// Overlaps reports whether corpus offsets [start, end) overlap one of the fact's occurrences.
+func (f Fact) Overlaps(start, end int64) bool {
 	for _, s := range f.Spans {
-		if off >= s[0] && off < s[1] {
+		if start < s[1] && end > s[0] {
 			return true
 		}
 	}

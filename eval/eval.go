@@ -46,9 +46,21 @@ type Report struct {
 	Detail               Detail        `json:"-"`
 }
 
-// CanaryReport holds recall@k by ranking ("contribution", "attention", "random") and k.
+// CanaryReport holds recall@k per view (grouping/ranking, e.g. "pattern/contribution") and k,
+// over every code character and split by whether the model predicts it (p > 0.5).
 type CanaryReport struct {
-	Recall map[string]map[string]Num `json:"recall"`
+	Recall      map[string]map[string]Num `json:"recall"`
+	Predicted   map[string]map[string]Num `json:"predicted"`   // code characters the model gives p > 0.5
+	Unpredicted map[string]map[string]Num `json:"unpredicted"` // the others
+	Chars       map[string]int            `json:"chars"`       // how many code characters: all, predicted, unpredicted
+	Default     DefaultView               `json:"default"`     // the view an answer leads with, and its recall
+}
+
+// DefaultView is the recall of the view answers use by default.
+type DefaultView struct {
+	Name string `json:"name"`
+	R1   Num    `json:"1"`
+	R10  Num    `json:"10"`
 }
 
 // RetrainReport holds the correlations per k.
@@ -190,97 +202,6 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 // outRequest asks the engine for the out layer only.
 func outRequest(k int, rankBy string) query.Request {
 	return query.Request{TopK: k, RankBy: rankBy, Layers: []string{lm.OutLayer}, Bins: 1}
-}
-
-// canaries prompts with each fact's prefix, teacher-forced over its code (Engine.Attribute),
-// and checks whether the top-k training tokens of each code character include one of the
-// fact's occurrences. A fact's recall is the share of its code characters that do.
-func canaries(ctx context.Context, eng *query.Engine, tr *lm.Trainer, facts []Fact, opts Options, rng *rand.Rand, rep *Report) error {
-	maxK := slicesMax(opts.RecallKs)
-	rankings := []string{"contribution", "attention", "random"}
-	recall := map[string]map[int]float64{}
-	for _, r := range rankings {
-		recall[r] = map[int]float64{}
-	}
-	// trained[off]: the memory holds a training token whose target is at corpus offset off.
-	trained := map[int64]bool{}
-	for _, fact := range facts {
-		for _, sp := range fact.Spans {
-			for off := sp[0]; off < sp[1]; off++ {
-				trained[off] = false
-			}
-		}
-	}
-	offsets := eng.Scanner(lm.OutLayer).Mem.Offsets // training token index → corpus offset of its target
-	for _, off := range offsets {
-		if _, ok := trained[off]; ok {
-			trained[off] = true
-		}
-	}
-	n := 0
-	var covered float64
-	for _, fact := range facts {
-		runes := []rune(fact.Text)
-		for p := fact.CodeAt; p < fact.CodeAt+len([]rune(fact.Code)); p++ {
-			for _, sp := range fact.Spans {
-				if trained[sp[0]+int64(p)] {
-					covered++
-					break
-				}
-			}
-		}
-		end := fact.CodeAt + len([]rune(fact.Code))
-		text := string(runes[:end])
-		for _, r := range rankings {
-			var ans *query.Answer
-			if r != "random" {
-				var err error
-				if ans, err = eng.Attribute(ctx, text, outRequest(maxK, r)); err != nil {
-					return err
-				}
-			}
-			for _, kk := range opts.RecallKs {
-				hit := 0
-				for p := fact.CodeAt; p < end; p++ {
-					var found []int64
-					if ans != nil {
-						tok := ans.Tokens[p-1]
-						if tok.Token != string(runes[p]) {
-							return fmt.Errorf("eval: attribution of %q scored %q at %d, want %q", text, tok.Token, p, string(runes[p]))
-						}
-						la := tok.Layers[lm.OutLayer]
-						rep.Detail.DualMaxAbsErr = math.Max(rep.Detail.DualMaxAbsErr, la.DualCheck.AbsErr)
-						for _, e := range la.Top[:min(kk, len(la.Top))] {
-							found = append(found, e.Offset)
-						}
-					} else {
-						for _, j := range randomTokens(rng, len(offsets), kk) {
-							found = append(found, offsets[j])
-						}
-					}
-					for _, off := range found {
-						if fact.Contains(off) {
-							hit++
-							break
-						}
-					}
-				}
-				recall[r][kk] += float64(hit) / float64(end-fact.CodeAt)
-			}
-		}
-		n++
-	}
-	rep.Canaries.Recall = map[string]map[string]Num{}
-	for _, r := range rankings {
-		rep.Canaries.Recall[r] = map[string]Num{}
-		for _, k := range opts.RecallKs {
-			rep.Canaries.Recall[r][strconv.Itoa(k)] = Num(recall[r][k] / float64(n))
-		}
-	}
-	rep.Detail.CodeTrained = covered / float64(len(facts)*len([]rune(facts[0].Code)))
-	opts.Log("canaries: %d facts × %d occurrences scanned over %d training tokens; %.3f of code characters were trained on "+
-		"at least once; recall %v", len(facts), opts.Reps, rep.Detail.MemoryTokens, rep.Detail.CodeTrained, rep.Canaries.Recall)
-	return nil
 }
 
 func randomTokens(rng *rand.Rand, n, k int) []int {
@@ -542,18 +463,29 @@ func (r *Report) Table(opts Options) string {
 	if r.Canaries.Recall != nil {
 		f("\ncanaries: %d facts × %d occurrences (e.g. %q); %.3f of code characters were ever a training target\n",
 			len(d.Facts), opts.Reps, d.Facts[0].Text, d.CodeTrained)
-		f("%-14s", "recall@k")
+		f("%-22s", "recall@k")
 		for _, k := range opts.RecallKs {
 			f(" %8s", "@"+strconv.Itoa(k))
 		}
 		f("\n")
-		for _, rk := range []string{"contribution", "attention", "random"} {
-			f("%-14s", rk)
+		f(" %s\n", "   (predicted p>0.5 | not)")
+		for _, v := range views() {
+			f("%-22s", v.name())
 			for _, k := range opts.RecallKs {
-				f(" %8.3f", float64(r.Canaries.Recall[rk][strconv.Itoa(k)]))
+				f(" %8.3f", float64(r.Canaries.Recall[v.name()][strconv.Itoa(k)]))
+			}
+			f("    ")
+			for _, k := range opts.RecallKs {
+				f(" %6.3f", float64(r.Canaries.Predicted[v.name()][strconv.Itoa(k)]))
+			}
+			f(" |")
+			for _, k := range opts.RecallKs {
+				f(" %6.3f", float64(r.Canaries.Unpredicted[v.name()][strconv.Itoa(k)]))
 			}
 			f("\n")
 		}
+		f("code characters: %d (%d predicted); default view %s\n", r.Canaries.Chars["all"], r.Canaries.Chars["predicted"],
+			r.Canaries.Default.Name)
 	}
 	if len(d.Queries) > 0 {
 		f("\nretrain without the top-k by contribution, %d held-out queries\n", opts.Queries)

@@ -86,8 +86,17 @@ func TestEvalSmall(t *testing.T) {
 	}
 	t.Log("\n" + rep.Table(opts))
 	rc := rep.Canaries.Recall
-	if c, r := float64(rc["contribution"]["10"]), float64(rc["random"]["10"]); c < r+0.5 {
-		t.Errorf("recall@10 by contribution %.3f does not beat random %.3f by 0.5", c, r)
+	for _, v := range views() {
+		if _, ok := rc[v.name()]["10"]; !ok {
+			t.Errorf("no recall for view %s", v.name())
+		}
+	}
+	dv := rep.Canaries.Default
+	if c, r := float64(dv.R10), float64(rc["random"]["10"]); dv.Name != defaultView().name() || c < r+0.5 {
+		t.Errorf("recall@10 of the default view %s %.3f does not beat random %.3f by 0.5", dv.Name, c, r)
+	}
+	if n := rep.Canaries.Chars; n["all"] != 6*4 || n["predicted"]+n["unpredicted"] != n["all"] {
+		t.Errorf("code characters %v", n)
 	}
 	if rep.Detail.DualMaxAbsErr > 1e-3 {
 		t.Errorf("memory rebuilds the logit only to %.3g", rep.Detail.DualMaxAbsErr)

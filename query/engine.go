@@ -33,6 +33,11 @@ type Engine struct {
 	text   []byte
 	sa     *suffixarray.Index
 	runeAt []int32 // byte offset → rune offset in text
+	pass   passageIdx
+	groups map[string][]int32 // per layer: memory token → passage of its target
+	// byTarget lists, per vocabulary token, the memory tokens trained to predict it (every
+	// layer holds the same training tokens in the same order).
+	byTarget [][]int32
 
 	mu     sync.RWMutex // Close waits for requests in flight
 	closed bool
@@ -43,7 +48,8 @@ type Engine struct {
 // if not nil, is called while each layer loads.
 func NewEngine(model *lm.Model, store *dualmem.Store, progress func(layer string, done, total int)) (*Engine, error) {
 	meta := store.Meta()
-	e := &Engine{model: model, meta: meta, layers: map[string]*dualmem.Scanner{}, table: map[string]lm.Layer{}}
+	e := &Engine{model: model, meta: meta, layers: map[string]*dualmem.Scanner{}, table: map[string]lm.Layer{},
+		groups: map[string][]int32{}}
 	e.text = store.Corpus()
 	e.corpus = []rune(string(e.text))
 	e.runeAt = make([]int32, len(e.text)+1)
@@ -57,6 +63,7 @@ func NewEngine(model *lm.Model, store *dualmem.Store, progress func(layer string
 	}
 	e.runeAt[len(e.text)] = r
 	e.sa = suffixarray.New(e.text)
+	e.pass.starts, e.pass.of = passages(e.corpus)
 	for _, spec := range meta.Layers {
 		mem, err := store.LoadLayer(spec.Name, func(done, total int) {
 			if progress != nil {
@@ -73,6 +80,15 @@ func NewEngine(model *lm.Model, store *dualmem.Store, progress func(layer string
 			return nil, err
 		}
 		e.layers[spec.Name] = dualmem.NewScanner(mem, meta)
+		e.groups[spec.Name] = passageGroups(mem, e.pass.of)
+		if e.byTarget == nil {
+			e.byTarget = make([][]int32, model.Tok.Size())
+			for j, t := range mem.Targets {
+				if int(t) < len(e.byTarget) {
+					e.byTarget[t] = append(e.byTarget[t], int32(j))
+				}
+			}
+		}
 	}
 	// Hidden layers' output-vector check needs the dual weights (one pass over the memory);
 	// build them in the background so the first request rarely waits for them.
@@ -212,34 +228,148 @@ func (e *Engine) explain(ctx context.Context, req Request, contexts [][]int32, t
 		if sc == nil {
 			return nil, inputErr("layers", "layer %q has no memory", name)
 		}
-		qs := make([]dualmem.Query, len(targets))
-		for i, tok := range targets {
-			lp := probes[i].Layers[name]
-			qs[i] = dualmem.Query{X: lp.X, Token: -1, U: lp.DY}
-			if e.table[name].Exact {
-				qs[i] = dualmem.Query{X: lp.X, Token: int(tok)}
-			}
-		}
-		res, err := sc.Scan(ctx, qs, dualmem.ScanOptions{TopK: req.TopK})
+		from, to, err := tokenRange(sc, req.Steps)
 		if err != nil {
 			return nil, err
 		}
-		for i := range targets {
-			ans.Tokens[i].Layers[name] = e.layerAnswer(sc, name, req, qs[i], &res[i], probes[i])
+		rg := tokens{from, to}
+		qs := make([]dualmem.Query, len(targets))
+		objs := make([]objective, len(targets))
+		for i, tok := range targets {
+			qs[i], objs[i] = e.query(name, req.RankBy, probes[i], tok)
+		}
+		opt := dualmem.ScanOptions{TopK: 4*req.TopK + 64, From: from, To: to,
+			Groups: e.groups[name], NGroups: len(e.pass.starts) - 1}
+		res, err := sc.Scan(ctx, qs, opt)
+		// Rarely, more than the spare hits share windows with better ones: scan again with more.
+		for err == nil && opt.TopK < to-from && shortOfWindows(sc, req, res, opt.TopK) {
+			opt.TopK *= 8
+			res, err = sc.Scan(ctx, qs, opt)
+		}
+		if err != nil {
+			return nil, err
+		}
+		for i, tok := range targets {
+			r := &res[i]
+			ranked := r.TopContribution
+			if req.RankBy == RankAttention {
+				ranked = r.TopAttention
+			}
+			win := e.window(contexts[i])
+			members := e.matches(sc, qs[i], win, rg)
+			hits := distinctWindows(sc, ranked, req.TopK)
+			if req.GroupBy == GroupPattern {
+				hits = patternTop(sc, members, ranked, req.RankBy == RankAttention, req.TopK)
+			}
+			la := e.layerAnswer(sc, name, req, qs[i], objs[i], r, probes[i], tok, hits)
+			la.Patterns = e.patterns(sc, r, members, win, tok, rg)
+			la.Passages = e.topPassages(sc, qs[i], r, req.Passages, rg)
+			ans.Tokens[i].Layers[name] = la
 		}
 	}
 	return ans, nil
 }
 
-func (e *Engine) layerAnswer(sc *dualmem.Scanner, name string, req Request, q dualmem.Query, r *dualmem.Result, p lm.Probe) LayerAnswer {
+// objective is what a layer's contributions add up to for one token.
+type objective struct {
+	name       string  // "logit", "margin" or "logp"
+	runnerUp   int32   // margin: the token with the next-highest logit; else −1
+	primal     float64 // its value from the model
+	firstOrder bool
+}
+
+// query builds the scan query of one token: the layer's input, and the projection that turns
+// a training token's value into its contribution to the ranking's objective. For out the
+// objectives are linear in the logits, so margin is exact; log p is linearised at the model's
+// probabilities (∂log p_t/∂logits = e_t − p). Hidden layers project on ∂logit/∂y.
+func (e *Engine) query(layer, rankBy string, p lm.Probe, tok int32) (dualmem.Query, objective) {
+	lp := p.Layers[layer]
+	if !e.table[layer].Exact {
+		obj := objective{name: "logit", runnerUp: -1, firstOrder: true}
+		for o, y := range lp.Y {
+			obj.primal += float64(y) * float64(lp.DY[o])
+		}
+		return dualmem.Query{X: lp.X, Token: -1, U: lp.DY}, obj
+	}
+	logits := p.Logits
+	switch rankBy {
+	case RankMargin:
+		r := runnerUp(logits, tok)
+		u := make([]float32, len(logits))
+		u[tok], u[r] = 1, -1
+		return dualmem.Query{X: lp.X, Token: -1, U: u},
+			objective{name: "margin", runnerUp: r, primal: float64(logits[tok]) - float64(logits[r])}
+	case RankLogp:
+		probs := lm.Probabilities(logits, 1)
+		u := make([]float32, len(logits))
+		obj := objective{name: "logp", runnerUp: -1, firstOrder: true}
+		for c, pc := range probs {
+			u[c] = -float32(pc)
+		}
+		u[tok]++
+		for c, l := range logits {
+			obj.primal += float64(u[c]) * float64(l)
+		}
+		return dualmem.Query{X: lp.X, Token: -1, U: u}, obj
+	}
+	return dualmem.Query{X: lp.X, Token: int(tok)}, objective{name: "logit", runnerUp: -1, primal: float64(logits[tok])}
+}
+
+// runnerUp is the token other than tok with the highest logit.
+func runnerUp(logits []float32, tok int32) int32 {
+	best := int32(-1)
+	for c, l := range logits {
+		if int32(c) != tok && (best < 0 || l > logits[best]) {
+			best = int32(c)
+		}
+	}
+	return best
+}
+
+// shortOfWindows reports whether some query's hits, K of them, hold fewer than TopK
+// distinct training windows.
+func shortOfWindows(sc *dualmem.Scanner, req Request, res []dualmem.Result, K int) bool {
+	for i := range res {
+		hits := res[i].TopContribution
+		if req.RankBy == RankAttention {
+			hits = res[i].TopAttention
+		}
+		if len(hits) == K && len(distinctWindows(sc, hits, req.TopK)) < req.TopK {
+			return true
+		}
+	}
+	return false
+}
+
+// tokenRange is the memory's token index range of training steps [steps[0], steps[1]]
+// (all of it when steps is empty).
+func tokenRange(sc *dualmem.Scanner, steps []int) (from, to int, err error) {
+	if len(steps) == 0 {
+		return 0, sc.N, nil
+	}
+	last := len(sc.Mem.Steps)
+	if steps[1] > last {
+		return 0, 0, inputErr("steps", "[%d, %d] goes past the model's step %d", steps[0], steps[1], last)
+	}
+	for _, si := range sc.Mem.Steps[:steps[0]-1] {
+		from += si.Tokens()
+	}
+	to = from
+	for _, si := range sc.Mem.Steps[steps[0]-1 : steps[1]] {
+		to += si.Tokens()
+	}
+	return from, to, nil
+}
+
+func (e *Engine) layerAnswer(sc *dualmem.Scanner, name string, req Request, q dualmem.Query, obj objective, r *dualmem.Result, p lm.Probe, tok int32, hits []dualmem.Hit) LayerAnswer {
 	exact := e.table[name].Exact
-	la := LayerAnswer{FirstOrder: !exact, W0Term: r.W0Term, BiasTerm: r.BiasTerm,
+	la := LayerAnswer{FirstOrder: obj.firstOrder || !exact, Objective: obj.name, W0Term: r.W0Term, BiasTerm: r.BiasTerm,
 		PositiveTotal: r.Positive, NegativeTotal: r.Negative}
-	hits := r.TopContribution
-	if req.RankBy == RankAttention {
-		hits = r.TopAttention
+	if obj.runnerUp >= 0 {
+		la.RunnerUp = e.model.Tok.DecodeOne(obj.runnerUp)
 	}
 	var topAbs float64
+	la.Top = []Entry{}
 	for _, h := range hits {
 		la.Top = append(la.Top, e.entry(sc, h))
 		topAbs += math.Abs(h.Contribution)
@@ -248,14 +378,12 @@ func (e *Engine) layerAnswer(sc *dualmem.Scanner, name string, req Request, q du
 		la.TopShare = topAbs / r.AbsTotal
 	}
 	lp := p.Layers[name]
+	la.DualCheck.Primal = obj.primal
 	if exact {
-		la.DualCheck.Primal = float64(p.Logits[q.Token])
-		cf := sc.Counterfactual(p.Logits, q, hits)
+		// Removal acts on every logit; the answer is the token's probability after it.
+		cf := sc.Counterfactual(p.Logits, dualmem.Query{X: q.X, Token: int(tok)}, hits)
 		la.CounterfactualProb = &cf
 	} else {
-		for o, y := range lp.Y {
-			la.DualCheck.Primal += float64(y) * float64(lp.DY[o])
-		}
 		la.DualCheck.MaxAbsErr = dualmem.Compare(lp.Y, sc.Dual(lp.X)).AbsErr
 	}
 	la.DualCheck.Dual = r.Total()
@@ -263,6 +391,25 @@ func (e *Engine) layerAnswer(sc *dualmem.Scanner, name string, req Request, q du
 	la.Timeline = timeline(sc, r, req.Bins)
 	la.ByOffset = e.byOffset(sc, q, hits)
 	return la
+}
+
+// distinctWindows keeps the first k hits of which no two come from the same training window
+// (one batch row of one step) or the same corpus position (another epoch of the same text).
+func distinctWindows(sc *dualmem.Scanner, hits []dualmem.Hit, k int) []dualmem.Hit {
+	type window struct{ step, row int32 }
+	rows, offs := map[window]bool{}, map[int64]bool{}
+	out := make([]dualmem.Hit, 0, k)
+	for _, h := range hits {
+		w, off := window{sc.Mem.Step[h.Index], sc.Mem.Rows[h.Index]}, sc.Mem.Offsets[h.Index]
+		if rows[w] || offs[off] {
+			continue
+		}
+		rows[w], offs[off] = true, true
+		if out = append(out, h); len(out) == k {
+			break
+		}
+	}
+	return out
 }
 
 func (e *Engine) entry(sc *dualmem.Scanner, h dualmem.Hit) Entry {
@@ -322,11 +469,15 @@ func (e *Engine) byOffset(sc *dualmem.Scanner, q dualmem.Query, hits []dualmem.H
 	return out
 }
 
+// window is the context as the model saw it: its last Ctx tokens, as characters.
+func (e *Engine) window(ctx []int32) []rune {
+	return []rune(e.model.Tok.Decode(ctx[max(0, len(ctx)-e.model.Cfg.Ctx):]))
+}
+
 // verbatim finds the longest suffix of the context (the model's last Ctx tokens) that
 // occurs in the corpus.
 func (e *Engine) verbatim(ctx []int32) Verbatim {
-	ctx = ctx[max(0, len(ctx)-e.model.Cfg.Ctx):]
-	runes := []rune(e.model.Tok.Decode(ctx))
+	runes := e.window(ctx)
 	found := func(n int) bool {
 		return len(e.sa.Lookup([]byte(string(runes[len(runes)-n:])), 1)) > 0
 	}

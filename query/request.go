@@ -18,6 +18,9 @@ const (
 	MaxTopK        = 1000
 	MaxBins        = 1000
 	MaxTemperature = 10
+	MaxPassages    = 50
+
+	DefaultPassages = 3
 )
 
 // InputError is a caller's mistake (the API answers it with HTTP 400).
@@ -40,22 +43,35 @@ func IsInputError(err error) bool {
 	return errors.As(err, &ie)
 }
 
-// Normalize fills defaults (tokens 32, top_k 10, rank_by "contribution", all captured
-// layers, bins 20) and validates everything it can without the tokenizer; characters
-// outside the vocabulary are checked by Engine.Generate, which also returns an *InputError.
-// Every error it returns is an *InputError.
+// DefaultRequest holds the value of every field a request leaves at zero. The default view
+// (pattern grouping, ranked by contribution) is the one `spotlight eval` measured best at
+// finding planted facts.
+func DefaultRequest() Request {
+	return Request{Tokens: 32, TopK: 10, RankBy: RankContribution, GroupBy: GroupPattern, Bins: 20, Passages: DefaultPassages}
+}
+
+// Normalize fills defaults (DefaultRequest, and all captured layers) and validates
+// everything it can without the tokenizer; characters outside the vocabulary are checked by
+// Engine.Generate, which also returns an *InputError. Every error it returns is an *InputError.
 func (r *Request) Normalize(cfg lm.Config) error {
+	d := DefaultRequest()
 	if r.Tokens == 0 {
-		r.Tokens = 32
+		r.Tokens = d.Tokens
 	}
 	if r.TopK == 0 {
-		r.TopK = 10
+		r.TopK = d.TopK
 	}
 	if r.RankBy == "" {
-		r.RankBy = RankContribution
+		r.RankBy = d.RankBy
+	}
+	if r.GroupBy == "" {
+		r.GroupBy = d.GroupBy
 	}
 	if r.Bins == 0 {
-		r.Bins = 20
+		r.Bins = d.Bins
+	}
+	if r.Passages == 0 {
+		r.Passages = d.Passages
 	}
 	if len(r.Layers) == 0 {
 		r.Layers = append([]string(nil), cfg.CapturedLayers()...)
@@ -79,8 +95,17 @@ func (r *Request) validateRest(cfg lm.Config) error {
 	if r.TopK < 1 || r.TopK > MaxTopK {
 		return inputErr("top_k", "%d outside 1..%d", r.TopK, MaxTopK)
 	}
-	if r.RankBy != RankAttention && r.RankBy != RankContribution {
-		return inputErr("rank_by", "unknown ranking %q (known: %s, %s)", r.RankBy, RankAttention, RankContribution)
+	if !slices.Contains(Rankings, r.RankBy) {
+		return inputErr("rank_by", "unknown ranking %q (known: %s)", r.RankBy, strings.Join(Rankings, ", "))
+	}
+	if !slices.Contains(Groupings, r.GroupBy) {
+		return inputErr("group_by", "unknown grouping %q (known: %s)", r.GroupBy, strings.Join(Groupings, ", "))
+	}
+	if r.Passages < 1 || r.Passages > MaxPassages {
+		return inputErr("passages", "%d outside 1..%d", r.Passages, MaxPassages)
+	}
+	if len(r.Steps) != 0 && (len(r.Steps) != 2 || r.Steps[0] < 1 || r.Steps[0] > r.Steps[1]) {
+		return inputErr("steps", "want [from, to] with 1 ≤ from ≤ to, got %v", r.Steps)
 	}
 	if math.IsNaN(r.Temperature) || r.Temperature < 0 || r.Temperature > MaxTemperature {
 		return inputErr("temperature", "%v outside 0..%d", r.Temperature, MaxTemperature)
@@ -108,5 +133,19 @@ func (r *Request) validateRest(cfg lm.Config) error {
 // Rankings of Request.RankBy.
 const (
 	RankAttention    = "attention"    // |α|
-	RankContribution = "contribution" // signed contribution, most positive first
+	RankContribution = "contribution" // signed contribution to the token's logit, most positive first
+	RankMargin       = "margin"       // signed contribution to the logit minus the runner-up's logit
+	RankLogp         = "logp"         // signed first-order contribution to log p of the token
 )
+
+// Groupings of Request.GroupBy: how the top list is ordered.
+const (
+	GroupToken   = "token"   // by the ranking alone
+	GroupPattern = "pattern" // the training tokens that shared the most context first, then by the ranking
+)
+
+// Groupings lists every Request.GroupBy.
+var Groupings = []string{GroupToken, GroupPattern}
+
+// Rankings lists every Request.RankBy.
+var Rankings = []string{RankContribution, RankMargin, RankLogp, RankAttention}

@@ -12,7 +12,11 @@ type Request struct {
 	Layers      []string `json:"layers"`      // default: all captured layers
 	Temperature float64  `json:"temperature"` // 0 = greedy
 	Seed        uint64   `json:"seed"`
-	Bins        int      `json:"bins"` // timeline bins over training steps (default 20)
+	Bins        int      `json:"bins"`     // timeline bins over training steps (default 20)
+	GroupBy     string   `json:"group_by"` // "token" or "pattern": how the top list is ordered
+	Passages    int      `json:"passages"` // training passages listed per token and layer (default 3)
+	// Steps limits the answer to training steps [from, to] (inclusive); empty means all.
+	Steps []int `json:"steps,omitempty"`
 }
 
 // Answer is the whole response: the generated (or scored) text and, per token, per layer,
@@ -35,8 +39,12 @@ type TokenAnswer struct {
 
 // LayerAnswer is one layer's attribution of one token.
 type LayerAnswer struct {
-	FirstOrder bool    `json:"first_order"` // contributions are a first-order projection (hidden layers)
-	Top        []Entry `json:"top"`
+	FirstOrder bool `json:"first_order"` // contributions are a first-order projection (hidden layers, log p)
+	// Objective is what contributions add up to: "logit" (the token's logit), "margin" (its
+	// logit minus the runner-up's) or "logp" (its log-probability, first order).
+	Objective string  `json:"objective"`
+	RunnerUp  string  `json:"runner_up,omitempty"` // the token with the next-highest logit (margin)
+	Top       []Entry `json:"top"`                 // never two entries from the same training window
 	// W0Term is the initial weights' share of the token's logit (out) or of the projected
 	// output (hidden layers); BiasTerm the bias's.
 	W0Term             float64    `json:"w0_term"`
@@ -48,6 +56,8 @@ type LayerAnswer struct {
 	CounterfactualProb *float64   `json:"counterfactual_prob,omitempty"` // out only: prob with Top's training tokens removed (weight and bias paths)
 	Timeline           []Bin      `json:"timeline"`
 	ByOffset           []Position `json:"by_offset"` // the Top corpus positions summed over epochs
+	Patterns           []Pattern  `json:"patterns"`  // the weight term split by context shared with the query, n = 0…
+	Passages           []Passage  `json:"passages"`  // the training sentences that contributed most, over all positions and epochs
 }
 
 // Entry is one training token.
