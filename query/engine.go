@@ -130,6 +130,19 @@ func (e *Engine) Generate(ctx context.Context, req Request) (*Answer, error) {
 	if err := req.Normalize(e.model.Cfg); err != nil {
 		return nil, err
 	}
+	return e.generate(ctx, req)
+}
+
+// Plot runs the generation of a plot request; the caller draws the chosen token's timeline.
+func (e *Engine) Plot(ctx context.Context, req PlotRequest) (*Answer, error) {
+	if err := req.Normalize(e.model.Cfg); err != nil {
+		return nil, err
+	}
+	return e.generate(ctx, req.generation())
+}
+
+// generate runs a normalised generate request.
+func (e *Engine) generate(ctx context.Context, req Request) (*Answer, error) {
 	prompt, err := e.encode("prompt", req.Prompt)
 	if err != nil {
 		return nil, err
@@ -143,7 +156,7 @@ func (e *Engine) Generate(ctx context.Context, req Request) (*Answer, error) {
 	for i := range gen {
 		contexts[i] = seq[:len(prompt)+i]
 	}
-	ans, err := e.explain(ctx, req, contexts, gen)
+	ans, err := e.explain(ctx, options{req.TopK, req.RankBy, req.Layers, req.Bins}, contexts, gen)
 	if err != nil {
 		return nil, err
 	}
@@ -151,20 +164,13 @@ func (e *Engine) Generate(ctx context.Context, req Request) (*Answer, error) {
 	return ans, nil
 }
 
-// Attribute scores text teacher-forced: for each position i ≥ 1 the context text[:i] and
-// the target text[i]. req.Prompt and req.Tokens are ignored.
-func (e *Engine) Attribute(ctx context.Context, text string, req Request) (*Answer, error) {
-	req.Prompt, req.Tokens = "x", 1
+// Attribute scores req.Text teacher-forced: for each position i ≥ 1 the context
+// text[:i] and the target text[i].
+func (e *Engine) Attribute(ctx context.Context, req AttributeRequest) (*Answer, error) {
 	if err := req.Normalize(e.model.Cfg); err != nil {
 		return nil, err
 	}
-	if !utf8.ValidString(text) {
-		return nil, inputErr("text", "not valid UTF-8")
-	}
-	if n := utf8.RuneCountInString(text); n < 2 || n > MaxTokens+1 {
-		return nil, inputErr("text", "%d characters, need 2..%d", n, MaxTokens+1)
-	}
-	ids, err := e.encode("text", text)
+	ids, err := e.encode("text", req.Text)
 	if err != nil {
 		return nil, err
 	}
@@ -172,20 +178,28 @@ func (e *Engine) Attribute(ctx context.Context, text string, req Request) (*Answ
 	for i := range contexts {
 		contexts[i] = ids[:i+1]
 	}
-	ans, err := e.explain(ctx, req, contexts, ids[1:])
+	ans, err := e.explain(ctx, options{req.TopK, req.RankBy, req.Layers, req.Bins}, contexts, ids[1:])
 	if err != nil {
 		return nil, err
 	}
-	ans.Text = text
+	ans.Text = req.Text
 	for i := range ans.Tokens {
 		ans.Tokens[i].Index = i + 1
 	}
 	return ans, nil
 }
 
+// options are the normalised attribution options every request carries.
+type options struct {
+	topK   int
+	rankBy string
+	layers []string
+	bins   int
+}
+
 // explain probes the model at each context and scans every requested layer once for all
 // tokens.
-func (e *Engine) explain(ctx context.Context, req Request, contexts [][]int32, targets []int32) (*Answer, error) {
+func (e *Engine) explain(ctx context.Context, opt options, contexts [][]int32, targets []int32) (*Answer, error) {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	if e.closed {
@@ -202,7 +216,7 @@ func (e *Engine) explain(ctx context.Context, req Request, contexts [][]int32, t
 			Layers:   map[string]LayerAnswer{},
 			Verbatim: e.verbatim(contexts[i])}
 	}
-	for _, name := range req.Layers {
+	for _, name := range opt.layers {
 		sc := e.layers[name]
 		if sc == nil {
 			return nil, inputErr("layers", "layer %q has no memory", name)
@@ -215,22 +229,22 @@ func (e *Engine) explain(ctx context.Context, req Request, contexts [][]int32, t
 				qs[i] = dualmem.Query{X: lp.X, Token: int(tok)}
 			}
 		}
-		res, err := sc.Scan(ctx, qs, dualmem.ScanOptions{TopK: req.TopK})
+		res, err := sc.Scan(ctx, qs, dualmem.ScanOptions{TopK: opt.topK})
 		if err != nil {
 			return nil, err
 		}
 		for i := range targets {
-			ans.Tokens[i].Layers[name] = e.layerAnswer(sc, name, req, qs[i], &res[i], probes[i])
+			ans.Tokens[i].Layers[name] = e.layerAnswer(sc, name, opt, qs[i], &res[i], probes[i])
 		}
 	}
 	return ans, nil
 }
 
-func (e *Engine) layerAnswer(sc *dualmem.Scanner, name string, req Request, q dualmem.Query, r *dualmem.Result, p lm.Probe) LayerAnswer {
+func (e *Engine) layerAnswer(sc *dualmem.Scanner, name string, opt options, q dualmem.Query, r *dualmem.Result, p lm.Probe) LayerAnswer {
 	la := LayerAnswer{FirstOrder: name != "out", W0Term: r.W0Term, BiasTerm: r.BiasTerm,
 		PositiveTotal: r.Positive, NegativeTotal: r.Negative}
 	hits := r.TopContribution
-	if req.RankBy == RankAttention {
+	if opt.rankBy == RankAttention {
 		hits = r.TopAttention
 	}
 	var topAbs float64
@@ -256,7 +270,7 @@ func (e *Engine) layerAnswer(sc *dualmem.Scanner, name string, req Request, q du
 	}
 	la.DualCheck.Dual = r.Total()
 	la.DualCheck.AbsErr = math.Abs(la.DualCheck.Primal - la.DualCheck.Dual)
-	la.Timeline = timeline(sc, r, req.Bins)
+	la.Timeline = timeline(sc, r, opt.bins)
 	la.ByOffset = e.byOffset(sc, q, hits)
 	return la
 }
@@ -293,7 +307,7 @@ func (e *Engine) entry(sc *dualmem.Scanner, h dualmem.Hit) Entry {
 	j := h.Index
 	off, pos := m.Offsets[j], int64(m.Pos[j])
 	lo := max(0, off-pos-1)
-	en := Entry{Step: int(m.Step[j]), Row: int(m.Rows[j]), Pos: int(pos), Offset: off,
+	en := Entry{Index: j, Step: int(m.Step[j]), Row: int(m.Rows[j]), Pos: int(pos), Offset: off,
 		Attention: h.Alpha, Contribution: h.Contribution}
 	if off >= 0 && off < int64(len(e.corpus)) {
 		en.Context, en.Target = string(e.corpus[lo:off]), string(e.corpus[off])
