@@ -189,6 +189,14 @@ func TestAttributeContributionRanking(t *testing.T) {
 		if len(ta.Layers) != 2 {
 			t.Errorf("layers %v", ta.Layers)
 		}
+		for name, l := range ta.Layers { // each entry names its own place in the memory
+			m := e.Scanner(name).Mem
+			for _, en := range l.Top {
+				if j := en.Index; int(m.Step[j]) != en.Step || int(m.Rows[j]) != en.Row || int(m.Pos[j]) != en.Pos || m.Offsets[j] != en.Offset {
+					t.Errorf("%s: entry %+v is not memory token %d", name, en, j)
+				}
+			}
+		}
 	}
 }
 
