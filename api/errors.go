@@ -2,10 +2,8 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 
@@ -118,53 +116,4 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if werr := c.JSON(e.Status, body); werr != nil {
 		s.log.Warn("writing error response", "err", werr)
 	}
-}
-
-// decodeJSON reads exactly one JSON object into v: unknown fields, trailing data, wrong
-// types and syntax errors are 400s that name the problem.
-func decodeJSON(c echo.Context, v any) error {
-	dec := json.NewDecoder(c.Request().Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return jsonError(err)
-	}
-	_, err := dec.Token()
-	var maxb *http.MaxBytesError
-	switch {
-	case errors.Is(err, io.EOF):
-		return nil
-	case errors.As(err, &maxb):
-		return err
-	}
-	return errorf(http.StatusBadRequest, CodeBadRequest, "unexpected data after the JSON object")
-}
-
-func jsonError(err error) error {
-	var (
-		syn  *json.SyntaxError
-		typ  *json.UnmarshalTypeError
-		maxb *http.MaxBytesError
-	)
-	switch {
-	case errors.As(err, &maxb):
-		return err
-	case errors.Is(err, io.EOF):
-		return errorf(http.StatusBadRequest, CodeBadRequest, "empty request body: send a JSON object")
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return errorf(http.StatusBadRequest, CodeBadRequest, "malformed JSON: the body ends early")
-	case errors.As(err, &syn):
-		return errorf(http.StatusBadRequest, CodeBadRequest, "malformed JSON at byte %d: %s", syn.Offset, syn.Error())
-	case errors.As(err, &typ):
-		field := typ.Field
-		if field == "" {
-			return errorf(http.StatusBadRequest, CodeBadRequest, "the body must be a JSON object, not %s", typ.Value)
-		}
-		return &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Field: field,
-			Message: fmt.Sprintf("field %q: %s is not a valid %s", field, typ.Value, typ.Type)}
-	case strings.HasPrefix(err.Error(), "json: unknown field"):
-		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		return &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Field: name,
-			Message: fmt.Sprintf("unknown field %q", name)}
-	}
-	return errorf(http.StatusBadRequest, CodeBadRequest, "malformed JSON: %s", err.Error())
 }

@@ -8,14 +8,15 @@ import (
 )
 
 // FuzzDecodeGenerate sends arbitrary bodies to POST /v1/generate and /v1/attribute. The
-// query pool is held full, so a body that decodes and validates gets 429 instead of
-// running the model: every answer must be a JSON error with a 4xx status, never a 5xx or
-// a panic.
+// query pool is held full, so a body that decodes gets 429 instead of running the model
+// (the engine validates it inside a pool slot): every answer must be a JSON error with a
+// 4xx status, never a 5xx or a panic.
 func FuzzDecodeGenerate(f *testing.F) {
 	for _, seed := range []string{
 		`{"prompt":"The ","tokens":3,"top_k":2}`, `{"prompt":"a","layers":["out","block0.ff1"]}`,
 		`{"text":"The light","bins":4}`, `{"prompt":1}`, `{"tokens":1e400}`, `[]`, `null`, `"x"`,
 		`{"prompt":"a"}{}`, `{"prompt":"\ud800"}`, `{"seed":-1}`, `{"temperature":"NaN"}`,
+		`{"Prompt":"a"}`, `{"prompt":"a","prompt":"b"}`, `{"text":"ab","bins":1,"bins":2}`, `{"top_k":0,"tokens":0}`,
 	} {
 		f.Add(false, seed)
 		f.Add(true, seed)

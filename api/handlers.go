@@ -3,13 +3,11 @@ package api
 import (
 	"context"
 	_ "embed"
-	"errors"
 	"net/http"
 	"strconv"
 
 	"github.com/labstack/echo/v4"
 	"github.com/spotlight-lm/spotlight/datadir"
-	"github.com/spotlight-lm/spotlight/dualmem"
 	"github.com/spotlight-lm/spotlight/lm"
 	"github.com/spotlight-lm/spotlight/query"
 )
@@ -38,91 +36,65 @@ type ModelInfo struct {
 func (s *Server) getModel(c echo.Context) error {
 	sn := s.acquire()
 	defer s.release(sn)
-	infos, err := s.dir.Store.StepInfos()
+	layers, disk, err := s.dir.LayerStats(sn.Step)
 	if err != nil {
 		return err
 	}
-	sizes, err := s.dir.Store.Sizes()
-	if err != nil {
-		return err
-	}
-	entries := 0
-	for _, in := range infos[:min(sn.step, len(infos))] {
-		entries += in.Tokens()
-	}
-	info := ModelInfo{Step: sn.step, Config: sn.model.Cfg, MemoryBytes: sizes[dualmem.SizeDisk],
-		Training: s.trainStatus(), Layers: []datadir.LayerStats{}}
-	for _, r := range sn.model.Tok.Vocab() {
+	info := ModelInfo{Step: sn.Step, Config: sn.Model.Cfg, MemoryBytes: disk, Training: s.trainStatus(), Layers: layers}
+	for _, r := range sn.Model.Tok.Vocab() {
 		info.Vocabulary = append(info.Vocabulary, string(r))
-	}
-	for _, l := range s.dir.Store.Meta().Layers {
-		info.Layers = append(info.Layers, datadir.LayerStats{Name: l.Name, DIn: l.DIn, DOut: l.DOut,
-			Entries: entries, Bytes: sizes[l.Name]})
 	}
 	return c.JSON(http.StatusOK, info)
 }
 
 func (s *Server) generate(c echo.Context) error {
-	var req query.Request
+	req := query.DefaultGenerate()
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
-	return s.answer(c, &req, func(ctx context.Context, e *query.Engine) (*query.Answer, error) {
+	return s.answer(c, func(ctx context.Context, e *query.Engine) (*query.Answer, error) {
 		return e.Generate(ctx, req)
 	})
 }
 
-// AttributeRequest is the body of POST /v1/attribute: the text to score and the same
-// options as generate (prompt and tokens are not used).
-type AttributeRequest struct {
-	Text     string   `json:"text"`
-	TopK     int      `json:"top_k"`
-	RankBy   string   `json:"rank_by"`
-	Layers   []string `json:"layers"`
-	Bins     int      `json:"bins"`
-	GroupBy  string   `json:"group_by"`
-	Passages int      `json:"passages"`
-	Steps    []int    `json:"steps,omitempty"`
-}
-
 func (s *Server) attribute(c echo.Context) error {
-	var ar AttributeRequest
-	if err := decodeJSON(c, &ar); err != nil {
+	req := query.DefaultAttribute()
+	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
-	req := query.Request{Prompt: ar.Text, Tokens: 1, TopK: ar.TopK, RankBy: ar.RankBy, Layers: ar.Layers, Bins: ar.Bins,
-		GroupBy: ar.GroupBy, Passages: ar.Passages, Steps: ar.Steps}
-	err := s.answer(c, &req, func(ctx context.Context, e *query.Engine) (*query.Answer, error) {
-		return e.Attribute(ctx, ar.Text, req)
+	return s.answer(c, func(ctx context.Context, e *query.Engine) (*query.Answer, error) {
+		return e.Attribute(ctx, req)
 	})
-	var in *query.InputError
-	if errors.As(err, &in) && in.Field == "prompt" {
-		in.Field = "text" // the request's name for what Request calls the prompt
-	}
-	return err
 }
 
-// answer validates req against the served model, takes a slot of the query pool and
-// runs one query on the current snapshot.
-func (s *Server) answer(c echo.Context, req *query.Request, run func(context.Context, *query.Engine) (*query.Answer, error)) error {
+// answer takes a slot of the query pool and runs one query (which validates its request)
+// on the current snapshot.
+func (s *Server) answer(c echo.Context, run func(context.Context, *query.Engine) (*query.Answer, error)) error {
+	ans, err := s.query(c.Request().Context(), run)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, ans)
+}
+
+// query runs one query on the current snapshot within a slot of the query pool and the
+// query timeout: the path of POST /v1/generate, /v1/attribute and the plots.
+func (s *Server) query(ctx context.Context, run func(context.Context, *query.Engine) (*query.Answer, error)) (*query.Answer, error) {
 	sn := s.acquire()
 	defer s.release(sn)
-	if err := req.Normalize(sn.model.Cfg); err != nil {
-		return err
-	}
 	release, err := s.acquireQuery()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer release()
-	ctx, cancel := context.WithTimeout(c.Request().Context(), s.opts.QueryTimeout)
+	ctx, cancel := context.WithTimeout(ctx, s.opts.QueryTimeout)
 	defer cancel()
-	ans, err := run(ctx, sn.engine)
+	ans, err := run(ctx, sn.Engine)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	ans.Step = sn.step
-	return c.JSON(http.StatusOK, ans)
+	ans.Step = sn.Step
+	return ans, nil
 }
 
 // StepInfo is the body of GET /v1/steps/{step}: what one optimizer step trained on.
@@ -151,16 +123,16 @@ func (s *Server) getStep(c echo.Context) error {
 	}
 	sn := s.acquire()
 	defer s.release(sn)
-	if t < 1 || t > sn.step {
-		return errorf(http.StatusNotFound, CodeNotFound, "step %d is not in the served checkpoint (steps 1..%d)", t, sn.step)
+	if t < 1 || t > sn.Step {
+		return errorf(http.StatusNotFound, CodeNotFound, "step %d is not in the served checkpoint (steps 1..%d)", t, sn.Step)
 	}
-	st, err := s.dir.Store.ReadStep(t, s.smallestLayer())
+	st, err := s.dir.StepTokens(t)
 	if err != nil {
 		return err
 	}
 	out := StepInfo{Step: t, LR: float64(st.LR), Clip: float64(st.Clip), Loss: float64(st.Loss), Rows: []Row{}}
 	for r := range st.Rows {
-		out.Rows = append(out.Rows, s.row(sn.model.Tok, st.Offsets, st.Targets, r, st.Ctx))
+		out.Rows = append(out.Rows, s.row(sn.Model.Tok, st.Offsets, st.Targets, r, st.Ctx))
 	}
 	return c.JSON(http.StatusOK, out)
 }
@@ -173,16 +145,4 @@ func (s *Server) row(tok *lm.Tokenizer, offsets []int64, targets []int32, r, ctx
 		row.Targets[p] = tok.DecodeOne(targets[r*ctx+p])
 	}
 	return row
-}
-
-// smallestLayer is the captured layer cheapest to read when only offsets are needed.
-func (s *Server) smallestLayer() string {
-	layers := s.dir.Store.Meta().Layers
-	best := layers[0]
-	for _, l := range layers[1:] {
-		if l.DIn+l.DOut < best.DIn+best.DOut {
-			best = l
-		}
-	}
-	return best.Name
 }

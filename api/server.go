@@ -47,6 +47,7 @@ type Server struct {
 	opts     Options
 	dir      *datadir.Dir
 	echo     *echo.Echo
+	handler  http.Handler // echo, answering HEAD as GET
 	http     *http.Server
 	log      *slog.Logger
 	corpus   []int32       // the tokenised corpus, for /v1/steps
@@ -67,16 +68,17 @@ type Server struct {
 // The caller keeps ownership of dir and closes it after Close.
 func New(dir *datadir.Dir, opts Options) (*Server, error) {
 	fillDefaults(&opts)
-	snap, err := loadSnapshot(dir.Store)
+	s := &Server{opts: opts, dir: dir, log: opts.Logger,
+		sem:       make(chan struct{}, opts.MaxQueries),
+		committed: make(chan struct{}, 1), stop: make(chan struct{})}
+	snap, err := s.loadSnapshot()
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{opts: opts, dir: dir, log: opts.Logger, snap: snap,
-		corpus:    snap.model.Tok.EncodeCorpus(string(dir.Store.Corpus())),
-		sem:       make(chan struct{}, opts.MaxQueries),
-		committed: make(chan struct{}, 1), stop: make(chan struct{})}
+	s.snap, s.corpus = snap, snap.Model.Tok.EncodeCorpus(string(dir.Corpus()))
 	s.echo = s.routes()
-	s.http = &http.Server{Handler: s.echo, ReadHeaderTimeout: opts.ReadTimeout,
+	s.handler = headAsGet(s.echo)
+	s.http = &http.Server{Handler: s.handler, ReadHeaderTimeout: opts.ReadTimeout,
 		ReadTimeout: opts.ReadTimeout, WriteTimeout: opts.WriteTimeout, IdleTimeout: 2 * time.Minute}
 	s.bg.Add(1)
 	go s.refresher()
@@ -128,7 +130,19 @@ func (s *Server) routes() *echo.Echo {
 }
 
 // Handler is the server's http.Handler (for tests and embedding).
-func (s *Server) Handler() http.Handler { return s.echo }
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// headAsGet answers HEAD wherever GET is allowed: it routes a HEAD request as a GET, and
+// net/http, which still sees the HEAD it received, sends the headers without the body.
+func headAsGet(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodHead {
+			r = r.WithContext(r.Context())
+			r.Method = http.MethodGet
+		}
+		next.ServeHTTP(w, r)
+	})
+}
 
 // CheckAddr refuses a non-loopback address without a token (call it before anything slow).
 func CheckAddr(addr, token string) error {
@@ -237,14 +251,15 @@ func (s *Server) limitBody(next echo.HandlerFunc) echo.HandlerFunc {
 }
 
 // authenticate requires the bearer token on everything but /healthz and the page's own
-// files (they hold no data; the page asks for the token and sends it with every API call).
-// Without a token (a loopback server) it refuses foreign Host headers, so a web page cannot
-// reach the API through DNS rebinding.
+// files, /, /index.html and /static/* (they hold no data; the page asks for the token and
+// sends it with every API call). The scheme name is case-insensitive, as HTTP auth schemes
+// are. Without a token (a loopback server) it refuses foreign Host headers, so a web page
+// cannot reach the API through DNS rebinding.
 func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		path := c.Request().URL.Path
 		public := path == "/healthz" || (s.opts.Token != "" && c.Request().Method == http.MethodGet &&
-			(path == "/" || strings.HasPrefix(path, "/static/")))
+			(path == "/" || path == "/index.html" || strings.HasPrefix(path, "/static/")))
 		if public {
 			return next(c)
 		}
@@ -254,8 +269,9 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 			}
 			return next(c)
 		}
-		got, ok := strings.CutPrefix(c.Request().Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.opts.Token)) != 1 {
+		scheme, got, _ := strings.Cut(c.Request().Header.Get("Authorization"), " ")
+		got = strings.TrimLeft(got, " ")
+		if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare([]byte(got), []byte(s.opts.Token)) != 1 {
 			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="spotlight"`)
 			return errorf(http.StatusUnauthorized, CodeUnauthorized, "missing or wrong bearer token")
 		}

@@ -1,56 +1,25 @@
 package api
 
 import (
-	"fmt"
 	"runtime/debug"
 
-	"github.com/spotlight-lm/spotlight/dualmem"
-	"github.com/spotlight-lm/spotlight/lm"
-	"github.com/spotlight-lm/spotlight/query"
+	"github.com/spotlight-lm/spotlight/datadir"
 )
 
-// snapshot is one consistent checkpoint: the model and the memory of the same committed
-// step. Queries hold a reference while they run; a retired snapshot is closed by its last
-// reader.
+// snapshot is one consistent checkpoint that queries hold a reference to while they run;
+// a retired snapshot is closed by its last reader.
 type snapshot struct {
-	model   *lm.Model
-	engine  *query.Engine
-	step    int
+	*datadir.Snapshot
 	refs    int  // guarded by Server.snapMu
 	retired bool // guarded by Server.snapMu
 }
 
-func (sn *snapshot) close() {
-	sn.engine.Close()
-	sn.model.Close()
-}
-
-// loadSnapshot builds a snapshot of the store's last commit. A commit that lands while the
-// engine loads makes model and memory disagree; then it simply tries again.
-func loadSnapshot(store *dualmem.Store) (*snapshot, error) {
-	for try := 0; ; try++ {
-		step, ckpt, err := store.Checkpoint()
-		if err != nil {
-			return nil, err
-		}
-		model, err := lm.LoadModel(ckpt)
-		if err != nil {
-			return nil, err
-		}
-		eng, err := query.NewEngine(model, store, nil)
-		if err != nil {
-			model.Close()
-			return nil, err
-		}
-		if eng.Step() == step && model.Step == step {
-			return &snapshot{model: model, engine: eng, step: step}, nil
-		}
-		eng.Close()
-		model.Close()
-		if try == 10 {
-			return nil, fmt.Errorf("memory kept moving while loading checkpoint %d", step)
-		}
+func (s *Server) loadSnapshot() (*snapshot, error) {
+	sn, err := s.dir.Snapshot()
+	if err != nil {
+		return nil, err
 	}
+	return &snapshot{Snapshot: sn}, nil
 }
 
 // acquire returns the current snapshot, referenced until release.
@@ -67,7 +36,7 @@ func (s *Server) release(sn *snapshot) {
 	done := sn.retired && sn.refs == 0
 	s.snapMu.Unlock()
 	if done {
-		sn.close()
+		sn.Close()
 	}
 }
 
@@ -83,7 +52,7 @@ func (s *Server) swap(next *snapshot) {
 	}
 	s.snapMu.Unlock()
 	if done {
-		old.close()
+		old.Close()
 	}
 }
 
@@ -96,39 +65,22 @@ func (s *Server) refresher() {
 			return
 		case <-s.committed:
 		}
-		if s.currentStep() == s.dir.Store.Steps() {
+		if s.currentStep() == s.dir.Steps() {
 			continue
 		}
-		next, err := loadSnapshot(s.dir.Store)
+		next, err := s.loadSnapshot()
 		if err != nil {
 			s.log.Error("reloading checkpoint", "err", err)
 			continue
 		}
 		s.swap(next)
 		debug.FreeOSMemory() // the old snapshot's memory is garbage now (or soon): give it back
-		s.log.Info("serving checkpoint", "step", next.step)
+		s.log.Info("serving checkpoint", "step", next.Step)
 	}
 }
 
 func (s *Server) currentStep() int {
 	s.snapMu.Lock()
 	defer s.snapMu.Unlock()
-	return s.snap.step
-}
-
-// notifyingMemory passes steps to the store and wakes the refresher after each commit.
-type notifyingMemory struct {
-	*dualmem.Store
-	committed chan<- struct{}
-}
-
-func (m notifyingMemory) Commit(step int, checkpoint []byte) error {
-	err := m.Store.Commit(step, checkpoint)
-	if err == nil {
-		select {
-		case m.committed <- struct{}{}:
-		default:
-		}
-	}
-	return err
+	return s.snap.Step
 }

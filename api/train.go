@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/spotlight-lm/spotlight/datadir"
 	"github.com/spotlight-lm/spotlight/lm"
 )
 
@@ -17,42 +18,21 @@ const MaxTrainSteps = 100000
 
 // TrainStatus is the body of GET /v1/train (and of the POST that starts a run).
 type TrainStatus struct {
-	Running      bool        `json:"running"`
-	Step         int         `json:"step"`      // last step trained (may be ahead of committed)
-	Committed    int         `json:"committed"` // last committed step: what queries see
-	Until        int         `json:"until"`     // the step this run stops at
-	Loss         float64     `json:"loss"`      // training loss of the last step
-	EvalLoss     *float64    `json:"eval_loss"` // held-out loss at the last checkpoint of this run
-	TokensPerSec float64     `json:"tokens_per_sec"`
-	StartedAt    *time.Time  `json:"started_at"`
-	FinishedAt   *time.Time  `json:"finished_at"`
-	Error        string      `json:"error,omitempty"` // why the last run stopped early
-	Losses       []LossPoint `json:"losses"`          // loss over all committed steps, for the curve
-}
-
-// LossPoint is the mean training loss of a span of steps ending at Step.
-type LossPoint struct {
-	Step int     `json:"step"`
-	Loss float64 `json:"loss"`
+	Running      bool                `json:"running"`
+	Step         int                 `json:"step"`      // last step trained (may be ahead of committed)
+	Committed    int                 `json:"committed"` // last committed step: what queries see
+	Until        int                 `json:"until"`     // the step this run stops at
+	Loss         float64             `json:"loss"`      // training loss of the last step
+	EvalLoss     *float64            `json:"eval_loss"` // held-out loss at the last checkpoint of this run
+	TokensPerSec float64             `json:"tokens_per_sec"`
+	StartedAt    *time.Time          `json:"started_at"`
+	FinishedAt   *time.Time          `json:"finished_at"`
+	Error        string              `json:"error,omitempty"` // why the last run stopped early
+	Losses       []datadir.LossPoint `json:"losses"`          // loss over all committed steps, for the curve
 }
 
 // maxLossPoints bounds the loss curve sent with every training status.
 const maxLossPoints = 400
-
-// lossCurve averages the committed steps' losses into at most maxLossPoints points.
-func lossCurve(infos []lm.StepInfo) []LossPoint {
-	per := (len(infos) + maxLossPoints - 1) / maxLossPoints
-	points := []LossPoint{}
-	for lo := 0; lo < len(infos); lo += per {
-		hi := min(lo+per, len(infos))
-		var sum float64
-		for _, in := range infos[lo:hi] {
-			sum += float64(in.Loss)
-		}
-		points = append(points, LossPoint{Step: infos[hi-1].Step, Loss: sum / float64(hi-lo)})
-	}
-	return points
-}
 
 type trainRequest struct {
 	Steps int `json:"steps"`
@@ -74,14 +54,14 @@ func (s *Server) getTrain(c echo.Context) error {
 func (s *Server) trainStatus() TrainStatus {
 	// The loss curve is read from the store outside the lock, which the training loop takes
 	// after every step.
-	losses := []LossPoint{}
-	if infos, err := s.dir.Store.StepInfos(); err == nil {
-		losses = lossCurve(infos)
+	losses, err := s.dir.LossCurve(maxLossPoints)
+	if err != nil {
+		losses = []datadir.LossPoint{}
 	}
 	s.train.mu.Lock()
 	defer s.train.mu.Unlock()
 	st := s.train.status
-	st.Committed, st.Losses = s.dir.Store.Steps(), losses
+	st.Committed, st.Losses = s.dir.Steps(), losses
 	if !st.Running && st.Step < st.Committed {
 		st.Step = st.Committed
 	}
@@ -120,7 +100,7 @@ func (s *Server) startTraining(n int) error {
 	default:
 	}
 	now := time.Now()
-	from := s.dir.Store.Steps()
+	from := s.dir.Steps()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.cancel, t.done = cancel, make(chan struct{})
 	t.status = TrainStatus{Running: true, Step: from, Until: from + n, StartedAt: &now}
@@ -144,7 +124,7 @@ func (s *Server) runTraining(ctx context.Context, until int, done chan struct{})
 			s.log.Error("training stopped", "err", err)
 		}
 	}
-	s.log.Info("training finished", "step", s.dir.Store.Steps())
+	s.log.Info("training finished", "step", s.dir.Steps())
 }
 
 func (s *Server) trainTo(ctx context.Context, until int) error {
@@ -160,7 +140,12 @@ func (s *Server) trainTo(ctx context.Context, until int) error {
 		s.train.trainer = tr
 		s.train.mu.Unlock()
 	}
-	mem := notifyingMemory{Store: s.dir.Store, committed: s.committed}
+	mem := s.dir.Memory(func() {
+		select {
+		case s.committed <- struct{}{}: // wake the refresher
+		default:
+		}
+	})
 	return tr.Train(ctx, mem, until, func(p lm.Progress) {
 		s.train.mu.Lock()
 		defer s.train.mu.Unlock()

@@ -3,7 +3,6 @@
 package datadir
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -27,7 +26,7 @@ func Create(dir string, cfg lm.Config, corpus []byte) (*Dir, *lm.Trainer, error)
 		return nil, nil, err
 	}
 	cfg = tr.Cfg
-	meta, err := metaOf(cfg)
+	meta, err := dualmem.MetaFor(cfg)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -47,20 +46,6 @@ func Create(dir string, cfg lm.Config, corpus []byte) (*Dir, *lm.Trainer, error)
 		return nil, nil, err
 	}
 	return d, tr, nil
-}
-
-// metaOf is the memory's metadata for a run: the captured layers of the layer table and the
-// optimizer, both from the config.
-func metaOf(cfg lm.Config) (dualmem.Meta, error) {
-	raw, err := json.Marshal(cfg)
-	if err != nil {
-		return dualmem.Meta{}, err
-	}
-	meta := dualmem.Meta{Precision: dualmem.Precision(cfg.Precision), Optimizer: cfg.Optimizer(), Config: raw}
-	for _, l := range cfg.CapturedTable() {
-		meta.Layers = append(meta.Layers, dualmem.LayerSpec{Name: l.Name, DIn: l.DIn, DOut: l.DOut})
-	}
-	return meta, nil
 }
 
 // Open opens an existing data directory for writing (training, serving) or reading.

@@ -31,22 +31,13 @@ func (d *Dir) Stats() (*Stats, error) {
 	if err != nil {
 		return nil, err
 	}
-	sizes, err := d.Store.Sizes()
-	if err != nil {
-		return nil, err
-	}
 	st := &Stats{Config: d.Cfg, Step: len(infos), Precision: string(d.Store.Meta().Precision)}
-	entries := 0
-	for _, in := range infos {
-		entries += in.Tokens()
-	}
 	if len(infos) > 0 {
 		st.LastLoss = infos[len(infos)-1].Loss
 	}
-	for _, l := range d.Store.Meta().Layers {
-		st.Layers = append(st.Layers, LayerStats{Name: l.Name, DIn: l.DIn, DOut: l.DOut, Entries: entries, Bytes: sizes[l.Name]})
+	if st.Layers, st.DiskBytes, err = d.layerStats(infos); err != nil {
+		return nil, err
 	}
-	st.DiskBytes = sizes[dualmem.SizeDisk]
 	m, err := d.Model()
 	if err != nil {
 		return nil, err
@@ -54,4 +45,59 @@ func (d *Dir) Stats() (*Stats, error) {
 	defer m.Close()
 	st.EvalLoss, err = m.EvalLoss(string(d.Store.Corpus()))
 	return st, err
+}
+
+// LayerStats is every captured layer's memory as of the first steps committed steps (the
+// byte counts are those of the whole store), and the data directory's size on disk.
+func (d *Dir) LayerStats(steps int) (layers []LayerStats, diskBytes int64, err error) {
+	infos, err := d.Store.StepInfos()
+	if err != nil {
+		return nil, 0, err
+	}
+	return d.layerStats(infos[:min(max(steps, 0), len(infos))])
+}
+
+func (d *Dir) layerStats(infos []lm.StepInfo) ([]LayerStats, int64, error) {
+	sizes, err := d.Store.Sizes()
+	if err != nil {
+		return nil, 0, err
+	}
+	entries := 0
+	for _, in := range infos {
+		entries += in.Tokens()
+	}
+	layers := []LayerStats{}
+	for _, l := range d.Store.Meta().Layers {
+		layers = append(layers, LayerStats{Name: l.Name, DIn: l.DIn, DOut: l.DOut, Entries: entries, Bytes: sizes[l.Name]})
+	}
+	return layers, sizes[dualmem.SizeDisk], nil
+}
+
+// LossPoint is the mean training loss of a span of steps ending at Step.
+type LossPoint struct {
+	Step int     `json:"step"`
+	Loss float64 `json:"loss"`
+}
+
+// LossCurve averages the committed steps' training losses into at most maxPoints points.
+func (d *Dir) LossCurve(maxPoints int) ([]LossPoint, error) {
+	infos, err := d.Store.StepInfos()
+	if err != nil {
+		return nil, err
+	}
+	return lossCurve(infos, maxPoints), nil
+}
+
+func lossCurve(infos []lm.StepInfo, maxPoints int) []LossPoint {
+	per := (len(infos) + maxPoints - 1) / maxPoints
+	points := []LossPoint{}
+	for lo := 0; lo < len(infos); lo += per {
+		hi := min(lo+per, len(infos))
+		var sum float64
+		for _, in := range infos[lo:hi] {
+			sum += float64(in.Loss)
+		}
+		points = append(points, LossPoint{Step: infos[hi-1].Step, Loss: sum / float64(hi-lo)})
+	}
+	return points
 }

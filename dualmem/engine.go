@@ -111,7 +111,7 @@ func (r *Result) Total() float64 { return r.W0Term + r.BiasTerm + r.Positive + r
 
 // ScanOptions tunes Scan.
 type ScanOptions struct {
-	TopK    int    // per query and ranking (default 10)
+	TopK    int    // per query and ranking, at least 1 (the caller's request decides it)
 	Workers int    // goroutines (default GOMAXPROCS)
 	Block   int    // keys per block (default 1024)
 	Kernel  Kernel // block kernel (default KernelAuto)
@@ -129,8 +129,8 @@ type ScanOptions struct {
 // split over the cores, and returns per query the top-k by attention and by contribution,
 // the totals and the per-step sums. Sums are accumulated in float64.
 func (s *Scanner) Scan(ctx context.Context, qs []Query, opt ScanOptions) ([]Result, error) {
-	if opt.TopK <= 0 {
-		opt.TopK = 10
+	if opt.TopK < 1 {
+		return nil, fmt.Errorf("dualmem: scan %q: top-k %d, want at least 1", s.Mem.Spec.Name, opt.TopK)
 	}
 	if opt.Workers <= 0 {
 		opt.Workers = runtime.GOMAXPROCS(0)

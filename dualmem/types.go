@@ -82,3 +82,17 @@ var (
 	ErrLocked       = errors.New("data directory is in use by another process")
 	ErrNoModel      = errors.New("data directory holds no trained model")
 )
+
+// MetaFor is the memory's metadata for a run: the captured layers of the layer table and the
+// optimizer, both from the config.
+func MetaFor(cfg lm.Config) (Meta, error) {
+	raw, err := json.Marshal(cfg)
+	if err != nil {
+		return Meta{}, err
+	}
+	meta := Meta{Precision: Precision(cfg.Precision), Optimizer: cfg.Optimizer(), Config: raw}
+	for _, l := range cfg.CapturedTable() {
+		meta.Layers = append(meta.Layers, LayerSpec{Name: l.Name, DIn: l.DIn, DOut: l.DOut})
+	}
+	return meta, nil
+}

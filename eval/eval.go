@@ -199,9 +199,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	return rep, nil
 }
 
-// outRequest asks the engine for the out layer only.
-func outRequest(k int, rankBy string) query.Request {
-	return query.Request{TopK: k, RankBy: rankBy, Layers: []string{lm.OutLayer}, Bins: 1}
+// outRequest asks the engine to score text at the out layer only.
+func outRequest(text string, k int, rankBy string) query.AttributeRequest {
+	return query.AttributeRequest{Text: text, TopK: k, RankBy: rankBy, GroupBy: query.GroupToken, Layers: []string{lm.OutLayer}, Bins: 1}
 }
 
 func randomTokens(rng *rand.Rand, n, k int) []int {
@@ -234,7 +234,6 @@ func retrain(ctx context.Context, eng *query.Engine, tr *lm.Trainer, text string
 	final := snaps[T]
 	sc := eng.Scanner(lm.OutLayer)
 	mem := sc.Mem
-	perStep := tr.Cfg.Batch * tr.Cfg.Ctx
 	contexts, targets := tr.HeldOut(opts.Queries)
 	probes, err := tr.Probe(contexts, targets)
 	if err != nil {
@@ -254,7 +253,7 @@ func retrain(ctx context.Context, eng *query.Engine, tr *lm.Trainer, text string
 	var jobs []job
 	for q, p := range probes {
 		text := tr.Tok.Decode(contexts[q]) + tr.Tok.DecodeOne(targets[q])
-		ans, err := eng.Attribute(ctx, text, outRequest(maxK, "contribution"))
+		ans, err := eng.Attribute(ctx, outRequest(text, maxK, "contribution"))
 		if err != nil {
 			return err
 		}
@@ -263,11 +262,7 @@ func retrain(ctx context.Context, eng *query.Engine, tr *lm.Trainer, text string
 		rep.Detail.DualMaxAbsErr = math.Max(rep.Detail.DualMaxAbsErr, la.DualCheck.AbsErr)
 		var top []int
 		for _, e := range la.Top {
-			j := (e.Step-int(mem.Steps[0].Step))*perStep + e.Row*tr.Cfg.Ctx + e.Pos
-			if j < 0 || j >= len(mem.Step) || int(mem.Step[j]) != e.Step || int(mem.Rows[j]) != e.Row || int(mem.Pos[j]) != e.Pos {
-				return fmt.Errorf("eval: training token (step %d, row %d, pos %d) not where expected in the memory", e.Step, e.Row, e.Pos)
-			}
-			top = append(top, j)
+			top = append(top, e.Index)
 		}
 		qq := dualmem.Query{X: p.Layers[lm.OutLayer].X, Token: int(targets[q])}
 		lp0 := math.Log(last.Prob)

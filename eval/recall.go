@@ -42,7 +42,7 @@ func views() []view {
 
 // defaultView is the view an answer leads with when a request sets nothing.
 func defaultView() view {
-	d := query.DefaultRequest()
+	d := query.DefaultGenerate()
 	return view{d.GroupBy, d.RankBy}
 }
 
@@ -84,7 +84,7 @@ func canaries(ctx context.Context, eng *query.Engine, tr *lm.Trainer, facts []Fa
 			if v.group == "random" || answers[v.group+v.rank] != nil {
 				continue
 			}
-			req := outRequest(maxK, v.rank)
+			req := outRequest(text, maxK, v.rank)
 			req.Passages = maxK
 			switch v.group {
 			case "pattern":
@@ -92,7 +92,7 @@ func canaries(ctx context.Context, eng *query.Engine, tr *lm.Trainer, facts []Fa
 			case "late":
 				req.Steps = []int{half, tr.Step}
 			}
-			ans, err := eng.Attribute(ctx, text, req)
+			ans, err := eng.Attribute(ctx, req)
 			if err != nil {
 				return err
 			}

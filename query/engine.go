@@ -151,6 +151,19 @@ func (e *Engine) Generate(ctx context.Context, req Request) (*Answer, error) {
 	if err := req.Normalize(e.model.Cfg); err != nil {
 		return nil, err
 	}
+	return e.generate(ctx, req)
+}
+
+// Plot runs the generation of a plot request; the caller draws the chosen token's timeline.
+func (e *Engine) Plot(ctx context.Context, req PlotRequest) (*Answer, error) {
+	if err := req.Normalize(e.model.Cfg); err != nil {
+		return nil, err
+	}
+	return e.generate(ctx, req.generation())
+}
+
+// generate runs a normalised generate request.
+func (e *Engine) generate(ctx context.Context, req Request) (*Answer, error) {
 	prompt, err := e.encode("prompt", req.Prompt)
 	if err != nil {
 		return nil, err
@@ -172,20 +185,13 @@ func (e *Engine) Generate(ctx context.Context, req Request) (*Answer, error) {
 	return ans, nil
 }
 
-// Attribute scores text teacher-forced: for each position i ≥ 1 the context text[:i] and
-// the target text[i]. req.Prompt and req.Tokens are ignored.
-func (e *Engine) Attribute(ctx context.Context, text string, req Request) (*Answer, error) {
-	req.Prompt, req.Tokens = "x", 1
+// Attribute scores req.Text teacher-forced: for each position i ≥ 1 the context
+// text[:i] and the target text[i].
+func (e *Engine) Attribute(ctx context.Context, req AttributeRequest) (*Answer, error) {
 	if err := req.Normalize(e.model.Cfg); err != nil {
 		return nil, err
 	}
-	if !utf8.ValidString(text) {
-		return nil, inputErr("text", "not valid UTF-8")
-	}
-	if n := utf8.RuneCountInString(text); n < 2 || n > MaxTokens+1 {
-		return nil, inputErr("text", "%d characters, need 2..%d", n, MaxTokens+1)
-	}
-	ids, err := e.encode("text", text)
+	ids, err := e.encode("text", req.Text)
 	if err != nil {
 		return nil, err
 	}
@@ -193,11 +199,13 @@ func (e *Engine) Attribute(ctx context.Context, text string, req Request) (*Answ
 	for i := range contexts {
 		contexts[i] = ids[:i+1]
 	}
-	ans, err := e.explain(ctx, req, contexts, ids[1:])
+	opt := Request{TopK: req.TopK, RankBy: req.RankBy, GroupBy: req.GroupBy, Layers: req.Layers, Bins: req.Bins,
+		Passages: req.Passages, Steps: req.Steps}
+	ans, err := e.explain(ctx, opt, contexts, ids[1:])
 	if err != nil {
 		return nil, err
 	}
-	ans.Text = text
+	ans.Text = req.Text
 	for i := range ans.Tokens {
 		ans.Tokens[i].Index = i + 1
 	}
@@ -205,7 +213,7 @@ func (e *Engine) Attribute(ctx context.Context, text string, req Request) (*Answ
 }
 
 // explain probes the model at each context and scans every requested layer once for all
-// tokens.
+// tokens; req is normalised, and only its attribution options are read.
 func (e *Engine) explain(ctx context.Context, req Request, contexts [][]int32, targets []int32) (*Answer, error) {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
@@ -417,7 +425,7 @@ func (e *Engine) entry(sc *dualmem.Scanner, h dualmem.Hit) Entry {
 	j := h.Index
 	off, pos := m.Offsets[j], int64(m.Pos[j])
 	lo := max(0, off-pos-1)
-	en := Entry{Step: int(m.Step[j]), Row: int(m.Rows[j]), Pos: int(pos), Offset: off,
+	en := Entry{Index: j, Step: int(m.Step[j]), Row: int(m.Rows[j]), Pos: int(pos), Offset: off,
 		Attention: h.Alpha, Contribution: h.Contribution}
 	if off >= 0 && off < int64(len(e.corpus)) {
 		en.Context, en.Target = string(e.corpus[lo:off]), string(e.corpus[off])

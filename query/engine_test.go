@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/spotlight-lm/spotlight/corpora"
-	"github.com/spotlight-lm/spotlight/datadir"
 	"github.com/spotlight-lm/spotlight/dualmem"
 	"github.com/spotlight-lm/spotlight/lm"
 )
@@ -28,21 +27,22 @@ func engine(t *testing.T) *Engine {
 		c, _ := lm.Preset("tiny")
 		c.D, c.Heads, c.Ctx, c.Batch, c.Steps, c.Warmup, c.CheckpointEvery = 16, 2, 16, 4, 20, 3, 10
 		c.LR, c.WeightDecay = 0.2, 1e-3
-		dir, tr, err := datadir.Create(fixDir, c, corpora.Default()[:20000])
+		store, err := trainStore(fixDir, c, corpora.Default()[:20000])
 		if err != nil {
 			fixErr = err
 			return
 		}
-		if fixErr = tr.Train(context.Background(), dir.Store, c.Steps, nil); fixErr != nil {
-			return
-		}
-		tr.Close()
-		m, err := dir.Model()
+		_, ckpt, err := store.Checkpoint()
 		if err != nil {
 			fixErr = err
 			return
 		}
-		fixEng, fixErr = NewEngine(m, dir.Store, nil)
+		m, err := lm.LoadModel(ckpt)
+		if err != nil {
+			fixErr = err
+			return
+		}
+		fixEng, fixErr = NewEngine(m, store, nil)
 	})
 	if fixErr != nil {
 		t.Fatal(fixErr)
@@ -178,7 +178,7 @@ func TestGenerateIdentityTopKCounterfactual(t *testing.T) {
 
 func TestAttributeContributionRanking(t *testing.T) {
 	e := engine(t)
-	ans, err := e.Attribute(context.Background(), "of the light", Request{Layers: []string{"out", "block0.ff2"}, TopK: 5, GroupBy: GroupToken})
+	ans, err := e.Attribute(context.Background(), AttributeRequest{Text: "of the light", Layers: []string{"out", "block0.ff2"}, TopK: 5, GroupBy: GroupToken})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,6 +200,14 @@ func TestAttributeContributionRanking(t *testing.T) {
 		}
 		if len(ta.Layers) != 2 {
 			t.Errorf("layers %v", ta.Layers)
+		}
+		for name, l := range ta.Layers { // each entry names its own place in the memory
+			m := e.Scanner(name).Mem
+			for _, en := range l.Top {
+				if j := en.Index; int(m.Step[j]) != en.Step || int(m.Rows[j]) != en.Row || int(m.Pos[j]) != en.Pos || m.Offsets[j] != en.Offset {
+					t.Errorf("%s: entry %+v is not memory token %d", name, en, j)
+				}
+			}
 		}
 	}
 }
@@ -246,7 +254,7 @@ func TestBadInput(t *testing.T) {
 	if !errors.As(err, &ie) || !errors.As(err, &uc) || !strings.Contains(err.Error(), "☃") || !strings.Contains(err.Error(), "漢") {
 		t.Fatalf("unknown chars: %v", err)
 	}
-	if _, err := e.Attribute(context.Background(), "a", Request{}); !IsInputError(err) {
+	if _, err := e.Attribute(context.Background(), AttributeRequest{Text: "a"}); !IsInputError(err) {
 		t.Fatalf("short text: %v", err)
 	}
 	_ = dualmem.F32

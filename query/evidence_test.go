@@ -110,8 +110,8 @@ func TestPatternsAndPassagesMatchBruteForce(t *testing.T) {
 			}
 		}
 
-		ps := e.topPassages(sc, q, r, DefaultPassages, all)
-		if len(ps) != DefaultPassages {
+		ps := e.topPassages(sc, q, r, DefaultGenerate().Passages, all)
+		if len(ps) != DefaultGenerate().Passages {
 			t.Fatalf("%s: %d passages", layer, len(ps))
 		}
 		sums := make([]float64, G)
@@ -211,7 +211,7 @@ func TestRankingsAndStepRange(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.rank+fmtSteps(tt.steps), func(t *testing.T) {
-			ans, err := e.Attribute(context.Background(), "The light of the", Request{TopK: 6, RankBy: tt.rank, Layers: []string{"out"}, Bins: 3, Steps: tt.steps})
+			ans, err := e.Attribute(context.Background(), AttributeRequest{Text: "The light of the", TopK: 6, RankBy: tt.rank, Layers: []string{"out"}, Bins: 3, Steps: tt.steps})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -239,7 +239,7 @@ func TestRankingsAndStepRange(t *testing.T) {
 		})
 	}
 	for _, steps := range [][]int{{0, 3}, {5, 4}, {1, 21}, {1, 2, 3}} {
-		if _, err := e.Attribute(context.Background(), "The light", Request{Layers: []string{"out"}, Steps: steps}); !IsInputError(err) {
+		if _, err := e.Attribute(context.Background(), AttributeRequest{Text: "The light", Layers: []string{"out"}, Steps: steps}); !IsInputError(err) {
 			t.Errorf("steps %v: %v, want an input error", steps, err)
 		}
 	}

@@ -19,8 +19,6 @@ const (
 	MaxBins        = 1000
 	MaxTemperature = 10
 	MaxPassages    = 50
-
-	DefaultPassages = 3
 )
 
 // InputError is a caller's mistake (the API answers it with HTTP 400).
@@ -43,87 +41,187 @@ func IsInputError(err error) bool {
 	return errors.As(err, &ie)
 }
 
-// DefaultRequest holds the value of every field a request leaves at zero. The default view
-// (pattern grouping, ranked by contribution) is the one `spotlight eval` measured best at
-// finding planted facts.
-func DefaultRequest() Request {
-	return Request{Tokens: 32, TopK: 10, RankBy: RankContribution, GroupBy: GroupPattern, Bins: 20, Passages: DefaultPassages}
+// The zero value of every request field means its default: the value of that field in
+// DefaultGenerate, DefaultAttribute or DefaultPlot (the CLI's flags, the API and the plots
+// all start from these). Layers default to every captured layer, steps to all of them.
+
+// DefaultGenerate is the generate request with every default filled in (no prompt). Its
+// view, pattern grouping ranked by contribution, is the one `spotlight eval` measured best
+// at finding planted facts.
+func DefaultGenerate() Request {
+	return Request{Tokens: 32, TopK: 10, RankBy: RankContribution, GroupBy: GroupPattern, Bins: 20, Passages: 3}
 }
 
-// Normalize fills defaults (DefaultRequest, and all captured layers) and validates
-// everything it can without the tokenizer; characters outside the vocabulary are checked by
-// Engine.Generate, which also returns an *InputError. Every error it returns is an *InputError.
+// DefaultAttribute is the attribute request with every default filled in (no text).
+func DefaultAttribute() AttributeRequest {
+	g := DefaultGenerate()
+	return AttributeRequest{TopK: g.TopK, RankBy: g.RankBy, GroupBy: g.GroupBy, Bins: g.Bins, Passages: g.Passages}
+}
+
+// DefaultPlot is the plot request with every default filled in (no prompt). Its Tokens
+// stays 0, which means Token+1: just enough to reach the plotted token.
+func DefaultPlot() PlotRequest {
+	g := DefaultGenerate()
+	return PlotRequest{Layer: lm.OutLayer, Bins: 40, TopK: 1, RankBy: g.RankBy}
+}
+
+// Normalize fills defaults and validates everything it can without the tokenizer;
+// characters outside the vocabulary are checked by Engine.Generate, which calls it and
+// also returns an *InputError. Every error it returns is an *InputError.
 func (r *Request) Normalize(cfg lm.Config) error {
-	d := DefaultRequest()
-	if r.Tokens == 0 {
-		r.Tokens = d.Tokens
+	d := DefaultGenerate()
+	orDefault(&r.Tokens, d.Tokens)
+	if err := checkPrompt(r.Prompt); err != nil {
+		return err
 	}
-	if r.TopK == 0 {
-		r.TopK = d.TopK
-	}
-	if r.RankBy == "" {
-		r.RankBy = d.RankBy
-	}
-	if r.GroupBy == "" {
-		r.GroupBy = d.GroupBy
-	}
-	if r.Bins == 0 {
-		r.Bins = d.Bins
-	}
-	if r.Passages == 0 {
-		r.Passages = d.Passages
-	}
-	if len(r.Layers) == 0 {
-		r.Layers = append([]string(nil), cfg.CapturedLayers()...)
-	}
-	if r.Prompt == "" {
-		return inputErr("prompt", "empty prompt")
-	}
-	if !utf8.ValidString(r.Prompt) {
-		return inputErr("prompt", "not valid UTF-8")
-	}
-	if n := utf8.RuneCountInString(r.Prompt); n > MaxPromptChars {
-		return inputErr("prompt", "%d characters, at most %d allowed", n, MaxPromptChars)
-	}
-	return r.validateRest(cfg)
-}
-
-func (r *Request) validateRest(cfg lm.Config) error {
 	if r.Tokens < 1 || r.Tokens > MaxTokens {
 		return inputErr("tokens", "%d outside 1..%d", r.Tokens, MaxTokens)
 	}
-	if r.TopK < 1 || r.TopK > MaxTopK {
-		return inputErr("top_k", "%d outside 1..%d", r.TopK, MaxTopK)
+	if err := checkTemperature(r.Temperature); err != nil {
+		return err
 	}
-	if !slices.Contains(Rankings, r.RankBy) {
-		return inputErr("rank_by", "unknown ranking %q (known: %s)", r.RankBy, strings.Join(Rankings, ", "))
+	return normalizeOptions(cfg, r.options(), "layers")
+}
+
+// Normalize fills defaults and validates the request; Engine.Attribute calls it and also
+// checks the text's characters. Every error it returns is an *InputError.
+func (r *AttributeRequest) Normalize(cfg lm.Config) error {
+	if r.Text == "" {
+		return inputErr("text", "empty text")
 	}
-	if !slices.Contains(Groupings, r.GroupBy) {
-		return inputErr("group_by", "unknown grouping %q (known: %s)", r.GroupBy, strings.Join(Groupings, ", "))
+	if !utf8.ValidString(r.Text) {
+		return inputErr("text", "not valid UTF-8")
 	}
-	if r.Passages < 1 || r.Passages > MaxPassages {
-		return inputErr("passages", "%d outside 1..%d", r.Passages, MaxPassages)
+	if n := utf8.RuneCountInString(r.Text); n < 2 || n > MaxTokens+1 {
+		return inputErr("text", "%d characters, need 2..%d", n, MaxTokens+1)
 	}
-	if len(r.Steps) != 0 && (len(r.Steps) != 2 || r.Steps[0] < 1 || r.Steps[0] > r.Steps[1]) {
-		return inputErr("steps", "want [from, to] with 1 ≤ from ≤ to, got %v", r.Steps)
+	return normalizeOptions(cfg, r.options(), "layers")
+}
+
+// Normalize fills defaults and validates the request; Engine.Plot calls it. Every error it
+// returns is an *InputError.
+func (r *PlotRequest) Normalize(cfg lm.Config) error {
+	d := DefaultPlot()
+	if r.Layer == "" {
+		r.Layer = d.Layer
 	}
-	if math.IsNaN(r.Temperature) || r.Temperature < 0 || r.Temperature > MaxTemperature {
-		return inputErr("temperature", "%v outside 0..%d", r.Temperature, MaxTemperature)
+	if err := checkPrompt(r.Prompt); err != nil {
+		return err
 	}
-	if r.Bins < 1 || r.Bins > MaxBins {
-		return inputErr("bins", "%d outside 1..%d", r.Bins, MaxBins)
+	if r.Token < 0 {
+		return inputErr("token", "token must be ≥ 0, got %d", r.Token)
+	}
+	orDefault(&r.Tokens, r.Token+1)
+	if r.Tokens < 1 || r.Tokens > MaxTokens {
+		return inputErr("tokens", "%d outside 1..%d", r.Tokens, MaxTokens)
+	}
+	if r.Token >= r.Tokens {
+		return inputErr("token", "token %d is not among the %d generated tokens (indices 0..%d)", r.Token, r.Tokens, r.Tokens-1)
+	}
+	if err := checkTemperature(r.Temperature); err != nil {
+		return err
+	}
+	orDefault(&r.TopK, d.TopK)
+	orDefault(&r.Bins, d.Bins)
+	layers := []string{r.Layer}
+	o := optionFields{topK: &r.TopK, rankBy: &r.RankBy, groupBy: new(string), layers: &layers, bins: &r.Bins, passages: new(int)}
+	return normalizeOptions(cfg, o, "layer")
+}
+
+// generation is the normalised plot as the generate request it runs.
+func (r *PlotRequest) generation() Request {
+	d := DefaultGenerate()
+	return Request{Prompt: r.Prompt, Tokens: r.Tokens, TopK: r.TopK, RankBy: r.RankBy, GroupBy: d.GroupBy, Layers: []string{r.Layer},
+		Temperature: r.Temperature, Seed: r.Seed, Bins: r.Bins, Passages: d.Passages}
+}
+
+func orDefault(v *int, def int) {
+	if *v == 0 {
+		*v = def
+	}
+}
+
+func checkPrompt(p string) error {
+	if p == "" {
+		return inputErr("prompt", "empty prompt")
+	}
+	if !utf8.ValidString(p) {
+		return inputErr("prompt", "not valid UTF-8")
+	}
+	if n := utf8.RuneCountInString(p); n > MaxPromptChars {
+		return inputErr("prompt", "%d characters, at most %d allowed", n, MaxPromptChars)
+	}
+	return nil
+}
+
+func checkTemperature(t float64) error {
+	if math.IsNaN(t) || t < 0 || t > MaxTemperature {
+		return inputErr("temperature", "%v outside 0..%d", t, MaxTemperature)
+	}
+	return nil
+}
+
+// optionFields points at the attribution options of one request.
+type optionFields struct {
+	topK, bins, passages *int
+	rankBy, groupBy      *string
+	layers               *[]string
+	steps                []int
+}
+
+func (r *Request) options() optionFields {
+	return optionFields{&r.TopK, &r.Bins, &r.Passages, &r.RankBy, &r.GroupBy, &r.Layers, r.Steps}
+}
+
+func (r *AttributeRequest) options() optionFields {
+	return optionFields{&r.TopK, &r.Bins, &r.Passages, &r.RankBy, &r.GroupBy, &r.Layers, r.Steps}
+}
+
+// normalizeOptions fills and checks the attribution options every request shares; the
+// layers are reported under layersField, the request's name for them.
+func normalizeOptions(cfg lm.Config, o optionFields, layersField string) error {
+	d := DefaultGenerate()
+	orDefault(o.topK, d.TopK)
+	orDefault(o.bins, d.Bins)
+	orDefault(o.passages, d.Passages)
+	if *o.rankBy == "" {
+		*o.rankBy = d.RankBy
+	}
+	if *o.groupBy == "" {
+		*o.groupBy = d.GroupBy
+	}
+	if len(*o.layers) == 0 {
+		*o.layers = append([]string(nil), cfg.CapturedLayers()...)
+	}
+	if *o.topK < 1 || *o.topK > MaxTopK {
+		return inputErr("top_k", "%d outside 1..%d", *o.topK, MaxTopK)
+	}
+	if !slices.Contains(Rankings, *o.rankBy) {
+		return inputErr("rank_by", "unknown ranking %q (known: %s)", *o.rankBy, strings.Join(Rankings, ", "))
+	}
+	if !slices.Contains(Groupings, *o.groupBy) {
+		return inputErr("group_by", "unknown grouping %q (known: %s)", *o.groupBy, strings.Join(Groupings, ", "))
+	}
+	if *o.bins < 1 || *o.bins > MaxBins {
+		return inputErr("bins", "%d outside 1..%d", *o.bins, MaxBins)
+	}
+	if *o.passages < 1 || *o.passages > MaxPassages {
+		return inputErr("passages", "%d outside 1..%d", *o.passages, MaxPassages)
+	}
+	if s := o.steps; len(s) != 0 && (len(s) != 2 || s[0] < 1 || s[0] > s[1]) {
+		return inputErr("steps", "want [from, to] with 1 ≤ from ≤ to, got %v", s)
 	}
 	captured := cfg.CapturedLayers()
 	seen := map[string]bool{}
-	for _, l := range r.Layers {
+	for _, l := range *o.layers {
 		if !slices.Contains(cfg.LayerNames(), l) {
-			return inputErr("layers", "unknown layer %q (known: %s)", l, strings.Join(cfg.LayerNames(), ", "))
+			return inputErr(layersField, "unknown layer %q (known: %s)", l, strings.Join(cfg.LayerNames(), ", "))
 		}
 		if !slices.Contains(captured, l) {
-			return inputErr("layers", "layer %q was not captured in training (captured: %s)", l, strings.Join(captured, ", "))
+			return inputErr(layersField, "layer %q was not captured in training (captured: %s)", l, strings.Join(captured, ", "))
 		}
 		if seen[l] {
-			return inputErr("layers", "layer %q listed twice", l)
+			return inputErr(layersField, "layer %q listed twice", l)
 		}
 		seen[l] = true
 	}

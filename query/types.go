@@ -3,20 +3,48 @@
 // dualmem), and assembles the per-token answer that the CLI and the HTTP API both return.
 package query
 
-// Request is a generation request; the API's POST /v1/generate body has the same fields.
+// Request is a generation request: the body of POST /v1/generate and the flags of
+// `spotlight generate`. A zero field means its default (DefaultGenerate).
 type Request struct {
 	Prompt      string   `json:"prompt"`
 	Tokens      int      `json:"tokens"`      // 1..1024 tokens to generate
 	TopK        int      `json:"top_k"`       // 1..1000 training tokens per layer
-	RankBy      string   `json:"rank_by"`     // "attention" (|α|) or "contribution" (signed effect on the logit)
+	RankBy      string   `json:"rank_by"`     // one of Rankings: what the top list is ranked by
+	GroupBy     string   `json:"group_by"`    // one of Groupings: how the top list is ordered
 	Layers      []string `json:"layers"`      // default: all captured layers
 	Temperature float64  `json:"temperature"` // 0 = greedy
 	Seed        uint64   `json:"seed"`
-	Bins        int      `json:"bins"`     // timeline bins over training steps (default 20)
-	GroupBy     string   `json:"group_by"` // "token" or "pattern": how the top list is ordered
-	Passages    int      `json:"passages"` // training passages listed per token and layer (default 3)
+	Bins        int      `json:"bins"`     // timeline bins over training steps
+	Passages    int      `json:"passages"` // training passages listed per token and layer
 	// Steps limits the answer to training steps [from, to] (inclusive); empty means all.
 	Steps []int `json:"steps,omitempty"`
+}
+
+// AttributeRequest is the body of POST /v1/attribute: the text to score teacher-forced,
+// with generate's attribution options. A zero field means its default (DefaultAttribute).
+type AttributeRequest struct {
+	Text     string   `json:"text"`
+	TopK     int      `json:"top_k"`
+	RankBy   string   `json:"rank_by"`
+	GroupBy  string   `json:"group_by"`
+	Layers   []string `json:"layers"`
+	Bins     int      `json:"bins"`
+	Passages int      `json:"passages"`
+	Steps    []int    `json:"steps,omitempty"`
+}
+
+// PlotRequest is the query of GET /v1/plots/timeline.{svg,png}: a generation and the one
+// token and layer whose timeline is drawn. A zero field means its default (DefaultPlot).
+type PlotRequest struct {
+	Prompt      string
+	Token       int // index of the generated token to plot
+	Tokens      int // tokens to generate (0: Token+1)
+	Layer       string
+	Bins        int
+	RankBy      string
+	TopK        int // training tokens listed per layer (the plot needs none)
+	Temperature float64
+	Seed        uint64
 }
 
 // Answer is the whole response: the generated (or scored) text and, per token, per layer,
@@ -62,6 +90,9 @@ type LayerAnswer struct {
 
 // Entry is one training token.
 type Entry struct {
+	// Index is the token's position in the layer's memory (Engine.Scanner(layer).Mem), for
+	// tools that work on the memory itself; it means nothing outside this engine's memory.
+	Index        int     `json:"-"`
 	Step         int     `json:"step"`
 	Row          int     `json:"row"`
 	Pos          int     `json:"pos"`

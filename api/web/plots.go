@@ -11,16 +11,17 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/spotlight-lm/spotlight/lm"
 	"github.com/spotlight-lm/spotlight/plots"
 	"github.com/spotlight-lm/spotlight/query"
 )
 
-// Generate runs a generation request through the query engine (the same call that backs
-// POST /v1/generate).
-type Generate func(ctx context.Context, req query.Request) (*query.Answer, error)
+// Generate runs the generation of a plot request through the query engine (the engine
+// validates the request as it does for POST /v1/generate).
+type Generate func(ctx context.Context, req query.PlotRequest) (*query.Answer, error)
 
-// PlotParams are the query parameters of GET /v1/plots/timeline.{svg,png}.
+// ParsePlotParams reads the query parameters of GET /v1/plots/timeline.{svg,png} into a
+// plot request, over the defaults of query.DefaultPlot (a parameter absent, empty or 0
+// keeps its default):
 //
 //	prompt       the prompt (required)
 //	token        index of the generated token to plot (default 0, the first)
@@ -31,23 +32,15 @@ type Generate func(ctx context.Context, req query.Request) (*query.Answer, error
 //	top_k        training tokens listed per layer (default 1: the plot needs none)
 //	temperature  sampling temperature (default 0, greedy)
 //	seed         sampling seed (default 0)
-type PlotParams struct {
-	Req   query.Request
-	Token int
-	Layer string
-}
-
-// ParsePlotParams reads and checks the plot query parameters.
-func ParsePlotParams(v url.Values) (PlotParams, *ParamError) {
-	p := PlotParams{Layer: lm.OutLayer, Req: query.Request{Bins: 40, TopK: 1, RankBy: "contribution"}}
-	p.Req.Prompt = v.Get("prompt")
-	if p.Req.Prompt == "" {
-		return p, &ParamError{Code: "invalid_input", Field: "prompt", Msg: "prompt is required"}
-	}
+//
+// It only checks that numbers are numbers; the engine checks the values.
+func ParsePlotParams(v url.Values) (query.PlotRequest, *ParamError) {
+	p := query.DefaultPlot()
+	p.Prompt = v.Get("prompt")
 	ints := []struct {
 		name string
 		dst  *int
-	}{{"token", &p.Token}, {"tokens", &p.Req.Tokens}, {"bins", &p.Req.Bins}, {"top_k", &p.Req.TopK}}
+	}{{"token", &p.Token}, {"tokens", &p.Tokens}, {"bins", &p.Bins}, {"top_k", &p.TopK}}
 	for _, f := range ints {
 		if s := v.Get(f.name); s != "" {
 			n, err := strconv.Atoi(s)
@@ -57,44 +50,32 @@ func ParsePlotParams(v url.Values) (PlotParams, *ParamError) {
 			*f.dst = n
 		}
 	}
-	if p.Token < 0 {
-		return p, &ParamError{Code: "invalid_input", Field: "token", Msg: fmt.Sprintf("token must be ≥ 0, got %d", p.Token)}
-	}
-	if v.Get("tokens") == "" {
-		p.Req.Tokens = p.Token + 1
-	} else if p.Req.Tokens <= p.Token {
-		return p, &ParamError{Code: "invalid_input", Field: "token", Msg: fmt.Sprintf("token %d is not among the %d generated tokens (indices 0..%d)", p.Token, p.Req.Tokens, p.Req.Tokens-1)}
-	}
-	if p.Req.Bins < 1 || p.Req.Bins > 1000 {
-		return p, &ParamError{Code: "invalid_input", Field: "bins", Msg: fmt.Sprintf("bins must be in 1..1000, got %d", p.Req.Bins)}
-	}
 	if s := v.Get("layer"); s != "" {
 		p.Layer = s
 	}
-	p.Req.Layers = []string{p.Layer}
 	if s := v.Get("rank_by"); s != "" {
-		p.Req.RankBy = s
+		p.RankBy = s
 	}
 	if s := v.Get("temperature"); s != "" {
 		t, err := strconv.ParseFloat(s, 64)
-		if err != nil || t < 0 || t != t {
-			return p, &ParamError{Code: "invalid_input", Field: "temperature", Msg: fmt.Sprintf("temperature must be a number ≥ 0, got %q", s)}
+		if err != nil {
+			return p, &ParamError{Code: "bad_request", Field: "temperature", Msg: fmt.Sprintf("temperature must be a number, got %q", s)}
 		}
-		p.Req.Temperature = t
+		p.Temperature = t
 	}
 	if s := v.Get("seed"); s != "" {
 		n, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
 			return p, &ParamError{Code: "bad_request", Field: "seed", Msg: fmt.Sprintf("seed must be a non-negative integer, got %q", s)}
 		}
-		p.Req.Seed = n
+		p.Seed = n
 	}
 	return p, nil
 }
 
 // TimelinePlot runs p through gen and draws the chosen token's timeline for p.Layer.
-func TimelinePlot(ctx context.Context, gen Generate, p PlotParams, format string) ([]byte, error) {
-	ans, err := gen(ctx, p.Req)
+func TimelinePlot(ctx context.Context, gen Generate, p query.PlotRequest, format string) ([]byte, error) {
+	ans, err := gen(ctx, p)
 	if err != nil {
 		return nil, err
 	}

@@ -5,9 +5,12 @@ package web
 
 import (
 	"embed"
+	"io"
 	"io/fs"
 	"net/http"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 )
@@ -26,7 +29,6 @@ var Static = func() fs.FS {
 
 // Handler serves the page at "/" (and "/index.html") and its assets at "/static/NAME".
 func Handler() http.Handler {
-	assets := http.StripPrefix("/static/", http.FileServer(http.FS(Static)))
 	index, err := fs.ReadFile(Static, "index.html")
 	if err != nil {
 		panic(err)
@@ -46,11 +48,28 @@ func Handler() http.Handler {
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
 			_, _ = w.Write(index)
 		case strings.HasPrefix(r.URL.Path, "/static/"):
-			assets.ServeHTTP(w, r)
+			serveAsset(w, r, strings.TrimPrefix(r.URL.Path, "/static/"))
 		default:
 			writeError(w, http.StatusNotFound, "not_found", "no page at "+r.URL.Path)
 		}
 	})
+}
+
+// serveAsset answers one of the page's files, or a JSON 404 for anything else: a name that
+// is not a file here, not valid UTF-8, or not a clean relative path ("..", "//").
+func serveAsset(w http.ResponseWriter, r *http.Request, name string) {
+	var f fs.File
+	st, err := fs.Stat(Static, name)
+	if err == nil && st.Mode().IsRegular() && utf8.ValidString(name) && fs.ValidPath(name) {
+		f, err = Static.Open(name)
+	}
+	rs, ok := f.(io.ReadSeeker)
+	if err != nil || !ok {
+		writeError(w, http.StatusNotFound, "not_found", "no file "+strconv.Quote(r.URL.Path))
+		return
+	}
+	defer f.Close()
+	http.ServeContent(w, r, name, st.ModTime(), rs)
 }
 
 // Register mounts the page on e: GET / and GET /static/*.

@@ -17,6 +17,7 @@ func newGenerateCmd() *cobra.Command {
 	var (
 		data   string
 		req    query.Request
+		def    = query.DefaultGenerate()
 		layers string
 		asJSON bool
 		plot   plotFlags
@@ -26,11 +27,6 @@ func newGenerateCmd() *cobra.Command {
 		Short: "Generate text and show, per token, the training tokens it drew on",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			for flag, v := range map[string]int{"tokens": req.Tokens, "top-k": req.TopK, "bins": req.Bins} {
-				if v == 0 && cmd.Flags().Changed(flag) {
-					return fmt.Errorf("--%s: 0 is out of range", flag)
-				}
-			}
 			if layers != "" {
 				for _, l := range strings.Split(layers, ",") {
 					req.Layers = append(req.Layers, strings.TrimSpace(l))
@@ -89,13 +85,13 @@ func newGenerateCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&data, "data", "", "data directory")
 	f.StringVar(&req.Prompt, "prompt", "", "text to continue")
-	f.IntVar(&req.Tokens, "tokens", 32, "tokens to generate (1..1024)")
-	f.IntVar(&req.TopK, "top-k", 10, "training tokens shown per token and layer (1..1000)")
-	f.StringVar(&req.RankBy, "rank-by", "contribution", "ranking: attention (|α|) or contribution (signed effect on the logit)")
+	f.IntVar(&req.Tokens, "tokens", def.Tokens, "tokens to generate (1..1024; 0 = default)")
+	f.IntVar(&req.TopK, "top-k", def.TopK, "training tokens shown per token and layer (1..1000; 0 = default)")
+	f.StringVar(&req.RankBy, "rank-by", def.RankBy, "ranking: attention (|α|) or contribution (signed effect on the logit)")
 	f.StringVar(&layers, "layers", "", "comma-separated layers (default: all captured)")
-	f.Float64Var(&req.Temperature, "temperature", 0, "sampling temperature (0 = greedy)")
-	f.Uint64Var(&req.Seed, "seed", 0, "sampling seed")
-	f.IntVar(&req.Bins, "bins", 20, "timeline bins over training steps")
+	f.Float64Var(&req.Temperature, "temperature", def.Temperature, "sampling temperature (0 = greedy)")
+	f.Uint64Var(&req.Seed, "seed", def.Seed, "sampling seed")
+	f.IntVar(&req.Bins, "bins", def.Bins, "timeline bins over training steps (0 = default)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON document")
 	f.StringVar(&plot.file, "plot", "", "write a timeline chart (attention mass and contribution over training steps) to FILE.png or FILE.svg")
 	f.IntVar(&plot.token, "plot-token", 0, "generated token to plot (index, default the first)")

@@ -1,4 +1,4 @@
-package api
+package datadir
 
 import (
 	"testing"
@@ -25,7 +25,7 @@ func TestLossCurve(t *testing.T) {
 		{"Averaged", 1000, 334, 1000, 2, 1000}, // 3 steps a point: (1+2+3)/3 = 2; the last point holds step 1000 alone
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := lossCurve(infos(tc.steps))
+			got := lossCurve(infos(tc.steps), 400)
 			if len(got) != tc.points {
 				t.Fatalf("%d points, want %d", len(got), tc.points)
 			}
