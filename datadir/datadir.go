@@ -18,8 +18,9 @@ type Dir struct {
 }
 
 // Create validates everything first (config, corpus), so bad input writes nothing, then
-// creates dir with the corpus, the initial weights and a step-0 checkpoint, and returns the
-// trainer ready for step 1.
+// creates dir with the corpus, the initial weights and a step-0 checkpoint in one step (a
+// run killed meanwhile leaves nothing a later Create refuses), and returns the trainer
+// ready for step 1.
 func Create(dir string, cfg lm.Config, corpus []byte) (*Dir, *lm.Trainer, error) {
 	tr, err := lm.NewTrainer(cfg, string(corpus))
 	if err != nil {
@@ -30,22 +31,17 @@ func Create(dir string, cfg lm.Config, corpus []byte) (*Dir, *lm.Trainer, error)
 	if err != nil {
 		return nil, nil, err
 	}
-	store, err := dualmem.Create(dir, meta, corpus, tr.Initial())
-	if err != nil {
-		tr.Close()
-		return nil, nil, err
-	}
-	d := &Dir{Store: store, Cfg: cfg}
 	ckpt, err := tr.Checkpoint()
-	if err == nil {
-		err = store.Commit(0, ckpt)
-	}
 	if err != nil {
-		d.Close()
 		tr.Close()
 		return nil, nil, err
 	}
-	return d, tr, nil
+	store, err := dualmem.Create(dir, meta, corpus, tr.Initial(), ckpt)
+	if err != nil {
+		tr.Close()
+		return nil, nil, err
+	}
+	return &Dir{Store: store, Cfg: cfg}, tr, nil
 }
 
 // Open opens an existing data directory for writing (training, serving) or reading.
@@ -99,11 +95,16 @@ func (d *Dir) Close() error {
 	return d.Store.Close()
 }
 
-// hasFiles reports whether dir exists and holds anything: someone else's directory, not an
-// empty one waiting for a model.
+// hasFiles reports whether dir exists and holds anything but what a killed create left:
+// someone else's directory, not an empty one waiting for a model.
 func hasFiles(dir string) bool {
-	entries, err := os.ReadDir(dir)
-	return err == nil && len(entries) > 0
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if e.Name() != dualmem.CreatingDir {
+			return true
+		}
+	}
+	return false
 }
 
 // IsEmpty reports whether dir has no model yet (missing, or holding nothing).

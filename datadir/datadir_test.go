@@ -5,11 +5,13 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/spotlight-lm/spotlight/corpora"
 	"github.com/spotlight-lm/spotlight/dualmem"
 	"github.com/spotlight-lm/spotlight/lm"
+	"golang.org/x/sys/unix"
 )
 
 func tinyConfig(t *testing.T) lm.Config {
@@ -125,5 +127,54 @@ func TestOpenErrors(t *testing.T) {
 				t.Errorf("got %v, want %v", err, tc.want)
 			}
 		})
+	}
+}
+
+// On a real, nearly full tmpfs, training stops with "disk full" before the disk fills,
+// having committed every step it trained, and the directory still opens and verifies.
+func TestTrainStopsBeforeDiskFull(t *testing.T) {
+	mnt := t.TempDir()
+	if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, "size=48m"); err != nil {
+		t.Skipf("cannot mount a tmpfs here (%v): needs root", err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(mnt, unix.MNT_DETACH) })
+	cfg := tinyConfig(t)
+	cfg.CheckpointEvery = 50
+	path := filepath.Join(mnt, "d")
+	dir, tr, err := Create(path, cfg, corpora.Default()[:20000])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	filler := filepath.Join(mnt, "filler")
+	if err := os.WriteFile(filler, make([]byte, 22<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err = tr.Train(context.Background(), dir.Store, 100000, nil)
+	if !errors.Is(err, dualmem.ErrDiskFull) || !strings.HasPrefix(err.Error(), "disk full: need ") {
+		t.Fatalf("Train on a filling disk: %v", err)
+	}
+	if got := dir.Store.Steps(); got != tr.Step || got < 10 {
+		t.Fatalf("stopped at step %d with step %d committed", tr.Step, got)
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(mnt, &st); err != nil || st.Bavail*uint64(st.Bsize) < 16<<20 {
+		t.Fatalf("%d bytes left for the close (%v)", st.Bavail*uint64(st.Bsize), err)
+	}
+	if err := dir.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ro, err := Open(path, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	m, err := ro.Model()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if rep, err := ro.Verify(m, 2, nil); err != nil || !rep.OK || rep.Step != tr.Step {
+		t.Fatalf("verify after the stop: %+v %v", rep, err)
 	}
 }

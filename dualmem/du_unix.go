@@ -5,6 +5,8 @@ package dualmem
 import (
 	"io/fs"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // allocated is the space a file takes on disk: Badger's files are sparse and preallocated.
@@ -14,3 +16,15 @@ func allocated(fi fs.FileInfo) int64 {
 	}
 	return fi.Size()
 }
+
+// statfsFree is the space on path's filesystem that an unprivileged process may use.
+func statfsFree(path string) (int64, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil {
+		return 0, err
+	}
+	return int64(st.Bavail) * int64(st.Bsize), nil
+}
+
+// writableDir fails when path cannot be written: a read-only mount, or permissions.
+func writableDir(path string) error { return unix.Access(path, unix.W_OK) }

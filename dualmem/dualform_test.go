@@ -136,7 +136,7 @@ func TestDualReconstructsTrainedLayer(t *testing.T) {
 				Optimizer: lm.Optimizer{Momentum: 0.9, WeightDecay: 0.05, BiasDecay: 0.01}}
 			init := testInitial(meta, rng)
 			steps, w, b := simulateLinear(meta, init["out"], 20, rng)
-			s, err := Create(t.TempDir(), meta, []byte("abc"), init)
+			s, err := Create(t.TempDir(), meta, []byte("abc"), init, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

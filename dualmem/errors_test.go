@@ -18,7 +18,7 @@ func TestCreateOnNonEmpty(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("mine"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Create(dir, testMeta(F32), nil, testInitial(testMeta(F32), rng)); !errors.Is(err, ErrNotSpotlight) {
+	if _, err := Create(dir, testMeta(F32), nil, testInitial(testMeta(F32), rng), nil); !errors.Is(err, ErrNotSpotlight) {
 		t.Fatalf("Create on a foreign dir: %v", err)
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
@@ -30,7 +30,7 @@ func TestCreateOnNonEmpty(t *testing.T) {
 
 	dir = t.TempDir()
 	mustCreate(t, dir, testMeta(F32), rng).Close()
-	if _, err := Create(dir, testMeta(F32), nil, testInitial(testMeta(F32), rng)); !errors.Is(err, ErrExists) ||
+	if _, err := Create(dir, testMeta(F32), nil, testInitial(testMeta(F32), rng), nil); !errors.Is(err, ErrExists) ||
 		!strings.Contains(err.Error(), "already holds a model") {
 		t.Fatalf("Create on a Spotlight dir: %v", err)
 	}
@@ -53,7 +53,7 @@ func TestForeignBadger(t *testing.T) {
 	if _, err := OpenReadOnly(dir); !errors.Is(err, ErrNotSpotlight) {
 		t.Fatalf("OpenReadOnly on a foreign Badger db: %v", err)
 	}
-	if _, err := Create(dir, testMeta(F32), nil, testInitial(testMeta(F32), rng)); !errors.Is(err, ErrNotSpotlight) {
+	if _, err := Create(dir, testMeta(F32), nil, testInitial(testMeta(F32), rng), nil); !errors.Is(err, ErrNotSpotlight) {
 		t.Fatalf("Create on a foreign Badger db: %v", err)
 	}
 }
@@ -109,7 +109,7 @@ func TestLocked(t *testing.T) {
 	if _, err := OpenReadOnly(dir); !errors.Is(err, ErrLocked) {
 		t.Fatalf("reader beside a writer: %v", err)
 	}
-	if _, err := Create(dir, testMeta(F32), nil, testInitial(testMeta(F32), rng)); !errors.Is(err, ErrLocked) {
+	if _, err := Create(dir, testMeta(F32), nil, testInitial(testMeta(F32), rng), nil); !errors.Is(err, ErrLocked) {
 		t.Fatalf("Create on an open dir: %v", err)
 	}
 	if err := s.Close(); err != nil {

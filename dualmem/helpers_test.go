@@ -54,7 +54,7 @@ func makeStep(meta Meta, t, rows, ctx int, rng *rand.Rand) *lm.Step {
 
 func mustCreate(t *testing.T, dir string, meta Meta, rng *rand.Rand) *Store {
 	t.Helper()
-	s, err := Create(dir, meta, []byte("to be or not to be"), testInitial(meta, rng))
+	s, err := Create(dir, meta, []byte("to be or not to be"), testInitial(meta, rng), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

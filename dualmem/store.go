@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
@@ -24,7 +25,18 @@ var (
 	ErrNotFound = errors.New("not found")
 	ErrReadOnly = errors.New("data directory is open read-only")
 	ErrClosed   = errors.New("store is closed")
+	// ErrNotWritable: a read-write open of a directory that cannot be written (a read-only
+	// mount, or permissions). Open it read-only instead.
+	ErrNotWritable = errors.New("data directory is not writable")
 )
+
+// CreatingDir is where Create builds a store before it moves it to DIR/db: one left in a
+// data directory is a Create that was killed, and the next Create removes it.
+const CreatingDir = "db.creating"
+
+// closeTimeout bounds Close: Badger retries a failing memtable flush forever (on a
+// directory that stopped being writable), and the process must still exit.
+const closeTimeout = 8 * time.Second
 
 // Size keys in the map from Sizes that are not layer names; layer names cannot start with '@'.
 const (
@@ -50,12 +62,14 @@ type Store struct {
 	layerIdx map[string]int
 
 	committed atomic.Int64
+	ckptBytes atomic.Int64 // size of the last checkpoint: room kept for the next commit
 
 	wmu       sync.Mutex // serialises the writer-side API
 	mu        sync.Mutex // guards the fields below
 	cond      *sync.Cond
-	appended  int // last step handed to the writer goroutine
-	written   int // last step the writer goroutine has stored
+	appended  int   // last step handed to the writer goroutine
+	written   int   // last step the writer goroutine has stored
+	pending   int64 // bytes appended but not yet stored
 	werr      error
 	closed    bool
 	ch        chan *lm.Step
@@ -67,10 +81,10 @@ func badgerOptions(path string, readOnly bool) badger.Options {
 		WithReadOnly(readOnly).
 		WithLogger(slogLogger{}).
 		WithMetricsEnabled(false).
-		WithMemTableSize(16 << 20).
+		WithMemTableSize(memTableSize).
 		WithNumMemtables(2).
 		WithValueThreshold(64 << 10). // per-step blocks go to the value log, not the LSM
-		WithValueLogFileSize(256 << 20).
+		WithValueLogFileSize(vlogFileSize).
 		WithCompression(options.None). // float payloads do not compress
 		WithBlockCacheSize(16 << 20).
 		WithNumCompactors(2).
@@ -94,29 +108,55 @@ func (slogLogger) Debugf(string, ...any) {}
 // open; with repair set, openDB does that once (ErrLocked if a writer is active).
 func openDB(dir string, readOnly, repair bool) (*badger.DB, error) {
 	path := filepath.Join(dir, "db")
-	db, err := badger.Open(badgerOptions(path, readOnly))
+	var db *badger.DB
+	// A memtable file is what a killed writer leaves: replaying it needs a read-write open,
+	// and even reading it may fault on a full tmpfs, which backs the holes of a sparse file
+	// with new pages. So it needs the room of a read-write open either way.
+	err := canWrite(path, readOnly && !hasMemtables(path))
+	if err == nil {
+		db, err = badger.Open(badgerOptions(path, readOnly))
+	}
 	if err != nil && readOnly && repair && strings.Contains(err.Error(), badger.ErrTruncateNeeded.Error()) {
-		if db, err = badger.Open(badgerOptions(path, false)); err == nil {
+		if err = canWrite(path, false); err == nil {
+			db, err = badger.Open(badgerOptions(path, false))
+		}
+		if err == nil {
 			if err = db.Close(); err == nil {
 				db, err = badger.Open(badgerOptions(path, true))
 			}
 		}
 	}
-	if err != nil {
-		if strings.Contains(err.Error(), "Cannot acquire directory lock") {
-			return nil, fmt.Errorf("%s: %w", dir, ErrLocked)
-		}
-		return nil, fmt.Errorf("%s: opening database: %w", dir, err)
+	switch {
+	case err == nil:
+		return db, nil
+	case errors.Is(err, ErrDiskFull) || errors.Is(err, ErrNotWritable):
+		return nil, fmt.Errorf("%s: %w", dir, err)
+	case strings.Contains(err.Error(), "Cannot acquire directory lock"):
+		return nil, fmt.Errorf("%s: %w", dir, ErrLocked)
 	}
-	return db, nil
+	return nil, fmt.Errorf("%s: opening database: %w", dir, err)
+}
+
+// canWrite checks, before a read-write open of the database at path, that the directory
+// is writable and has room for what the open writes (a read-only open writes nothing).
+func canWrite(path string, readOnly bool) error {
+	if readOnly {
+		return nil
+	}
+	if err := writableDir(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%w (%v)", ErrNotWritable, err)
+	}
+	return room(path, openNeed(path))
 }
 
 // Create makes a new data directory at dir, which must be missing or empty, holding meta
-// (its Format is set to FormatVersion; an empty Precision means F32), the corpus and the
-// initial weights of every layer of meta, all written in one transaction. A directory that
-// already holds a model gives ErrExists, any other non-empty directory ErrNotSpotlight;
-// neither is modified.
-func Create(dir string, meta Meta, corpus []byte, initial map[string]lm.Initial) (*Store, error) {
+// (its Format is set to FormatVersion; an empty Precision means F32), the corpus, the
+// initial weights of every layer of meta and, unless nil, checkpoint as the one of step 0,
+// all written in one transaction. It builds the database in DIR/db.creating and renames it to
+// DIR/db once complete, so a killed Create never leaves something that looks like a model.
+// A directory that already holds a model gives ErrExists, any other non-empty directory
+// ErrNotSpotlight; neither is modified.
+func Create(dir string, meta Meta, corpus []byte, initial map[string]lm.Initial, checkpoint []byte) (*Store, error) {
 	if meta.Precision == "" {
 		meta.Precision = F32
 	}
@@ -127,21 +167,50 @@ func Create(dir string, meta Meta, corpus []byte, initial map[string]lm.Initial)
 	if err := checkCreatable(dir); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	need := int64(len(corpus)+len(checkpoint)) + memTableSize + diskSlack
+	for _, in := range initial {
+		need += 4 * int64(len(in.W)+len(in.B))
+	}
+	if err := room(dir, need); err != nil {
+		return nil, fmt.Errorf("%s: %w", dir, err)
+	}
+	staging := filepath.Join(dir, CreatingDir)
+	if err := os.MkdirAll(staging, 0o755); err != nil {
 		return nil, err
 	}
-	db, err := openDB(dir, false, false)
+	db, err := badger.Open(badgerOptions(staging, false))
 	if err != nil {
-		return nil, err
+		os.RemoveAll(staging)
+		return nil, fmt.Errorf("%s: creating database: %w", dir, err)
 	}
-	if err := db.Update(func(txn *badger.Txn) error { return writeNew(txn, meta, corpus, initial) }); err != nil {
-		db.Close()
+	err = db.Update(func(txn *badger.Txn) error { return writeNew(txn, meta, corpus, initial, checkpoint) })
+	if err = errors.Join(err, db.Close()); err != nil {
+		os.RemoveAll(staging)
 		return nil, fmt.Errorf("%s: creating: %w", dir, err)
 	}
-	return newStore(dir, db, false, meta, append([]byte(nil), corpus...), 0), nil
+	final := filepath.Join(dir, "db")
+	if err := os.RemoveAll(final); err != nil { // checkCreatable found it empty
+		return nil, err
+	}
+	if err := os.Rename(staging, final); err != nil {
+		return nil, err
+	}
+	if err := syncDir(dir); err != nil {
+		return nil, err
+	}
+	return open(dir, false)
 }
 
-func writeNew(txn *badger.Txn, meta Meta, corpus []byte, initial map[string]lm.Initial) error {
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	return errors.Join(f.Sync(), f.Close())
+}
+
+func writeNew(txn *badger.Txn, meta Meta, corpus []byte, initial map[string]lm.Initial, checkpoint []byte) error {
 	mj, err := json.Marshal(meta)
 	if err != nil {
 		return err
@@ -157,6 +226,11 @@ func writeNew(txn *badger.Txn, meta Meta, corpus []byte, initial map[string]lm.I
 		putF32s(b[blobHeader+4*len(in.W):], in.B)
 		es = append(es, blobEntries(initialKey(i), b)...)
 	}
+	if checkpoint != nil {
+		cb = newBlob(len(checkpoint))
+		copy(cb[blobHeader:], checkpoint)
+		es = append(es, blobEntries([]byte{pCheckpoint}, cb)...)
+	}
 	es = append(es, badger.NewEntry(keyMagic, magicValue)) // last, though the txn is atomic anyway
 	for _, e := range es {
 		if err := txn.SetEntry(e); err != nil {
@@ -166,9 +240,16 @@ func writeNew(txn *badger.Txn, meta Meta, corpus []byte, initial map[string]lm.I
 	return nil
 }
 
-// checkCreatable accepts a missing or empty dir, or one whose database has no keys at all
-// (a Create that died before its transaction).
+// checkCreatable accepts a missing or empty dir, or one whose database has no keys at all.
+// It removes what a killed Create left in DIR/db.creating, saying so.
 func checkCreatable(dir string) error {
+	staging := filepath.Join(dir, CreatingDir)
+	if fi, err := os.Stat(staging); err == nil && fi.IsDir() {
+		slog.Warn("removing a data directory half-created by a killed run", "path", staging)
+		if err := os.RemoveAll(staging); err != nil {
+			return err
+		}
+	}
 	ents, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) || (err == nil && len(ents) == 0) {
 		return nil
@@ -255,6 +336,9 @@ func open(dir string, readOnly bool) (*Store, error) {
 	if _, err := os.Stat(filepath.Join(dir, "db")); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	} else if err != nil || emptyDir(filepath.Join(dir, "db")) {
+		if _, err := os.Stat(filepath.Join(dir, CreatingDir)); err == nil {
+			return nil, fmt.Errorf("%s: %w: a run was killed while creating it; train without --resume starts over", dir, ErrNoModel)
+		}
 		return nil, fmt.Errorf("%s: %w", dir, ErrNoModel)
 	}
 	db, err := openDB(dir, readOnly, true)
@@ -272,7 +356,7 @@ func open(dir string, readOnly bool) (*Store, error) {
 func load(dir string, db *badger.DB, readOnly bool) (*Store, error) {
 	var meta Meta
 	var corpus []byte
-	committed := 0
+	committed, ckpt := 0, int64(0)
 	err := db.View(func(txn *badger.Txn) error {
 		if err := checkMagic(txn, dir); err != nil {
 			return err
@@ -296,12 +380,15 @@ func load(dir string, db *badger.DB, readOnly bool) (*Store, error) {
 			return fmt.Errorf("%s: reading corpus: %w", dir, err)
 		}
 		committed, err = readCommitted(txn)
+		ckpt = checkpointBytes(txn)
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	return newStore(dir, db, readOnly, meta, corpus, committed), nil
+	s := newStore(dir, db, readOnly, meta, corpus, committed)
+	s.ckptBytes.Store(ckpt)
+	return s, nil
 }
 
 func checkMagic(txn *badger.Txn, dir string) error {
@@ -371,6 +458,8 @@ func (s *Store) Corpus() []byte { return s.corpus }
 
 // Close stops the writer goroutine after it has written what was appended (uncommitted
 // steps stay invisible) and closes the database. It returns a pending write error, if any.
+// It gives up after closeTimeout, with an error, when the disk no longer takes writes:
+// what was committed is durable already.
 func (s *Store) Close() error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
@@ -382,13 +471,30 @@ func (s *Store) Close() error {
 	s.closed = true
 	werr := s.werr
 	s.mu.Unlock()
+	timeout := time.After(closeTimeout)
 	if !s.readOnly {
 		close(s.ch)
-		<-s.writerEnd
+		select {
+		case <-s.writerEnd:
+		case <-timeout:
+			return fmt.Errorf("%s: closing: the last steps were still not written after %s", s.dir, closeTimeout)
+		}
 		s.mu.Lock()
 		werr = s.werr
 		s.mu.Unlock()
-		_ = s.db.RunValueLogGC(0.5) // best effort: reclaims old checkpoints and discarded steps
+		// Best effort: reclaims old checkpoints and discarded steps, when there is room to
+		// rewrite half a value-log file and the directory still takes writes.
+		if werr == nil && writableDir(filepath.Join(s.dir, "db")) == nil &&
+			room(s.dir, vlogFileSize/2+s.reserve()) == nil {
+			_ = s.db.RunValueLogGC(0.5)
+		}
 	}
-	return errors.Join(werr, s.db.Close())
+	closed := make(chan error, 1)
+	go func() { closed <- s.db.Close() }()
+	select {
+	case err := <-closed:
+		return errors.Join(werr, err)
+	case <-timeout:
+		return errors.Join(werr, fmt.Errorf("%s: closing the database: gave up after %s; is the directory still writable?", s.dir, closeTimeout))
+	}
 }

@@ -23,7 +23,7 @@ func TestRoundTrip(t *testing.T) {
 			dir := t.TempDir()
 			meta := testMeta(p)
 			init := testInitial(meta, rng)
-			s, err := Create(dir, meta, []byte("hello corpus"), init)
+			s, err := Create(dir, meta, []byte("hello corpus"), init, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -292,7 +292,7 @@ func TestCreateValidation(t *testing.T) {
 		in := testInitial(meta, rng)
 		mod(&meta, in)
 		dir := filepath.Join(t.TempDir(), "d")
-		if s, err := Create(dir, meta, nil, in); err == nil {
+		if s, err := Create(dir, meta, nil, in, nil); err == nil {
 			s.Close()
 			t.Errorf("%s: accepted", name)
 		} else if _, serr := os.Stat(dir); serr == nil {

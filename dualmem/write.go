@@ -15,6 +15,8 @@ import (
 // already queued. The store keeps st's slices until they are written: the caller must not
 // modify them after the call. A write error is sticky: it is returned by this and every
 // later AppendStep, Commit and Close. Appended steps stay invisible until committed.
+// A step that would leave too little room for the commit and close after it is refused
+// with ErrDiskFull (not sticky; see Room).
 func (s *Store) AppendStep(st *lm.Step) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
@@ -24,6 +26,13 @@ func (s *Store) AppendStep(st *lm.Step) error {
 	if err := validateStep(s.meta, st, s.lastAppended()+1); err != nil {
 		return err
 	}
+	size := stepBytes(s.meta, len(st.Offsets))
+	if err := room(s.dir, s.pendingBytes()+size+s.reserve()); err != nil {
+		return fmt.Errorf("step %d: %w", st.Step, err)
+	}
+	s.mu.Lock()
+	s.pending += size
+	s.mu.Unlock()
 	s.ch <- st
 	s.mu.Lock()
 	s.appended = st.Step
@@ -68,6 +77,7 @@ func (s *Store) writer() {
 		if s.werr == nil {
 			s.written = st.Step
 		}
+		s.pending -= stepBytes(s.meta, len(st.Offsets))
 		s.cond.Broadcast()
 		s.mu.Unlock()
 	}
@@ -117,6 +127,10 @@ func (s *Store) Commit(step int, checkpoint []byte) error {
 	if c := s.Steps(); step < c || step > appended {
 		return fmt.Errorf("commit of step %d: want a step from %d (committed) to %d (appended)", step, c, appended)
 	}
+	need := s.pendingBytes() + int64(len(checkpoint)) + s.reserve() - s.ckptBytes.Load()
+	if err := room(s.dir, need); err != nil {
+		return fmt.Errorf("commit of step %d: %w", step, err)
+	}
 	if err := s.flush(step); err != nil {
 		return err
 	}
@@ -140,6 +154,7 @@ func (s *Store) Commit(step int, checkpoint []byte) error {
 		return fmt.Errorf("commit of step %d: %w", step, err)
 	}
 	s.committed.Store(int64(step))
+	s.ckptBytes.Store(int64(len(checkpoint)))
 	return nil
 }
 

@@ -135,12 +135,21 @@ type Progress struct {
 }
 
 // Train runs steps until step `until`, capturing each into mem and committing a checkpoint
-// every CheckpointEvery steps, at the end, and when ctx is cancelled.
+// every CheckpointEvery steps, at the end, and when ctx is cancelled. A mem with a
+// Room(tokens) method is asked before each step; when the step would not fit, Train
+// commits what it has and returns Room's error.
 func (t *Trainer) Train(ctx context.Context, mem Memory, until int, progress func(Progress)) error {
-	start, startStep := time.Now(), t.Step
+	start, startStep, committed := time.Now(), t.Step, t.Step
 	for t.Step < until {
 		if ctx.Err() != nil {
 			return errors.Join(ctx.Err(), t.commit(mem))
+		}
+		if r, ok := mem.(interface{ Room(tokens int) error }); ok {
+			if err := r.Room(t.Cfg.Batch * t.Cfg.Ctx); err != nil && t.Step > committed {
+				return errors.Join(err, t.commit(mem))
+			} else if err != nil {
+				return err
+			}
 		}
 		st, err := t.TrainStep(t.BatchAt(t.Step + 1))
 		if err != nil {
@@ -155,6 +164,7 @@ func (t *Trainer) Train(ctx context.Context, mem Memory, until int, progress fun
 			if err := t.commit(mem); err != nil {
 				return err
 			}
+			committed = t.Step
 			if p.EvalLoss, err = t.EvalLoss(); err != nil {
 				return err
 			}

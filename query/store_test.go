@@ -20,7 +20,11 @@ func trainStore(dir string, cfg lm.Config, corpus []byte) (*dualmem.Store, error
 	if err != nil {
 		return nil, err
 	}
-	store, err := dualmem.Create(dir, meta, corpus, tr.Initial())
+	ckpt, err := tr.Checkpoint()
+	if err != nil {
+		return nil, err
+	}
+	store, err := dualmem.Create(dir, meta, corpus, tr.Initial(), ckpt)
 	if err != nil {
 		return nil, err
 	}

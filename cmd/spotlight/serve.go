@@ -15,6 +15,7 @@ import (
 	"github.com/spotlight-lm/spotlight/api/web"
 	"github.com/spotlight-lm/spotlight/corpora"
 	"github.com/spotlight-lm/spotlight/datadir"
+	"github.com/spotlight-lm/spotlight/dualmem"
 	"github.com/spotlight-lm/spotlight/lm"
 )
 
@@ -45,7 +46,7 @@ func newServeCmd() *cobra.Command {
 	return cmd
 }
 
-func runServe(cmd *cobra.Command, f *serveFlags) error {
+func runServe(cmd *cobra.Command, f *serveFlags) (rerr error) {
 	if err := api.CheckAddr(f.addr, f.token); err != nil {
 		return err
 	}
@@ -54,12 +55,13 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(25)
 	}
-	dir, err := openOrTrain(cmd, f.data)
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	dir, err := openOrTrain(cmd, f.data, log)
 	if err != nil {
 		return err
 	}
-	defer dir.Close()
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	// Closing the directory can fail (a disk that stopped taking writes): the exit status says so.
+	defer func() { rerr = errors.Join(rerr, dir.Close()) }()
 	srv, err := api.New(dir, api.Options{Token: f.token, MaxQueries: f.maxQueries, Logger: log, Web: web.Handler()})
 	if err != nil {
 		return err
@@ -84,9 +86,14 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 }
 
 // openOrTrain opens dir, or on an empty or missing dir first trains the embedded default
-// corpus with the tiny preset.
-func openOrTrain(cmd *cobra.Command, data string) (*datadir.Dir, error) {
+// corpus with the tiny preset. A directory that cannot take writes (read-only, or a full
+// disk) is served read-only, without training, and the log says why.
+func openOrTrain(cmd *cobra.Command, data string, log *slog.Logger) (*datadir.Dir, error) {
 	dir, err := datadir.Open(data, false)
+	if errors.Is(err, dualmem.ErrNotWritable) || errors.Is(err, dualmem.ErrDiskFull) {
+		log.Warn("serving read-only: training is off", "err", err.Error())
+		return datadir.Open(data, true)
+	}
 	if !datadir.IsEmpty(err) {
 		return dir, err
 	}
