@@ -2,6 +2,7 @@ package lm
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
@@ -92,15 +93,24 @@ func flatTokens(x *Node) *Node {
 }
 
 // probeGraph reads every layer at one position per row, with the gradient of that row's
-// target logit w.r.t. the layer output there (for first-order hidden-layer attribution).
+// objective w.r.t. the layer output there (for first-order hidden-layer attribution). The
+// objective is u·logits with u = e_target − wr·e_runnerUp − wp·p (p the probabilities, held
+// fixed): the target's logit (wr = wp = 0), its margin over the runner-up (wr = 1) or, to
+// first order, its log-probability (wp = 1), chosen per row by the inputs wr and wp [B].
 func (e *execs) probeGraph(inputs []*Node) []*Node {
 	P, c := len(e.specs), e.cfg
-	tokens, pos, target := inputs[P], inputs[P+1], inputs[P+2]
+	tokens, pos, target, wr, wp := inputs[P], inputs[P+1], inputs[P+2], inputs[P+3], inputs[P+4]
 	logits, taps := forward(c, e.weightsOf(inputs), tokens)
 	at := func(x *Node) *Node { return atPos(x, pos) }
 	out := newProbeOutputs[*Node](e.probed)
 	out.Logits = at(logits) // [B, V]
-	chosen := ReduceAllSum(Mul(out.Logits, OneHot(target, c.Vocab, dtypes.Float32)))
+	onehot := OneHot(target, c.Vocab, dtypes.Float32)
+	others := Where(GreaterThan(onehot, ZerosLike(onehot)), Scalar(logits.Graph(), dtypes.Float32, math.Inf(-1)), out.Logits)
+	out.RunnerUp = ArgMax(others, -1, dtypes.Int32) // [B]
+	runner := OneHot(out.RunnerUp, c.Vocab, dtypes.Float32)
+	probs := Softmax(out.Logits, -1)
+	u := Sub(Sub(onehot, Mul(InsertAxes(wr, -1), runner)), Mul(InsertAxes(wp, -1), probs))
+	chosen := ReduceAllSum(Mul(out.Logits, StopGradient(u)))
 	ys := make([]*Node, len(e.probed))
 	for i, l := range e.probed {
 		ys[i] = taps[l.Name].y

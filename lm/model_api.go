@@ -25,16 +25,26 @@ type Model struct {
 }
 
 // LayerProbe is one layer read at one position: input x, output y (primal) and the gradient
-// of the probed token's logit w.r.t. y.
+// of the probe's objective w.r.t. y.
 type LayerProbe struct {
 	X, Y, DY []float32
 }
 
 // Probe is the model read at the last position of one context.
 type Probe struct {
-	Logits []float32 // [V] next-token logits
-	Layers map[string]LayerProbe
+	Logits   []float32 // [V] next-token logits
+	RunnerUp int32     // the token with the highest logit other than the target's
+	Layers   map[string]LayerProbe
 }
+
+// Objective is what a probe differentiates: a function of the next-token logits.
+type Objective int
+
+const (
+	ObjLogit  Objective = iota // the target's logit
+	ObjMargin                  // the target's logit minus the runner-up's
+	ObjLogP                    // the target's log-probability (its gradient; linear to first order)
+)
 
 // LoadModel rebuilds a model from a checkpoint blob.
 func LoadModel(ckpt []byte) (*Model, error) {
@@ -58,13 +68,18 @@ func (m *Model) ParamSpecs() []ParamSpec { return m.ex.specs }
 // Probe reads the model after each context (the last Ctx tokens of it count) and, for each
 // layer, the gradient of targets[i]'s logit.
 func (m *Model) Probe(contexts [][]int32, targets []int32) ([]Probe, error) {
+	return m.ProbeFor(contexts, targets, ObjLogit)
+}
+
+// ProbeFor is Probe with the gradient of another objective of targets[i].
+func (m *Model) ProbeFor(contexts [][]int32, targets []int32, obj Objective) ([]Probe, error) {
 	if len(contexts) != len(targets) {
 		return nil, fmt.Errorf("probe: %d contexts, %d targets", len(contexts), len(targets))
 	}
 	out := make([]Probe, 0, len(contexts))
 	for lo := 0; lo < len(contexts); lo += probeBatch {
 		hi := min(lo+probeBatch, len(contexts))
-		ps, err := m.probeChunk(contexts[lo:hi], targets[lo:hi])
+		ps, err := m.probeChunk(contexts[lo:hi], targets[lo:hi], obj)
 		if err != nil {
 			return nil, err
 		}
@@ -73,11 +88,16 @@ func (m *Model) Probe(contexts [][]int32, targets []int32) ([]Probe, error) {
 	return out, nil
 }
 
-func (m *Model) probeChunk(contexts [][]int32, targets []int32) ([]Probe, error) {
+func (m *Model) probeChunk(contexts [][]int32, targets []int32, obj Objective) ([]Probe, error) {
 	c := m.Cfg
 	tok := make([]int32, probeBatch*c.Ctx)
 	pos := make([]int32, probeBatch)
 	tgt := make([]int32, probeBatch)
+	wr, wp := make([]float32, probeBatch), make([]float32, probeBatch)
+	for i := range wr {
+		wr[i] = float32(b2i(obj == ObjMargin))
+		wp[i] = float32(b2i(obj == ObjLogP))
+	}
 	for i, ctx := range contexts {
 		if len(ctx) == 0 {
 			return nil, errors.New("probe: empty context")
@@ -88,7 +108,9 @@ func (m *Model) probeChunk(contexts [][]int32, targets []int32) ([]Probe, error)
 	outs, err := m.ex.probe.Exec(args(m.params,
 		tensors.FromFlatDataAndDimensions(tok, probeBatch, c.Ctx),
 		tensors.FromFlatDataAndDimensions(pos, probeBatch),
-		tensors.FromFlatDataAndDimensions(tgt, probeBatch))...)
+		tensors.FromFlatDataAndDimensions(tgt, probeBatch),
+		tensors.FromFlatDataAndDimensions(wr, probeBatch),
+		tensors.FromFlatDataAndDimensions(wp, probeBatch))...)
 	m.mu.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("probe: %w", err)
@@ -109,6 +131,8 @@ func (m *Model) probeChunk(contexts [][]int32, targets []int32) ([]Probe, error)
 		return v
 	}
 	logits := flat(o.Logits)
+	runner := tensors.MustCopyFlatData[int32](o.RunnerUp)
+	o.RunnerUp.FinalizeAll()
 	layers := map[string]LayerProbe{}
 	for name, p := range o.Layers {
 		layers[name] = LayerProbe{X: flat(p.X), Y: flat(p.Y), DY: flat(p.DY)}
@@ -116,7 +140,7 @@ func (m *Model) probeChunk(contexts [][]int32, targets []int32) ([]Probe, error)
 	probes := make([]Probe, len(contexts))
 	for i := range probes {
 		row := func(v []float32) []float32 { n := len(v) / probeBatch; return v[i*n : (i+1)*n] }
-		p := Probe{Logits: row(logits), Layers: map[string]LayerProbe{}}
+		p := Probe{Logits: row(logits), RunnerUp: runner[i], Layers: map[string]LayerProbe{}}
 		for name, l := range layers {
 			p.Layers[name] = LayerProbe{X: row(l.X), Y: row(l.Y), DY: row(l.DY)}
 		}
@@ -199,4 +223,11 @@ func (m *Model) Generate(prompt []int32, n int, temperature float64, seed uint64
 		seq = append(seq, Sample(logits, temperature, rng))
 	}
 	return seq[len(prompt):], nil
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -56,8 +56,9 @@ type probeLayer[T any] struct {
 
 // probeOutputs is what the probe graph returns.
 type probeOutputs[T any] struct {
-	Logits T // [B, V] at the probed position
-	Layers map[string]*probeLayer[T]
+	Logits   T // [B, V] at the probed position
+	RunnerUp T // [B] int32: the highest logit other than the target's
+	Layers   map[string]*probeLayer[T]
 }
 
 func newProbeOutputs[T any](layers []Layer) *probeOutputs[T] {
@@ -69,7 +70,7 @@ func newProbeOutputs[T any](layers []Layer) *probeOutputs[T] {
 }
 
 func (o *probeOutputs[T]) slots(layers []Layer) []*T {
-	s := []*T{&o.Logits}
+	s := []*T{&o.Logits, &o.RunnerUp}
 	for _, l := range layers {
 		p := o.Layers[l.Name]
 		s = append(s, &p.X, &p.Y, &p.DY)
@@ -114,6 +115,9 @@ func checkCaptured(o *trainOutputs[*tensors.Tensor], layers []Layer, tokens int)
 
 // checkProbe verifies that each probed layer has its layer's widths for rows rows.
 func checkProbe(o *probeOutputs[*tensors.Tensor], layers []Layer, rows int) error {
+	if err := checkDims("runner-up", o.RunnerUp, rows); err != nil {
+		return err
+	}
 	for _, l := range layers {
 		p := o.Layers[l.Name]
 		for _, c := range []struct {

@@ -220,7 +220,7 @@ func (e *Engine) explain(ctx context.Context, req Request, contexts [][]int32, t
 	if e.closed {
 		return nil, errors.New("query engine is closed")
 	}
-	probes, err := e.model.Probe(contexts, targets)
+	probes, err := e.model.ProbeFor(contexts, targets, probeObjective[req.RankBy])
 	if err != nil {
 		return nil, err
 	}
@@ -286,52 +286,51 @@ type objective struct {
 	firstOrder bool
 }
 
+// probeObjective is the objective each ranking's contributions add up to.
+var probeObjective = map[string]lm.Objective{RankContribution: lm.ObjLogit, RankAttention: lm.ObjLogit,
+	RankMargin: lm.ObjMargin, RankLogp: lm.ObjLogP}
+
 // query builds the scan query of one token: the layer's input, and the projection that turns
 // a training token's value into its contribution to the ranking's objective. For out the
 // objectives are linear in the logits, so margin is exact; log p is linearised at the model's
-// probabilities (∂log p_t/∂logits = e_t − p). Hidden layers project on ∂logit/∂y.
+// probabilities (∂log p_t/∂logits = e_t − p). Hidden layers project on the probe's gradient
+// of the same objective, ∂objective/∂y, to first order.
 func (e *Engine) query(layer, rankBy string, p lm.Probe, tok int32) (dualmem.Query, objective) {
+	obj := objective{name: "logit", runnerUp: -1}
+	switch rankBy {
+	case RankMargin:
+		obj.name, obj.runnerUp = "margin", p.RunnerUp
+	case RankLogp:
+		obj.name, obj.firstOrder = "logp", true
+	}
 	lp := p.Layers[layer]
 	if !e.table[layer].Exact {
-		obj := objective{name: "logit", runnerUp: -1, firstOrder: true}
+		obj.firstOrder = true
 		for o, y := range lp.Y {
 			obj.primal += float64(y) * float64(lp.DY[o])
 		}
 		return dualmem.Query{X: lp.X, Token: -1, U: lp.DY}, obj
 	}
 	logits := p.Logits
+	var u []float32
 	switch rankBy {
 	case RankMargin:
-		r := runnerUp(logits, tok)
-		u := make([]float32, len(logits))
-		u[tok], u[r] = 1, -1
-		return dualmem.Query{X: lp.X, Token: -1, U: u},
-			objective{name: "margin", runnerUp: r, primal: float64(logits[tok]) - float64(logits[r])}
+		u = make([]float32, len(logits))
+		u[tok], u[p.RunnerUp] = 1, -1
 	case RankLogp:
-		probs := lm.Probabilities(logits, 1)
-		u := make([]float32, len(logits))
-		obj := objective{name: "logp", runnerUp: -1, firstOrder: true}
-		for c, pc := range probs {
+		u = make([]float32, len(logits))
+		for c, pc := range lm.Probabilities(logits, 1) {
 			u[c] = -float32(pc)
 		}
 		u[tok]++
-		for c, l := range logits {
-			obj.primal += float64(u[c]) * float64(l)
-		}
-		return dualmem.Query{X: lp.X, Token: -1, U: u}, obj
+	default:
+		obj.primal = float64(logits[tok])
+		return dualmem.Query{X: lp.X, Token: int(tok)}, obj
 	}
-	return dualmem.Query{X: lp.X, Token: int(tok)}, objective{name: "logit", runnerUp: -1, primal: float64(logits[tok])}
-}
-
-// runnerUp is the token other than tok with the highest logit.
-func runnerUp(logits []float32, tok int32) int32 {
-	best := int32(-1)
 	for c, l := range logits {
-		if int32(c) != tok && (best < 0 || l > logits[best]) {
-			best = int32(c)
-		}
+		obj.primal += float64(u[c]) * float64(l)
 	}
-	return best
+	return dualmem.Query{X: lp.X, Token: -1, U: u}, obj
 }
 
 // shortOfWindows reports whether some query's hits, K of them, hold fewer than TopK

@@ -211,11 +211,18 @@ func TestRankingsAndStepRange(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.rank+fmtSteps(tt.steps), func(t *testing.T) {
-			ans, err := e.Attribute(context.Background(), AttributeRequest{Text: "The light of the", TopK: 6, RankBy: tt.rank, Layers: []string{"out"}, Bins: 3, Steps: tt.steps})
+			ans, err := e.Attribute(context.Background(), AttributeRequest{Text: "The light of the", TopK: 6, RankBy: tt.rank, Bins: 3, Steps: tt.steps})
 			if err != nil {
 				t.Fatal(err)
 			}
 			for _, ta := range ans.Tokens {
+				for name, la := range ta.Layers {
+					dc := la.DualCheck
+					if name != "out" && (!la.FirstOrder || la.Objective != tt.objective ||
+						(tt.steps == nil && dc.AbsErr > 1e-4*(1+math.Abs(dc.Primal)))) {
+						t.Errorf("%s %q: objective %q first-order %v dual check %+v", name, ta.Token, la.Objective, la.FirstOrder, dc)
+					}
+				}
 				la := ta.Layers["out"]
 				if la.Objective != tt.objective || la.FirstOrder != tt.firstOrder {
 					t.Fatalf("objective %q first-order %v", la.Objective, la.FirstOrder)
