@@ -301,7 +301,7 @@ func dotGeneralVJP(node *graph.Node, vjpOutputs []*graph.Node, outputShape shape
 // complex operands.
 func dotGeneralFastVJP(node *graph.Node, vjpOutputs []*graph.Node) ([]*graph.Node, error) {
 	if len(vjpOutputs) != 1 {
-		return nil, fmt.Errorf("DotGeneral VJP got %d adjoints, want 1", len(vjpOutputs))
+		return nil, fmt.Errorf("the DotGeneral VJP got %d adjoints, want 1", len(vjpOutputs))
 	}
 	v := vjpOutputs[0]
 	p, err := readDotGeneralParams(node)
@@ -358,7 +358,7 @@ func sliceParams(node *graph.Node) (x *graph.Node, starts, limits, strides []int
 func sliceVJP(node *graph.Node, vjpOutputs []*graph.Node, outputShape shapes.Shape) []*graph.Node {
 	x, starts, limits, strides, err := sliceParams(node)
 	if err == nil && len(vjpOutputs) != 1 {
-		err = fmt.Errorf("Slice VJP got %d adjoints, want 1", len(vjpOutputs))
+		err = fmt.Errorf("the Slice VJP got %d adjoints, want 1", len(vjpOutputs))
 	}
 	if err != nil {
 		fallBack(patchSliceVJP, err)
