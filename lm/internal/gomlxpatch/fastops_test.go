@@ -14,7 +14,7 @@ func opsBackendForTest(t *testing.T) {
 	}
 	backendForTest(t)
 	if !FastOpsEnabled() {
-		t.Fatal("fast ops not enabled after Install")
+		t.Fatal("fast ops not enabled by NewBackend")
 	}
 }
 

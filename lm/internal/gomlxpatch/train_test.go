@@ -16,7 +16,7 @@ type recorder struct{ steps []*dualmem.Step }
 func (r *recorder) AppendStep(st *dualmem.Step) error { r.steps = append(r.steps, st); return nil }
 func (r *recorder) Commit(int, []byte) error          { return nil }
 
-// trainSwitch is one of fastdot's switches as the training tests drive it; unavailable is
+// trainSwitch is one of the executors' switches as the training tests drive it; unavailable is
 // called when the switch is off but a fast run is wanted.
 type trainSwitch struct {
 	what        string // in failure messages

@@ -251,7 +251,7 @@ func TestSliceGradient(t *testing.T) {
 }
 
 // TestSliceGradientStridedFailsClearly: simplego has no Pad, so strided slices must fail
-// with lm's message (and an error, not a crash or hang).
+// with the patch's message (and an error, not a crash or hang).
 func TestSliceGradientStridedFailsClearly(t *testing.T) {
 	backend := gomlxBackendForTest(t)
 	if backend.Name() != "go" && !strings.HasPrefix(backend.Name(), "SimpleGo") {
