@@ -1,22 +1,19 @@
-// Package fastdot replaces the float32 DotGeneral kernel of GoMLX's pure-Go backend (simplego)
-// with a packed GEMM (AVX2+FMA micro-kernel on amd64, pure Go elsewhere).
+// fastdot: the float32 DotGeneral executor of simplego replaced by a packed GEMM (AVX2+FMA
+// micro-kernel on amd64, pure Go elsewhere).
 //
-// simplego v0.26.0 has no exported hook for op kernels: this package reaches its unexported
-// setNodeExecutor, execDotGeneral and (*Backend).getBufferForShape with //go:linkname and reads
-// the unexported fields of simplego.Node, simplego.Buffer and the DotGeneral node parameters at
-// offsets checked with reflect. Install registers the executor at simplego's priorityUser level,
-// then checks it against the original executor on random DotGenerals; anything unexpected
-// (layout, a mismatch) leaves the original kernel in charge and logs a warning.
-// SPOTLIGHT_FASTDOT=0 disables it, together with the element-wise/reduction executors of ops.go;
-// SPOTLIGHT_FASTOPS=0 disables only the latter.
-package fastdot
+// simplego v0.26.0 has no exported hook for op kernels: setNodeExecutor, execDotGeneral and
+// (*Backend).getBufferForShape are reached with //go:linkname, and the unexported fields of
+// simplego.Node, simplego.Buffer and the DotGeneral node parameters are read at offsets checked
+// with reflect. The executor is registered at simplego's priorityUser level, then checked against
+// the original executor on random DotGenerals; anything unexpected (layout, a mismatch) leaves
+// the original kernel in charge.
+
+package gomlxpatch
 
 import (
 	"fmt"
-	"log/slog"
 	"os"
 	"reflect"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -27,11 +24,8 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/shapes"
 )
 
-// PinnedVersion is the GoMLX version whose internals this package was written against.
-const PinnedVersion = "v0.26.0"
-
-// EnvVar disables the hook when set to "0".
-const EnvVar = "SPOTLIGHT_FASTDOT"
+// FastDotEnvVar set to "0" disables the fast DotGeneral and the fast element-wise ops.
+const FastDotEnvVar = "SPOTLIGHT_FASTDOT"
 
 // simplego's priorityUser.
 const priorityUser = 100
@@ -116,29 +110,6 @@ func checkLayout() error {
 	return layoutErr
 }
 
-// checkVersion refuses any GoMLX but the pinned one: the linknamed functions' signatures cannot
-// be checked at run time. Without build information (rare) the layout checks and the self-test
-// still guard.
-func checkVersion() error {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return nil
-	}
-	for _, dep := range bi.Deps {
-		if dep.Path != "github.com/gomlx/gomlx" {
-			continue
-		}
-		if dep.Replace != nil {
-			dep = dep.Replace
-		}
-		if dep.Version != PinnedVersion {
-			return fmt.Errorf("github.com/gomlx/gomlx is %q (%s), fastdot was written against %s",
-				dep.Version, dep.Path, PinnedVersion)
-		}
-	}
-	return nil
-}
-
 func bufOf(b *simplego.Buffer) *bufferMirror { return (*bufferMirror)(unsafe.Pointer(b)) }
 
 func nodeShape(n *simplego.Node) shapes.Shape {
@@ -161,12 +132,12 @@ func nodeParams(n *simplego.Node) *dgParamsMirror {
 		if t.Kind() != reflect.Pointer || t.Elem().Name() != "dotGeneralNodeData" ||
 			t.Elem().PkgPath() != "github.com/gomlx/gomlx/backends/simplego" {
 			dgParamsBad.Store(true)
-			slog.Warn("fastdot: DotGeneral node data has unexpected type; using simplego's kernel", "type", t.String())
+			fallBack(patchFastDot, fmt.Errorf("DotGeneral node data has type %s, want *dotGeneralNodeData", t))
 			return nil
 		}
 		if err := sameFields(t.Elem(), reflect.TypeFor[dgParamsMirror](), false); err != nil {
 			dgParamsBad.Store(true)
-			slog.Warn("fastdot: DotGeneral node data layout differs; using simplego's kernel", "err", err, "pinned", PinnedVersion)
+			fallBack(patchFastDot, err)
 			return nil
 		}
 		dgParamsType.Store(&t)
@@ -289,76 +260,68 @@ func offsets(dims, strides, axes []int) []int {
 	return out
 }
 
-// Enabled reports whether the fast kernel is installed and active.
-func Enabled() bool { return installed.Load() && enabled.Load() }
+// FastDotEnabled reports whether the fast DotGeneral is installed and active.
+func FastDotEnabled() bool { return installed.Load() && enabled.Load() }
 
-// SetEnabled switches the fast kernel on or off (for A/B tests); it only has an effect after a
-// successful Install. It returns the previous state.
-func SetEnabled(on bool) bool { return enabled.Swap(on && installed.Load()) }
+// SetFastDot switches the fast DotGeneral on or off (for A/B tests); it only has an effect
+// after a successful install. It returns the previous state.
+func SetFastDot(on bool) bool { return enabled.Swap(on && installed.Load()) }
 
-// FastCalls is the number of DotGenerals the fast kernel computed.
-func FastCalls() int64 { return fastCalls.Load() }
+// FastDotCalls is the number of DotGenerals the fast kernel computed.
+func FastDotCalls() int64 { return fastCalls.Load() }
 
-// Install registers the fast executor (once per process) unless SPOTLIGHT_FASTDOT=0, and
-// self-tests it on backend (a simplego backend) against simplego's own kernel. On any failure it
-// stays disabled, logs a warning and returns the reason; callers may ignore the error.
-func Install(backend backends.Backend) error {
-	if os.Getenv(EnvVar) == "0" {
-		return nil
+// installExecutors registers the fast DotGeneral (once per process: simplego's executor table
+// is global) unless SPOTLIGHT_FASTDOT=0, self-tests it on backend against simplego's own kernel,
+// then does the same for the element-wise ops. Backends other than simplego are left alone.
+func installExecutors(backend backends.Backend) {
+	if os.Getenv(FastDotEnvVar) == "0" {
+		return
+	}
+	if _, ok := backend.(*simplego.Backend); !ok {
+		return
 	}
 	installMu.Lock()
 	defer installMu.Unlock()
 	if installed.Load() {
-		return nil
+		return
 	}
-	if backend == nil {
-		return fmt.Errorf("fastdot: nil backend")
+	if err := installFastDot(backend); err != nil {
+		fallBack(patchFastDot, err)
+		return
 	}
-	if _, ok := backend.(*simplego.Backend); !ok {
-		return nil // not the pure-Go backend: nothing to do.
-	}
-	if err := checkVersion(); err != nil {
-		slog.Warn("fastdot: not installed; using simplego's DotGeneral", "err", err)
+	installOps(backend)
+}
+
+// installFastDot registers and self-tests the fast DotGeneral; on an error it stays disabled.
+func installFastDot(backend backends.Backend) error {
+	if err := versionErr(); err != nil {
 		return err
 	}
 	if err := checkLayout(); err != nil {
-		slog.Warn("fastdot: simplego layout differs from the pinned version; using simplego's DotGeneral", "err", err, "pinned", PinnedVersion)
 		return err
 	}
 	enabled.Store(false)
 	setNodeExecutor(backends.OpTypeDotGeneral, priorityUser, execDotGeneral)
 	installed.Store(true)
 	if err := selfTest(backend); err != nil {
-		enabled.Store(false)
-		slog.Warn("fastdot: self-test failed; using simplego's DotGeneral", "err", err)
-		return err
+		return fmt.Errorf("self-test: %w", err)
 	}
 	enabled.Store(true)
-	installOps(backend)
 	return nil
 }
 
-// installOps registers the element-wise/reduction executors (ops.go) unless
+// installOps registers the element-wise/reduction executors (fastops.go) unless
 // SPOTLIGHT_FASTOPS=0 and self-tests them; on failure they stay disabled (the DotGeneral kernel
 // is unaffected).
 func installOps(backend backends.Backend) {
-	if os.Getenv(OpsEnvVar) == "0" || opsInstalled.Load() {
+	if os.Getenv(FastOpsEnvVar) == "0" || opsInstalled.Load() {
 		return
 	}
 	registerOps()
 	if err := opsSelfTest(backend); err != nil {
 		opsEnabled.Store(false)
-		slog.Warn("fastdot: element-wise ops self-test failed; using simplego's executors", "err", err)
+		fallBack(patchFastOps, fmt.Errorf("self-test: %w", err))
 		return
 	}
 	opsEnabled.Store(true)
-}
-
-// Hook passes a (backend, error) pair through, installing the fast kernel on the backend first
-// when there is no error: `return fastdot.Hook(NewBackend())`.
-func Hook(backend backends.Backend, err error) (backends.Backend, error) {
-	if err == nil {
-		_ = Install(backend)
-	}
-	return backend, err
 }

@@ -1,4 +1,4 @@
-package fastdot_test
+package gomlxpatch_test
 
 import "testing"
 

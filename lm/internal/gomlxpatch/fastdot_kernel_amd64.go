@@ -1,6 +1,6 @@
 //go:build amd64 && !purego
 
-package fastdot
+package gomlxpatch
 
 import "golang.org/x/sys/cpu"
 

@@ -1,4 +1,4 @@
-package fastdot
+package gomlxpatch
 
 import (
 	"math/rand/v2"
@@ -9,12 +9,12 @@ import (
 
 func opsBackendForTest(t *testing.T) {
 	t.Helper()
-	if os.Getenv(OpsEnvVar) == "0" {
+	if os.Getenv(FastOpsEnvVar) == "0" {
 		t.Skip("SPOTLIGHT_FASTOPS=0")
 	}
 	backendForTest(t)
-	if !OpsEnabled() {
-		t.Fatal("fast ops not enabled after Install")
+	if !FastOpsEnabled() {
+		t.Fatal("fast ops not enabled by NewBackend")
 	}
 }
 
@@ -163,9 +163,9 @@ func TestOpsFallbacks(t *testing.T) {
 		ReduceCase(1, []int{3, 4, 5, 6}, 1, 3),
 	} {
 		a := randomData(rng, size(c.ADims))
-		prev := SetOpsEnabled(false)
+		prev := SetFastOps(false)
 		want, err := runOpCase(be, c, a, nil)
-		SetOpsEnabled(prev)
+		SetFastOps(prev)
 		if err != nil {
 			t.Fatal(err)
 		}

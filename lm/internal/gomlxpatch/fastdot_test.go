@@ -1,45 +1,25 @@
-package fastdot
+package gomlxpatch
 
 import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/gomlx/gomlx/backends"
-	_ "github.com/gomlx/gomlx/backends/simplego"
 )
 
-var (
-	testBackendOnce sync.Once
-	testBackend     backends.Backend
-)
-
+// backendForTest is the package's test backend, failing unless the fast DotGeneral is on.
 func backendForTest(t testing.TB) backends.Backend {
-	testBackendOnce.Do(func() {
-		b, err := backends.NewWithConfig("go:parallelism=-1")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if os.Getenv(EnvVar) == "0" {
-			t.Skip("SPOTLIGHT_FASTDOT=0")
-		}
-		start := time.Now()
-		if err := Install(b); err != nil {
-			t.Fatalf("Install: %v", err)
-		}
-		t.Logf("Install (with self-test) took %s; kernel %s", time.Since(start), KernelName())
-		testBackend = b
-	})
-	if testBackend == nil {
-		t.Skip("no backend")
+	t.Helper()
+	if os.Getenv(FastDotEnvVar) == "0" {
+		t.Skip("SPOTLIGHT_FASTDOT=0")
 	}
-	if !Enabled() {
-		t.Fatal("fastdot not enabled after Install")
+	b := gomlxBackendForTest(t)
+	if !FastDotEnabled() {
+		t.Fatalf("fast DotGeneral not enabled by NewBackend (kernel %s)", KernelName())
 	}
-	return testBackend
+	return b
 }
 
 // randomSpec builds a DotGeneral with random batch/cross/contracting axes placed in random

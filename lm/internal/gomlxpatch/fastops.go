@@ -1,6 +1,6 @@
-package fastdot
+package gomlxpatch
 
-// Fast float32 executors for simplego's element-wise binary ops (Add, Sub, Mul, Div, Max, Min),
+// fastops: fast float32 executors for simplego's element-wise binary ops (Add, Sub, Mul, Div, Max, Min),
 // BroadcastInDim and ReduceSum/ReduceMax/ReduceMin.
 //
 // simplego walks broadcast operands element by element with a broadcastIterator and reductions
@@ -26,8 +26,8 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 )
 
-// OpsEnvVar disables the element-wise/reduction executors (not the DotGeneral one) when "0".
-const OpsEnvVar = "SPOTLIGHT_FASTOPS"
+// FastOpsEnvVar set to "0" disables the element-wise/reduction executors (not the DotGeneral one).
+const FastOpsEnvVar = "SPOTLIGHT_FASTOPS"
 
 //go:linkname origExecAdd github.com/gomlx/gomlx/backends/simplego.execAdd
 func origExecAdd(backend *simplego.Backend, node *simplego.Node, inputs []*simplego.Buffer, inputsOwned []bool) (*simplego.Buffer, error)
@@ -62,15 +62,15 @@ var (
 	corruptOpsForTest bool
 )
 
-// OpsEnabled reports whether the fast element-wise/reduction executors are installed and active.
-func OpsEnabled() bool { return opsInstalled.Load() && opsEnabled.Load() }
+// FastOpsEnabled reports whether the fast element-wise/reduction executors are installed and active.
+func FastOpsEnabled() bool { return opsInstalled.Load() && opsEnabled.Load() }
 
-// SetOpsEnabled switches the fast element-wise/reduction executors on or off (A/B tests); it
+// SetFastOps switches the fast element-wise/reduction executors on or off (A/B tests); it
 // only has an effect after a successful install. It returns the previous state.
-func SetOpsEnabled(on bool) bool { return opsEnabled.Swap(on && opsInstalled.Load()) }
+func SetFastOps(on bool) bool { return opsEnabled.Swap(on && opsInstalled.Load()) }
 
-// OpsCalls is the number of ops the fast element-wise/reduction executors computed.
-func OpsCalls() int64 { return opsCalls.Load() }
+// FastOpsCalls is the number of ops the fast element-wise/reduction executors computed.
+func FastOpsCalls() int64 { return opsCalls.Load() }
 
 type binOp int
 

@@ -1,4 +1,4 @@
-package fastdot
+package gomlxpatch
 
 import (
 	"fmt"
@@ -54,8 +54,8 @@ func BenchmarkDotGeneral(b *testing.B) {
 		for _, fast := range []bool{false, true} {
 			name := map[bool]string{false: "simplego", true: "fastdot"}[fast]
 			b.Run(fmt.Sprintf("%s/%s", bs.name, name), func(b *testing.B) {
-				prev := SetEnabled(fast)
-				defer SetEnabled(prev)
+				prev := SetFastDot(fast)
+				defer SetFastDot(prev)
 				for b.Loop() {
 					exec.MustExec(lhs, rhs)[0].FinalizeAll()
 				}

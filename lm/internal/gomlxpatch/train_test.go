@@ -1,4 +1,4 @@
-package fastdot_test
+package gomlxpatch_test
 
 import (
 	"context"
@@ -8,7 +8,7 @@ import (
 	"github.com/spotlight-lm/spotlight/corpora"
 	"github.com/spotlight-lm/spotlight/dualmem"
 	"github.com/spotlight-lm/spotlight/lm"
-	"github.com/spotlight-lm/spotlight/lm/fastdot"
+	"github.com/spotlight-lm/spotlight/lm/internal/gomlxpatch"
 )
 
 type recorder struct{ steps []*dualmem.Step }
@@ -16,7 +16,7 @@ type recorder struct{ steps []*dualmem.Step }
 func (r *recorder) AppendStep(st *dualmem.Step) error { r.steps = append(r.steps, st); return nil }
 func (r *recorder) Commit(int, []byte) error          { return nil }
 
-// trainSwitch is one of fastdot's switches as the training tests drive it; unavailable is
+// trainSwitch is one of the executors' switches as the training tests drive it; unavailable is
 // called when the switch is off but a fast run is wanted.
 type trainSwitch struct {
 	what        string // in failure messages
@@ -27,12 +27,12 @@ type trainSwitch struct {
 }
 
 var (
-	dotSwitch = trainSwitch{"fast kernel", fastdot.Enabled, fastdot.SetEnabled, fastdot.FastCalls,
+	dotSwitch = trainSwitch{"fast kernel", gomlxpatch.FastDotEnabled, gomlxpatch.SetFastDot, gomlxpatch.FastDotCalls,
 		func(t *testing.T) {
 			t.Helper()
-			t.Fatalf("fastdot not installed by lm's backend (kernel %s)", fastdot.KernelName())
+			t.Fatalf("fast DotGeneral not installed by lm's backend (kernel %s)", gomlxpatch.KernelName())
 		}}
-	opsSwitch = trainSwitch{"fast ops", fastdot.OpsEnabled, fastdot.SetOpsEnabled, fastdot.OpsCalls,
+	opsSwitch = trainSwitch{"fast ops", gomlxpatch.FastOpsEnabled, gomlxpatch.SetFastOps, gomlxpatch.FastOpsCalls,
 		func(t *testing.T) {
 			t.Helper()
 			t.Skip("fast ops not enabled (SPOTLIGHT_FASTOPS=0 or SPOTLIGHT_FASTDOT=0?)")
