@@ -58,7 +58,7 @@ func (d *Dir) Corpus() []byte { return d.Store.Corpus() }
 // StepTokens reads what committed step t trained on: its step record with the corpus
 // offsets and targets of every token (and the vectors of the cheapest layer to read, which
 // come with them).
-func (d *Dir) StepTokens(t int) (*dualmem.Step, error) {
+func (d *Dir) StepTokens(t int) (*lm.Step, error) {
 	layers := d.Store.Meta().Layers
 	best := layers[0]
 	for _, l := range layers[1:] {

@@ -72,9 +72,6 @@ func (m *Meta) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// Step is lm.Step under its older name, which lm/fastdot's tests still use.
-type Step = lm.Step
-
 // Errors a caller can tell apart.
 var (
 	ErrNotSpotlight = errors.New("not a Spotlight data directory")

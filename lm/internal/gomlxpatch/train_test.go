@@ -6,15 +6,14 @@ import (
 	"testing"
 
 	"github.com/spotlight-lm/spotlight/corpora"
-	"github.com/spotlight-lm/spotlight/dualmem"
 	"github.com/spotlight-lm/spotlight/lm"
 	"github.com/spotlight-lm/spotlight/lm/internal/gomlxpatch"
 )
 
-type recorder struct{ steps []*dualmem.Step }
+type recorder struct{ steps []*lm.Step }
 
-func (r *recorder) AppendStep(st *dualmem.Step) error { r.steps = append(r.steps, st); return nil }
-func (r *recorder) Commit(int, []byte) error          { return nil }
+func (r *recorder) AppendStep(st *lm.Step) error { r.steps = append(r.steps, st); return nil }
+func (r *recorder) Commit(int, []byte) error     { return nil }
 
 // trainSwitch is one of the executors' switches as the training tests drive it; unavailable is
 // called when the switch is off but a fast run is wanted.
