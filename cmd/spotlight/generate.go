@@ -1,112 +1,129 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
 	"strings"
-	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
+	"github.com/spotlight-lm/spotlight/dualmem"
+	"github.com/spotlight-lm/spotlight/lm"
 	"github.com/spotlight-lm/spotlight/query"
 )
 
+// GenerateCommand generates text from a data directory's model and attributes each token.
+type GenerateCommand struct {
+	Data    string
+	Request query.Request
+	Layers  string // comma-separated; "" means all captured
+	JSON    bool
+	Plot    plotFlags
+	set     func(flag string) bool // whether the user set a flag
+}
+
 func newGenerateCmd() *cobra.Command {
-	var (
-		data   string
-		req    query.Request
-		layers string
-		asJSON bool
-		plot   plotFlags
-	)
+	c := &GenerateCommand{}
 	cmd := &cobra.Command{
 		Use:   "generate",
 		Short: "Generate text and show, per token, the training tokens it drew on",
-		Args:  cobra.NoArgs,
+		Example: `  spotlight generate --data ./d --prompt "The light " --tokens 16
+  spotlight generate --data ./d --prompt "Colours " --rank-by attention --layers out --json
+  spotlight generate --data ./d --prompt "Rays " --plot timeline.png --plot-token 2`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			for flag, v := range map[string]int{"tokens": req.Tokens, "top-k": req.TopK, "bins": req.Bins} {
-				if v == 0 && cmd.Flags().Changed(flag) {
-					return fmt.Errorf("--%s: 0 is out of range", flag)
-				}
-			}
-			if layers != "" {
-				for _, l := range strings.Split(layers, ",") {
-					req.Layers = append(req.Layers, strings.TrimSpace(l))
-				}
-			}
-			dir, m, closeAll, err := openModel(data)
-			if err != nil {
-				return err
-			}
-			defer closeAll()
-			// Validate before the (slow) memory load.
-			check := req
-			if err := check.Normalize(m.Cfg); err != nil {
-				return err
-			}
-			if err := plot.check(check); err != nil {
-				return err
-			}
-			if _, err := m.Tok.Encode(req.Prompt); err != nil {
-				return fmt.Errorf("prompt: %w", err)
-			}
-			var bar *progressbar.ProgressBar
-			eng, err := query.NewEngine(m, dir.Store, func(layer string, done, total int) {
-				if bar == nil {
-					bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(os.Stderr),
-						progressbar.OptionShowCount(), progressbar.OptionThrottle(200*time.Millisecond),
-						progressbar.OptionClearOnFinish())
-				}
-				bar.Describe("loading " + layer)
-				if done == 1 {
-					bar.Reset()
-				}
-				_ = bar.Set(done)
-			})
-			if bar != nil {
-				_ = bar.Finish()
-			}
-			if err != nil {
-				return err
-			}
-			defer eng.Close()
-			ans, err := eng.Generate(cmd.Context(), req)
-			if err != nil {
-				return err
-			}
-			if err := plot.write(ans); err != nil {
-				return err
-			}
-			if asJSON {
-				return printJSON(ans)
-			}
-			printAnswer(os.Stdout, ans, isTTY(os.Stdout))
-			return nil
+			c.set = cmd.Flags().Changed
+			return c.Run(cmd.Context())
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&data, "data", "", "data directory")
+	req := &c.Request
+	f.StringVar(&c.Data, "data", "", "data directory")
 	f.StringVar(&req.Prompt, "prompt", "", "text to continue")
 	f.IntVar(&req.Tokens, "tokens", 32, "tokens to generate (1..1024)")
 	f.IntVar(&req.TopK, "top-k", 10, "training tokens shown per token and layer (1..1000)")
 	f.StringVar(&req.RankBy, "rank-by", "contribution", "ranking: attention (|α|) or contribution (signed effect on the logit)")
-	f.StringVar(&layers, "layers", "", "comma-separated layers (default: all captured)")
+	f.StringVar(&c.Layers, "layers", "", "comma-separated layers (default: all captured)")
 	f.Float64Var(&req.Temperature, "temperature", 0, "sampling temperature (0 = greedy)")
 	f.Uint64Var(&req.Seed, "seed", 0, "sampling seed")
 	f.IntVar(&req.Bins, "bins", 20, "timeline bins over training steps")
-	f.BoolVar(&asJSON, "json", false, "print one JSON document")
-	f.StringVar(&plot.file, "plot", "", "write a timeline chart (attention mass and contribution over training steps) to FILE.png or FILE.svg")
-	f.IntVar(&plot.token, "plot-token", 0, "generated token to plot (index, default the first)")
-	f.StringVar(&plot.layer, "plot-layer", "", "layer to plot (default out)")
+	f.BoolVar(&c.JSON, "json", false, "print one JSON document")
+	f.StringVar(&c.Plot.file, "plot", "", "write a timeline chart (attention mass and contribution over training steps) to FILE.png or FILE.svg")
+	f.IntVar(&c.Plot.token, "plot-token", 0, "generated token to plot (index, default the first)")
+	f.StringVar(&c.Plot.layer, "plot-layer", "", "layer to plot (default out)")
 	_ = cmd.MarkFlagRequired("data")
 	_ = cmd.MarkFlagRequired("prompt")
 	return cmd
 }
 
-func isTTY(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+// Run checks the request against the model, loads the memory, generates and prints.
+func (c *GenerateCommand) Run(ctx context.Context) error {
+	req := c.Request
+	for flag, v := range map[string]int{"tokens": req.Tokens, "top-k": req.TopK, "bins": req.Bins} {
+		if v == 0 && c.set != nil && c.set(flag) {
+			return fmt.Errorf("--%s: 0 is out of range", flag)
+		}
+	}
+	if c.Layers != "" {
+		for _, l := range strings.Split(c.Layers, ",") {
+			req.Layers = append(req.Layers, strings.TrimSpace(l))
+		}
+	}
+	dir, m, closeAll, err := openModel(c.Data)
+	if err != nil {
+		return err
+	}
+	defer closeAll()
+	// Validate before the (slow) memory load.
+	check := req
+	if err := check.Normalize(m.Cfg); err != nil {
+		return err
+	}
+	if err := c.Plot.check(check); err != nil {
+		return err
+	}
+	if _, err := m.Tok.Encode(req.Prompt); err != nil {
+		return fmt.Errorf("prompt: %w", err)
+	}
+	eng, err := loadEngine(m, dir.Store)
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	ans, err := eng.Generate(ctx, req)
+	if err != nil {
+		return err
+	}
+	if err := c.Plot.write(ans); err != nil {
+		return err
+	}
+	if c.JSON {
+		return printJSON(ans)
+	}
+	printAnswer(os.Stdout, ans, isTTY(os.Stdout))
+	return nil
+}
+
+// loadEngine loads every layer's memory, reporting progress per layer.
+func loadEngine(m *lm.Model, store *dualmem.Store) (*query.Engine, error) {
+	var bar *progress
+	current := ""
+	eng, err := query.NewEngine(m, store, func(layer string, done, total int) {
+		switch {
+		case bar == nil:
+			bar = newProgress(nil, "loading "+layer, total)
+			bar.Event("loading "+layer, "of", total)
+		case layer != current:
+			bar.Restart("loading "+layer, total)
+		}
+		current = layer
+		bar.Set(done)
+	})
+	if bar != nil {
+		bar.Finish()
+	}
+	return eng, err
 }
 
 // printAnswer writes the generated text, then per token and layer the top training
