@@ -9,6 +9,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -256,4 +258,77 @@ func TestConfigFlags(t *testing.T) {
 			}
 		})
 	}
+}
+
+// serve's first training run takes --preset, --corpus and the hyperparameter flags; on a
+// directory that holds a model they are ignored with a warning.
+func TestServeFirstRun(t *testing.T) {
+	data, corpus := filepath.Join(t.TempDir(), "d"), corpusFile(t, 20000)
+	args := append([]string{"serve", "--data", data, "--addr", "127.0.0.1:0", "--preset", "small", "--corpus", corpus, "--steps", "4"}, tinyFlags...)
+	serveUntilReady(t, args, "")
+	out, stderr, err := run(t, "stats", "--data", data, "--json")
+	if err != nil {
+		t.Fatalf("stats: %v: %s", err, stderr)
+	}
+	var st struct {
+		Step   int `json:"step"`
+		Config struct {
+			Preset string `json:"preset"`
+			Blocks int    `json:"blocks"`
+			D      int    `json:"d"`
+		} `json:"config"`
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Step != 4 || st.Config.Preset != "small" || st.Config.Blocks != lm.Presets["small"].Blocks || st.Config.D != 16 {
+		t.Errorf("first run: %+v", st)
+	}
+	serveUntilReady(t, []string{"serve", "--data", data, "--addr", "127.0.0.1:0", "--preset", "tiny"}, `"msg":"--preset ignored: the data directory already holds a model"`)
+}
+
+// serveUntilReady runs serve until it logs that it is serving (and, if want is set, that its
+// stderr holds want), then stops it with SIGTERM.
+func serveUntilReady(t *testing.T, args []string, want string) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	var stderr lockedBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(stderr.String(), `"msg":"serving"`) {
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			t.Fatalf("serve never served: %s", stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("serve: %v: %s", err, stderr.String())
+	}
+	if want != "" && !strings.Contains(stderr.String(), want) {
+		t.Errorf("serve stderr lacks %s:\n%s", want, stderr.String())
+	}
+}
+
+// lockedBuffer is a bytes.Buffer that a running process writes while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
