@@ -33,6 +33,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -97,7 +98,8 @@ func Default() []byte {
 // empty string gives the embedded default corpus, with name DefaultName.
 // Anything else is the path of a UTF-8 text file, whose name is the path as
 // given (to load a file called "opticks" in the working directory, pass
-// "./opticks"). The file's text is returned byte-exact, except that a leading
+// "./opticks"). A missing file whose name differs from DefaultName only in case
+// ("Opticks") gets an error that suggests the built-in name. The file's text is returned byte-exact, except that a leading
 // UTF-8 byte order mark is removed.
 //
 // A file is rejected with a *LoadError wrapping ErrNotFound, ErrIsDir,
@@ -110,6 +112,10 @@ func Load(nameOrPath string) (name string, text []byte, err error) {
 		return DefaultName, Default(), nil
 	}
 	text, err = readFile(nameOrPath)
+	var le *LoadError
+	if errors.As(err, &le) && le.Err == ErrNotFound && strings.EqualFold(nameOrPath, DefaultName) {
+		le.Detail = fmt.Sprintf("did you mean the built-in corpus %q?", DefaultName)
+	}
 	if err != nil {
 		return "", nil, err
 	}

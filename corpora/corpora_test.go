@@ -135,6 +135,7 @@ func TestLoadErrors(t *testing.T) {
 		{"invalid after bom", write("bominv.txt", []byte("\xEF\xBB\xBFab\xff")), ErrNotUTF8, []string{"byte offset 5"}},
 		{"surrogate", write("surr.txt", []byte("ab\xed\xa0\x80")), ErrNotUTF8, []string{"byte offset 2"}},
 		{"too large", big, ErrTooLarge, []string{"64 MiB"}},
+		{"built-in name in another case", "Opticks", ErrNotFound, []string{`did you mean the built-in corpus "opticks"?`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,109 +1,136 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
 	"strings"
-	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
+	"github.com/spotlight-lm/spotlight/dualmem"
 	"github.com/spotlight-lm/spotlight/lm"
 	"github.com/spotlight-lm/spotlight/query"
 )
 
+// GenerateCommand generates text from a data directory's model and attributes each token.
+type GenerateCommand struct {
+	Data    string
+	Request query.Request
+	Layers  string // comma-separated; "" means all captured
+	Steps   string // FROM-TO; "" means all
+	JSON    bool
+	Plot    plotFlags
+}
+
 func newGenerateCmd() *cobra.Command {
-	var (
-		data   string
-		req    query.Request
-		def    = query.DefaultGenerate()
-		layers string
-		asJSON bool
-		plot   plotFlags
-	)
+	c := &GenerateCommand{}
 	cmd := &cobra.Command{
 		Use:   "generate",
 		Short: "Generate text and show, per token, the training tokens it drew on",
-		Args:  cobra.NoArgs,
+		Example: `  spotlight generate --data ./d --prompt "The light " --tokens 16
+  spotlight generate --data ./d --prompt "Colours " --rank-by attention --layers out --json
+  spotlight generate --data ./d --prompt "Rays " --plot timeline.png --plot-token 2`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if layers != "" {
-				for _, l := range strings.Split(layers, ",") {
-					req.Layers = append(req.Layers, strings.TrimSpace(l))
-				}
-			}
-			dir, m, closeAll, err := openModel(data)
-			if err != nil {
-				return err
-			}
-			defer closeAll()
-			// Validate before the (slow) memory load.
-			check := req
-			if err := check.Normalize(m.Cfg); err != nil {
-				return err
-			}
-			if err := plot.check(check); err != nil {
-				return err
-			}
-			if _, err := m.Tok.Encode(req.Prompt); err != nil {
-				return fmt.Errorf("prompt: %w", err)
-			}
-			var bar *progressbar.ProgressBar
-			eng, err := query.NewEngine(m, dir.Store, func(layer string, done, total int) {
-				if bar == nil {
-					bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(os.Stderr),
-						progressbar.OptionShowCount(), progressbar.OptionThrottle(200*time.Millisecond),
-						progressbar.OptionClearOnFinish())
-				}
-				bar.Describe("loading " + layer)
-				if done == 1 {
-					bar.Reset()
-				}
-				_ = bar.Set(done)
-			})
-			if bar != nil {
-				_ = bar.Finish()
-			}
-			if err != nil {
-				return err
-			}
-			defer eng.Close()
-			ans, err := eng.Generate(cmd.Context(), req)
-			if err != nil {
-				return err
-			}
-			if err := plot.write(ans); err != nil {
-				return err
-			}
-			if asJSON {
-				return printJSON(ans)
-			}
-			printAnswer(os.Stdout, ans, isTTY(os.Stdout))
-			return nil
+			return c.Run(cmd.Context())
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&data, "data", "", "data directory")
+	req := &c.Request
+	f.StringVar(&c.Data, "data", "", "data directory")
 	f.StringVar(&req.Prompt, "prompt", "", "text to continue")
+	def := query.DefaultGenerate()
 	f.IntVar(&req.Tokens, "tokens", def.Tokens, "tokens to generate (1..1024; 0 = default)")
 	f.IntVar(&req.TopK, "top-k", def.TopK, "training tokens shown per token and layer (1..1000; 0 = default)")
-	f.StringVar(&req.RankBy, "rank-by", def.RankBy, "ranking: attention (|α|) or contribution (signed effect on the logit)")
-	f.StringVar(&layers, "layers", "", "comma-separated layers (default: all captured)")
+	f.StringVar(&req.RankBy, "rank-by", def.RankBy, "ranking: "+strings.Join(query.Rankings, ", ")+
+		" (contribution to the logit, to its margin over the runner-up, to log p, or |α|)")
+	f.StringVar(&req.GroupBy, "group-by", def.GroupBy, "top list order: "+strings.Join(query.Groupings, ", ")+
+		" (pattern: the training tokens that shared the most context first)")
+	f.IntVar(&req.Passages, "passages", def.Passages, "training passages (sentences) shown per token and layer (1..50; 0 = default)")
+	f.StringVar(&c.Steps, "steps", "", "only training steps FROM-TO, e.g. 1-500 (default: all)")
+	f.StringVar(&c.Layers, "layers", "", "comma-separated layers (default: all captured)")
 	f.Float64Var(&req.Temperature, "temperature", def.Temperature, "sampling temperature (0 = greedy)")
 	f.Uint64Var(&req.Seed, "seed", def.Seed, "sampling seed")
 	f.IntVar(&req.Bins, "bins", def.Bins, "timeline bins over training steps (0 = default)")
-	f.BoolVar(&asJSON, "json", false, "print one JSON document")
-	f.StringVar(&plot.file, "plot", "", "write a timeline chart (attention mass and contribution over training steps) to FILE.png or FILE.svg")
-	f.IntVar(&plot.token, "plot-token", 0, "generated token to plot (index, default the first)")
-	f.StringVar(&plot.layer, "plot-layer", "", "layer to plot (default out)")
+	f.BoolVar(&c.JSON, "json", false, "print one JSON document")
+	f.StringVar(&c.Plot.file, "plot", "", "write a timeline chart (attention mass and contribution over training steps) to FILE.png or FILE.svg")
+	f.IntVar(&c.Plot.token, "plot-token", 0, "generated token to plot (index, default the first)")
+	f.StringVar(&c.Plot.layer, "plot-layer", "", "layer to plot (default out)")
 	_ = cmd.MarkFlagRequired("data")
 	_ = cmd.MarkFlagRequired("prompt")
 	return cmd
 }
 
-func isTTY(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+// Run checks the request against the model, loads the memory, generates and prints.
+func (c *GenerateCommand) Run(ctx context.Context) error {
+	req := c.Request
+	if c.Steps != "" {
+		var from, to int
+		if _, err := fmt.Sscanf(c.Steps, "%d-%d", &from, &to); err != nil {
+			return fmt.Errorf("--steps %q: want FROM-TO, e.g. 1-500", c.Steps)
+		}
+		req.Steps = []int{from, to}
+	}
+	if c.Layers != "" {
+		for _, l := range strings.Split(c.Layers, ",") {
+			req.Layers = append(req.Layers, strings.TrimSpace(l))
+		}
+	}
+	dir, m, closeAll, err := openModel(c.Data)
+	if err != nil {
+		return err
+	}
+	defer closeAll()
+	// Validate before the (slow) memory load.
+	check := req
+	if err := check.Normalize(m.Cfg); err != nil {
+		return err
+	}
+	if err := c.Plot.check(check); err != nil {
+		return err
+	}
+	if _, err := m.Tok.Encode(req.Prompt); err != nil {
+		return fmt.Errorf("prompt: %w", err)
+	}
+	eng, err := loadEngine(m, dir.Store)
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	ans, err := eng.Generate(ctx, req)
+	if err != nil {
+		return err
+	}
+	if err := c.Plot.write(ans); err != nil {
+		return err
+	}
+	if c.JSON {
+		return printJSON(ans)
+	}
+	printAnswer(os.Stdout, ans, isTTY(os.Stdout))
+	return nil
+}
+
+// loadEngine loads every layer's memory, reporting progress per layer.
+func loadEngine(m *lm.Model, store *dualmem.Store) (*query.Engine, error) {
+	var bar *progress
+	current := ""
+	eng, err := query.NewEngine(m, store, func(layer string, done, total int) {
+		switch {
+		case bar == nil:
+			bar = newProgress(nil, "loading "+layer, total)
+			bar.Event("loading "+layer, "of", total)
+		case layer != current:
+			bar.Restart("loading "+layer, total)
+		}
+		current = layer
+		bar.Set(done)
+	})
+	if bar != nil {
+		bar.Finish()
+	}
+	return eng, err
 }
 
 // printAnswer writes the generated text, then per token and layer the top training
@@ -130,9 +157,13 @@ func printAnswer(w io.Writer, a *query.Answer, tty bool) {
 				name, kind, la.DualCheck.Primal, la.DualCheck.Dual, la.DualCheck.AbsErr, la.W0Term, la.BiasTerm,
 				la.PositiveTotal, la.NegativeTotal, la.TopShare)
 			if la.CounterfactualProb != nil {
-				fmt.Fprintf(w, "; p without top %.3f", *la.CounterfactualProb)
+				fmt.Fprintf(w, "; p with the top's updates removed, rest of training unchanged %.3f", *la.CounterfactualProb)
 			}
 			fmt.Fprintln(w)
+			printPatterns(w, t.Token, la, clean)
+			for _, p := range la.Passages {
+				fmt.Fprintf(w, "    passage [%d,%d) c=%+.4g (%d tokens): %s\n", p.Start, p.End, p.Contribution, p.Count, clean(p.Text))
+			}
 			for _, e := range la.Top {
 				fmt.Fprintf(w, "    step %4d row %2d pos %3d  α=%+9.4f  c=%+.3e  %s%s\n", e.Step, e.Row, e.Pos,
 					e.Attention, e.Contribution, clean(e.Context), mark(clean(e.Target)))
@@ -141,10 +172,29 @@ func printAnswer(w io.Writer, a *query.Answer, tty bool) {
 	}
 }
 
+// printPatterns says, for the longest few contexts the query shares with training tokens,
+// how many there were, how many were followed by the token, and what they gave.
+func printPatterns(w io.Writer, token string, la query.LayerAnswer, clean func(string) string) {
+	shown := 0
+	for i := len(la.Patterns) - 1; i >= 1 && shown < 4; i-- {
+		p := la.Patterns[i]
+		if i+1 < len(la.Patterns) && la.Patterns[i+1].Count == p.Count {
+			continue // the same tokens as the longer context above
+		}
+		fmt.Fprintf(w, "    after %q: %d training tokens (%d followed by %q) gave %+.4g\n", clean(p.Suffix), p.Count,
+			p.SameTarget, clean(token), p.Contribution)
+		shown++
+	}
+	if len(la.Patterns) > 0 {
+		p := la.Patterns[0]
+		fmt.Fprintf(w, "    all %d training tokens gave %+.4g of %s %.4g\n", p.Count, p.Contribution, la.Objective, la.DualCheck.Primal)
+	}
+}
+
 func sortedLayers(m map[string]query.LayerAnswer) []string {
 	var out []string
 	for k := range m {
-		if k != lm.OutLayer {
+		if k != "out" {
 			out = append(out, k)
 		}
 	}
@@ -153,8 +203,8 @@ func sortedLayers(m map[string]query.LayerAnswer) []string {
 			out[j], out[j-1] = out[j-1], out[j]
 		}
 	}
-	if _, ok := m[lm.OutLayer]; ok {
-		out = append(out, lm.OutLayer)
+	if _, ok := m["out"]; ok {
+		out = append(out, "out")
 	}
 	return out
 }

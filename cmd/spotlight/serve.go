@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
+	"net"
 	"os"
 	"runtime/debug"
 	"time"
@@ -16,132 +16,130 @@ import (
 	"github.com/spotlight-lm/spotlight/corpora"
 	"github.com/spotlight-lm/spotlight/datadir"
 	"github.com/spotlight-lm/spotlight/dualmem"
-	"github.com/spotlight-lm/spotlight/lm"
 )
 
-type serveFlags struct {
-	data, addr, token string
-	maxQueries        int
+// ServeCommand serves the HTTP API over a data directory, training it first when it holds
+// no model.
+type ServeCommand struct {
+	Data, Addr, Token string
+	MaxQueries        int
+	Preset, Corpus    string // of the first training run
+	Hyper             *configFlags
 }
 
 func newServeCmd() *cobra.Command {
-	var f serveFlags
+	c := &ServeCommand{}
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Serve the HTTP API (training the default corpus first on an empty data directory)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if f.token == "" {
-				f.token = os.Getenv("SPOTLIGHT_TOKEN")
-			}
-			return runServe(cmd, &f)
-		},
+		Short: "Serve the HTTP API (training a model first on an empty data directory)",
+		Example: `  spotlight serve --data ./data                                  # trains opticks with the tiny preset first
+  spotlight serve --data ./data --preset small --corpus notes.txt
+  SPOTLIGHT_TOKEN=secret spotlight serve --data /data --addr 0.0.0.0:8080`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return c.Run(cmd.Context()) },
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.data, "data", "", "data directory (trained on the default corpus if empty or missing)")
-	fl.StringVar(&f.addr, "addr", api.DefaultAddr, "listen address; a non-loopback address needs a token")
-	fl.StringVar(&f.token, "token", "", "bearer token required on every request but /healthz (default $SPOTLIGHT_TOKEN)")
-	fl.IntVar(&f.maxQueries, "max-queries", api.DefaultMaxQueries, "generate/attribute requests at once; more get 429")
+	fl.StringVar(&c.Data, "data", "", "data directory (trained first if empty or missing)")
+	fl.StringVar(&c.Addr, "addr", api.DefaultAddr, "listen address; a non-loopback address needs a token")
+	fl.StringVar(&c.Token, "token", "", "bearer token required on every request but /healthz (default $SPOTLIGHT_TOKEN)")
+	fl.IntVar(&c.MaxQueries, "max-queries", api.DefaultMaxQueries, "generate/attribute requests at once; more get 429")
+	fl.StringVar(&c.Preset, "preset", "tiny", "hyperparameter preset of the first training run: tiny or small")
+	fl.StringVar(&c.Corpus, "corpus", corpora.DefaultName, "corpus of the first training run: \"opticks\" or a path to a UTF-8 text file")
+	c.Hyper = bindConfig(fl)
+	cmd.Long = "Serve the HTTP API and web page over --data. When --data holds no model, first train one\n" +
+		"(--preset, --corpus and the hyperparameter flags apply to that run only).\n\n" + c.Hyper.presetTable()
 	_ = cmd.MarkFlagRequired("data")
 	return cmd
 }
 
-func runServe(cmd *cobra.Command, f *serveFlags) (rerr error) {
-	if err := api.CheckAddr(f.addr, f.token); err != nil {
+// Run binds the address first, so a bad or busy --addr fails before any training.
+func (c *ServeCommand) Run(ctx context.Context) (rerr error) {
+	if c.Token == "" {
+		c.Token = os.Getenv("SPOTLIGHT_TOKEN")
+	}
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		return fmt.Errorf("--addr %s: %w", c.Addr, err)
+	}
+	if err := api.CheckAddr(c.Addr, c.Token); err != nil {
 		return err
 	}
+	if err := checkData(c.Data); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", c.Addr)
+	if err != nil {
+		return fmt.Errorf("--addr %s: %w", c.Addr, err)
+	}
+	defer ln.Close()
 	// The heap is dominated by the long-lived memory slabs; Go's default GOGC=100 would let
 	// it grow to twice their size before collecting. An explicit GOGC still wins.
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(25)
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	dir, err := openOrTrain(cmd, f.data, log)
+	dir, err := c.openOrTrain(ctx, log)
 	if err != nil {
 		return err
 	}
 	// Closing the directory can fail (a disk that stopped taking writes): the exit status says so.
 	defer func() { rerr = errors.Join(rerr, dir.Close()) }()
-	srv, err := api.New(dir, api.Options{Token: f.token, MaxQueries: f.maxQueries, Logger: log, Web: web.Handler()})
+	srv, err := api.New(dir, api.Options{Token: c.Token, MaxQueries: c.MaxQueries, Logger: log, Web: web.Handler()})
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
-	ln, err := srv.Listen(f.addr)
-	if err != nil {
-		return err
-	}
-	log.Info("serving", "addr", "http://"+ln.Addr().String(), "data", f.data, "auth", f.token != "")
+	log.Info("serving", "addr", "http://"+ln.Addr().String(), "data", c.Data, "auth", c.Token != "")
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	select {
 	case err := <-served:
 		return err
-	case <-cmd.Context().Done():
+	case <-ctx.Done():
 	}
 	log.Info("shutting down: finishing requests, checkpointing training")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	return srv.Shutdown(ctx)
+	return srv.Shutdown(stopCtx)
 }
 
-// openOrTrain opens dir, or on an empty or missing dir first trains the embedded default
-// corpus with the tiny preset. A directory that cannot take writes (read-only, or a full
-// disk) is served read-only, without training, and the log says why.
-func openOrTrain(cmd *cobra.Command, data string, log *slog.Logger) (*datadir.Dir, error) {
-	dir, err := datadir.Open(data, false)
+// openOrTrain opens the data directory, or on an empty or missing one first trains the
+// corpus with the preset and flags. A directory that cannot take writes (read-only, or a
+// full disk) is served read-only, without training, and the log says why.
+func (c *ServeCommand) openOrTrain(ctx context.Context, log *slog.Logger) (*datadir.Dir, error) {
+	dir, err := datadir.Open(c.Data, false)
 	if errors.Is(err, dualmem.ErrNotWritable) || errors.Is(err, dualmem.ErrDiskFull) {
 		log.Warn("serving read-only: training is off", "err", err.Error())
-		return datadir.Open(data, true)
+		return datadir.Open(c.Data, true)
 	}
 	if !datadir.IsEmpty(err) {
+		if name := c.Hyper.anySet("preset", "corpus"); err == nil && name != "" {
+			log.Warn("--"+name+" ignored: the data directory already holds a model", "data", c.Data)
+		}
 		return dir, err
 	}
-	fmt.Fprintf(os.Stderr, "%s holds no model: training the default corpus (%s) with the tiny preset first\n", data, corpora.DefaultName)
-	cfg, err := lm.Preset("tiny")
+	cfg, err := c.Hyper.config(c.Preset)
+	if err == nil {
+		err = cfg.Validate()
+	}
 	if err != nil {
 		return nil, err
 	}
-	_, text, err := corpora.Load(corpora.DefaultName)
+	name, text, err := corpora.Load(c.Corpus)
 	if err != nil {
 		return nil, err
 	}
-	dir, tr, err := datadir.Create(data, cfg, text)
+	log.Info("no model yet: training first", "data", c.Data, "corpus", name, "preset", c.Preset)
+	dir, tr, err := datadir.Create(c.Data, cfg, text)
 	if err != nil {
 		return nil, err
 	}
 	defer tr.Close()
-	if err := train(cmd.Context(), dir, tr, tr.Cfg.Steps); err != nil {
+	if err := train(ctx, log, dir, tr, tr.Cfg.Steps); err != nil {
 		dir.Close()
-		if errors.Is(err, cmd.Context().Err()) || cmd.Context().Err() != nil {
+		if ctx.Err() != nil {
 			return nil, fmt.Errorf("training interrupted at step %d; run serve again to serve it, or train --resume", tr.Step)
 		}
 		return nil, err
 	}
 	return dir, nil
-}
-
-// newHealthcheckCmd probes a running server's /healthz: the Docker HEALTHCHECK, since the
-// runtime image has no shell, curl or wget.
-func newHealthcheckCmd() *cobra.Command {
-	var addr string
-	cmd := &cobra.Command{
-		Use:   "healthcheck",
-		Short: "Exit 0 if the server at --addr answers GET /healthz with 200",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			client := http.Client{Timeout: 5 * time.Second}
-			resp, err := client.Get("http://" + addr + "/healthz")
-			if err != nil {
-				return err
-			}
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				return fmt.Errorf("healthz: %s", resp.Status)
-			}
-			return nil
-		},
-	}
-	cmd.Flags().StringVar(&addr, "addr", api.DefaultAddr, "server address")
-	return cmd
 }

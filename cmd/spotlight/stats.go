@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"text/tabwriter"
@@ -9,36 +10,46 @@ import (
 	"github.com/spotlight-lm/spotlight/datadir"
 )
 
+// StatsCommand shows a data directory's config, progress and memory size.
+type StatsCommand struct {
+	Data string
+	JSON bool
+}
+
 func newStatsCmd() *cobra.Command {
-	var (
-		data   string
-		asJSON bool
-	)
+	c := &StatsCommand{}
 	cmd := &cobra.Command{
-		Use:   "stats",
-		Short: "Show the model config, training progress and memory size of a data directory",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir, err := datadir.Open(data, true)
-			if err != nil {
-				return err
-			}
-			defer dir.Close()
-			st, err := dir.Stats()
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return printJSON(st)
-			}
-			printStats(st)
-			return nil
-		},
+		Use:     "stats",
+		Short:   "Show the model config, training progress and memory size of a data directory",
+		Example: "  spotlight stats --data ./d\n  spotlight stats --data ./d --json",
+		Args:    cobra.NoArgs,
+		RunE:    func(cmd *cobra.Command, _ []string) error { return c.Run(cmd.Context()) },
 	}
-	cmd.Flags().StringVar(&data, "data", "", "data directory")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON document")
+	cmd.Flags().StringVar(&c.Data, "data", "", "data directory")
+	cmd.Flags().BoolVar(&c.JSON, "json", false, "print one JSON document")
 	_ = cmd.MarkFlagRequired("data")
 	return cmd
+}
+
+// Run reads the statistics and prints them.
+func (c *StatsCommand) Run(context.Context) error {
+	if err := checkData(c.Data); err != nil {
+		return err
+	}
+	dir, err := datadir.Open(c.Data, true)
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	st, err := dir.Stats()
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		return printJSON(st)
+	}
+	printStats(st)
+	return nil
 }
 
 func printStats(st *datadir.Stats) {

@@ -4,128 +4,124 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"github.com/spotlight-lm/spotlight/corpora"
 	"github.com/spotlight-lm/spotlight/datadir"
+	"github.com/spotlight-lm/spotlight/dualmem"
 	"github.com/spotlight-lm/spotlight/lm"
 )
 
-type trainFlags struct {
-	data, corpus, preset, layers, precision string
-	resume                                  bool
-	limit                                   time.Duration
-	cfg                                     lm.Config // flag values; applied over the preset only when set
+// TrainCommand trains a model on a corpus into a new data directory, or continues the run
+// in one (Resume).
+type TrainCommand struct {
+	Data, Corpus, Preset string
+	Layers               string // comma-separated; "" means all
+	Precision            string
+	Resume               bool
+	For                  time.Duration // stop after this long with a checkpoint; 0: run all steps
+	Hyper                *configFlags
 }
 
+// fixedOnResume are train's own flags that --resume refuses, with the reason.
+var fixedOnResume = map[string]string{"preset": fixedRun, "corpus": fixedRun, "layers": fixedMemory, "precision": fixedMemory}
+
 func newTrainCmd() *cobra.Command {
-	var f trainFlags
+	c := &TrainCommand{}
 	cmd := &cobra.Command{
 		Use:   "train",
 		Short: "Train a model on a corpus, capturing its dual-form memory",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runTrain(cmd, &f)
-		},
+		Example: `  spotlight train --data ./d                          # tiny preset, embedded corpus
+  spotlight train --data ./d --preset small --steps 4000 --layers out
+  spotlight train --data ./d --corpus notes.txt --for 30m
+  spotlight train --data ./d --resume --steps 6000     # continue to step 6000`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return c.Run(cmd.Context()) },
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.data, "data", "", "data directory (created if missing)")
-	fl.StringVar(&f.corpus, "corpus", corpora.DefaultName, "corpus: the embedded name \"opticks\" or a path to a UTF-8 text file")
-	fl.StringVar(&f.preset, "preset", "tiny", "hyperparameter preset: tiny or small")
-	fl.StringVar(&f.layers, "layers", "", "comma-separated layers to capture (default: all; e.g. out,block0.ff1)")
-	fl.StringVar(&f.precision, "precision", "f32", "memory precision: f32 (exact) or f16 (half size)")
-	fl.BoolVar(&f.resume, "resume", false, "continue the run in --data from its last checkpoint")
-	fl.DurationVar(&f.limit, "for", 0, "stop after this long (e.g. 30m), with a checkpoint; 0 means run all steps")
-	fl.IntVar(&f.cfg.Steps, "steps", 0, "total optimizer steps")
-	fl.IntVar(&f.cfg.Batch, "batch", 0, "rows per batch")
-	fl.IntVar(&f.cfg.Warmup, "warmup", 0, "linear warmup steps before cosine decay")
-	fl.IntVar(&f.cfg.CheckpointEvery, "checkpoint-every", 0, "steps between checkpoints")
-	fl.Float64Var(&f.cfg.LR, "lr", 0, "peak learning rate")
-	fl.Float64Var(&f.cfg.Momentum, "momentum", 0, "heavy-ball momentum")
-	fl.Float64Var(&f.cfg.WeightDecay, "weight-decay", 0, "coupled weight decay (not on biases or LayerNorm)")
-	fl.Float64Var(&f.cfg.Clip, "clip", 0, "global gradient-norm clip (0 disables)")
-	fl.Uint64Var(&f.cfg.Seed, "seed", 0, "seed for initialisation and batch order")
-	fl.IntVar(&f.cfg.D, "d", 0, "model width")
-	fl.IntVar(&f.cfg.Blocks, "blocks", 0, "transformer blocks")
-	fl.IntVar(&f.cfg.Heads, "heads", 0, "attention heads")
-	fl.IntVar(&f.cfg.Ctx, "ctx", 0, "context length in characters")
+	fl.StringVar(&c.Data, "data", "", "data directory (created if missing)")
+	fl.StringVar(&c.Corpus, "corpus", corpora.DefaultName, "corpus: the embedded name \"opticks\" or a path to a UTF-8 text file")
+	fl.StringVar(&c.Preset, "preset", "tiny", "hyperparameter preset: tiny or small")
+	fl.StringVar(&c.Layers, "layers", "", "comma-separated layers to capture (default: all; e.g. out,block0.ff1)")
+	fl.StringVar(&c.Precision, "precision", "f32", "memory precision: f32 (exact) or f16 (half size)")
+	fl.BoolVar(&c.Resume, "resume", false, "continue the run in --data from its last checkpoint (honours --steps, --for, --checkpoint-every)")
+	fl.DurationVar(&c.For, "for", 0, "stop after this long (e.g. 30m), with a checkpoint; 0 means run all steps")
+	c.Hyper = bindConfig(fl)
+	cmd.Long = "Train a model on a corpus into --data, capturing the dual form of its layers at every step.\n\n" + c.Hyper.presetTable()
 	_ = cmd.MarkFlagRequired("data")
 	return cmd
 }
 
-// config is the preset with every flag the user set applied over it.
-func (f *trainFlags) config(cmd *cobra.Command) (lm.Config, error) {
-	c, err := lm.Preset(f.preset)
-	if err != nil {
-		return c, err
+// Run trains to the config's last step (or --steps on --resume).
+func (c *TrainCommand) Run(ctx context.Context) error {
+	if err := checkData(c.Data); err != nil {
+		return err
 	}
-	set := cmd.Flags().Changed
-	for name, apply := range map[string]func(){
-		"steps": func() { c.Steps = f.cfg.Steps }, "batch": func() { c.Batch = f.cfg.Batch },
-		"warmup": func() { c.Warmup = f.cfg.Warmup }, "checkpoint-every": func() { c.CheckpointEvery = f.cfg.CheckpointEvery },
-		"lr": func() { c.LR = f.cfg.LR }, "momentum": func() { c.Momentum = f.cfg.Momentum },
-		"weight-decay": func() { c.WeightDecay = f.cfg.WeightDecay }, "clip": func() { c.Clip = f.cfg.Clip },
-		"seed": func() { c.Seed = f.cfg.Seed }, "d": func() { c.D = f.cfg.D }, "blocks": func() { c.Blocks = f.cfg.Blocks },
-		"heads": func() { c.Heads = f.cfg.Heads }, "ctx": func() { c.Ctx = f.cfg.Ctx },
-	} {
-		if set(name) {
-			apply()
-		}
+	open := c.create
+	if c.Resume {
+		open = c.resume
 	}
-	c.Precision = f.precision
-	if f.layers != "" {
-		c.Layers = strings.Split(f.layers, ",")
-	}
-	return c, c.Validate()
-}
-
-func runTrain(cmd *cobra.Command, f *trainFlags) error {
-	var (
-		dir *datadir.Dir
-		tr  *lm.Trainer
-		err error
-	)
-	if f.resume {
-		dir, tr, err = resumeRun(f.data)
-	} else {
-		dir, tr, err = startRun(cmd, f)
-	}
+	dir, tr, err := open()
 	if err != nil {
 		return err
 	}
 	defer dir.Close()
 	defer tr.Close()
 	until := tr.Cfg.Steps
-	if f.resume && cmd.Flags().Changed("steps") {
-		until = f.cfg.Steps
+	if c.Resume && c.Hyper.fs.Changed("steps") {
+		until = c.Hyper.values.Steps
 	}
-	ctx := cmd.Context()
-	if f.limit > 0 {
+	if c.For > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, f.limit)
+		ctx, cancel = context.WithTimeout(ctx, c.For)
 		defer cancel()
 	}
-	return train(ctx, dir, tr, until)
+	return train(ctx, nil, dir, tr, until)
 }
 
-func startRun(cmd *cobra.Command, f *trainFlags) (*datadir.Dir, *lm.Trainer, error) {
-	cfg, err := f.config(cmd)
+// config is the preset with the flags the user set applied over it.
+func (c *TrainCommand) config() (lm.Config, error) {
+	cfg, err := c.Hyper.config(c.Preset)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.Precision = c.Precision
+	if c.Layers != "" {
+		cfg.Layers = strings.Split(c.Layers, ",")
+	}
+	return cfg, cfg.Validate()
+}
+
+func (c *TrainCommand) create() (*datadir.Dir, *lm.Trainer, error) {
+	cfg, err := c.config()
 	if err != nil {
 		return nil, nil, err
 	}
-	_, text, err := corpora.Load(f.corpus)
+	_, text, err := corpora.Load(c.Corpus)
 	if err != nil {
 		return nil, nil, err
 	}
-	return datadir.Create(f.data, cfg, text)
+	dir, tr, err := datadir.Create(c.Data, cfg, text)
+	if errors.Is(err, dualmem.ErrExists) {
+		return nil, nil, fmt.Errorf("%s already holds a model; to continue it: spotlight train --data %s --resume", c.Data, c.Data)
+	}
+	return dir, tr, err
 }
 
-func resumeRun(data string) (*datadir.Dir, *lm.Trainer, error) {
-	dir, err := datadir.Open(data, false)
+func (c *TrainCommand) resume() (*datadir.Dir, *lm.Trainer, error) {
+	if err := c.refuseFixed(); err != nil {
+		return nil, nil, err
+	}
+	every, setEvery := c.Hyper.values.CheckpointEvery, c.Hyper.fs.Changed("checkpoint-every")
+	if setEvery && every <= 0 {
+		return nil, nil, errors.New("--checkpoint-every must be positive")
+	}
+	dir, err := datadir.Open(c.Data, false)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -134,33 +130,48 @@ func resumeRun(data string) (*datadir.Dir, *lm.Trainer, error) {
 		dir.Close()
 		return nil, nil, err
 	}
+	if setEvery {
+		tr.Cfg.CheckpointEvery = every
+	}
 	return dir, tr, nil
 }
 
-// train runs the trainer to step `until` with a progress bar on stderr. When ctx reaches
-// its deadline (--for), that is a normal end: the trainer has committed a checkpoint.
-func train(ctx context.Context, dir *datadir.Dir, tr *lm.Trainer, until int) error {
+// refuseFixed names the first flag set that a resumed run cannot change.
+func (c *TrainCommand) refuseFixed() error {
+	var err error
+	c.Hyper.fs.Visit(func(f *pflag.Flag) {
+		reason := fixedOnResume[f.Name]
+		for _, h := range c.Hyper.hypers {
+			if h.name == f.Name {
+				reason = h.fixed
+			}
+		}
+		if reason != "" && err == nil {
+			err = fmt.Errorf("--%s cannot change on --resume: %s", f.Name, reason)
+		}
+	})
+	return err
+}
+
+// train runs the trainer to step `until`, reporting progress on stderr (log, when not nil,
+// takes the lines off a terminal). When ctx reaches its deadline (--for), that is a normal
+// end: the trainer has committed a checkpoint.
+func train(ctx context.Context, log *slog.Logger, dir *datadir.Dir, tr *lm.Trainer, until int) error {
 	if tr.Step >= until {
 		fmt.Fprintf(os.Stderr, "already at step %d of %d\n", tr.Step, until)
 		return nil
 	}
-	bar := progressbar.NewOptions(until,
-		progressbar.OptionSetWriter(os.Stderr),
-		progressbar.OptionSetDescription("training"),
-		progressbar.OptionShowCount(),
-		progressbar.OptionSetPredictTime(true),
-		progressbar.OptionThrottle(200*time.Millisecond),
-		progressbar.OptionClearOnFinish())
-	_ = bar.Set(tr.Step)
+	bar := newProgress(log, "training", until)
+	bar.Event("training", "from", tr.Step, "to", until, "data", dir.Store.Dir())
 	lastEval := "-"
 	err := tr.Train(ctx, dir.Store, until, func(p lm.Progress) {
 		if p.EvalLoss == p.EvalLoss { // not NaN: a checkpoint was just written
 			lastEval = fmt.Sprintf("%.3f", p.EvalLoss)
+			bar.Event("checkpoint", "step", p.Step, "loss", fmt.Sprintf("%.3f", p.Loss), "eval", lastEval)
 		}
-		bar.Describe(fmt.Sprintf("step %d loss %.3f eval %s %.0f tok/s", p.Step, p.Loss, lastEval, p.TokensPerSec))
-		_ = bar.Set(p.Step)
+		bar.Set(p.Step, "step", p.Step, "loss", fmt.Sprintf("%.3f", p.Loss), "eval", lastEval, "tok/s", fmt.Sprintf("%.0f", p.TokensPerSec))
 	})
-	_ = bar.Finish()
+	bar.Finish()
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
 		fmt.Fprintf(os.Stderr, "time limit reached at step %d; checkpoint written\n", tr.Step)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -10,44 +11,51 @@ import (
 	"github.com/spotlight-lm/spotlight/datadir"
 )
 
+// VerifyCommand checks that each captured layer's memory reproduces the layer.
+type VerifyCommand struct {
+	Data    string
+	Samples int
+	JSON    bool
+}
+
 func newVerifyCmd() *cobra.Command {
-	var (
-		data    string
-		samples int
-		asJSON  bool
-	)
+	c := &VerifyCommand{}
 	cmd := &cobra.Command{
-		Use:   "verify",
-		Short: "Check that each captured layer's memory reproduces the layer on held-out contexts",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir, m, closeAll, err := openModel(data)
-			if err != nil {
-				return err
-			}
-			defer closeAll()
-			rep, err := dir.Verify(m, samples, nil)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				if err := printJSON(rep); err != nil {
-					return err
-				}
-			} else {
-				printReport(rep)
-			}
-			if !rep.OK {
-				return errors.New("verify failed: a layer's dual form is over tolerance")
-			}
-			return nil
-		},
+		Use:     "verify",
+		Short:   "Check that each captured layer's memory reproduces the layer on held-out contexts",
+		Example: "  spotlight verify --data ./d\n  spotlight verify --data ./d --samples 32 --json",
+		Args:    cobra.NoArgs,
+		RunE:    func(cmd *cobra.Command, _ []string) error { return c.Run(cmd.Context()) },
 	}
-	cmd.Flags().StringVar(&data, "data", "", "data directory")
-	cmd.Flags().IntVar(&samples, "samples", 8, "held-out contexts to check")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON document")
+	cmd.Flags().StringVar(&c.Data, "data", "", "data directory")
+	cmd.Flags().IntVar(&c.Samples, "samples", 8, "held-out contexts to check")
+	cmd.Flags().BoolVar(&c.JSON, "json", false, "print one JSON document")
 	_ = cmd.MarkFlagRequired("data")
 	return cmd
+}
+
+// Run verifies and prints the report; a layer over tolerance is an error.
+func (c *VerifyCommand) Run(context.Context) error {
+	dir, m, closeAll, err := openModel(c.Data)
+	if err != nil {
+		return err
+	}
+	defer closeAll()
+	rep, err := dir.Verify(m, c.Samples, nil)
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		if err := printJSON(rep); err != nil {
+			return err
+		}
+	} else {
+		printReport(rep)
+	}
+	if !rep.OK {
+		return errors.New("verify failed: a layer's dual form is over tolerance")
+	}
+	return nil
 }
 
 func printReport(rep *datadir.Report) {
