@@ -292,7 +292,9 @@ const (
 
 // probe opens DIR/db read-only to see what it holds, changing nothing.
 func probe(dir string) (dbState, error) {
-	db, err := openDB(dir, true, false)
+	// A writer killed while it opened the database leaves a memtable to replay: repair it,
+	// or a directory that holds a model would be taken for someone else's.
+	db, err := openDB(dir, true, true)
 	if err != nil {
 		return 0, err
 	}
