@@ -172,7 +172,7 @@ test('generate, click a token: contexts with a highlighted target and a timeline
   const summary = await out.locator('.summary').textContent();
   console.log('summary: ' + summary);
   const sel = await page.evaluate(() => window.spotlight.answer.tokens[2].layers.out.patterns.filter((r) => r.count > 0).pop());
-  const lead = `After ${sel.suffix.replace(/\n/g, '↵')}, ${sel.count.toLocaleString('en')} training token`;
+  const lead = `After ${sel.suffix.replace(/\n/g, '↵').replace(/^ +| +$/g, (sp) => '␣'.repeat(sp.length))}, ${sel.count.toLocaleString('en')} training token`;
   assert.ok(summary.startsWith(lead), `the summary starts with the longest shared context: ${lead}`);
   assert.match(summary, /of this logit’s -?[\d.,]+/);
   assert.match(summary, /All [\d,]+ training tokens together gave/);

@@ -178,9 +178,9 @@
     const t = answer && answer.tokens[i];
     const p = t && SL.bestPassage(t, layer);
     if (!p) { box.replaceChildren(h('p', { class: 'muted' }, 'No training passage supports this character in layer ' + layer + '.')); return; }
-    const run = tokenSpans().filter((sp) => sp.parentElement.dataset.start === String(p.start));
+    const run = [...tokenSpans()[i].parentElement.querySelectorAll('.tok')];
     const text = run.map((sp) => answer.tokens[+sp.dataset.i].token).join('');
-    box.replaceChildren(h('div', { class: 'passage-head' }, 'Best passage for ', h('code', { class: 'ctx-inline' }, text.replace(/\n/g, '↵')),
+    box.replaceChildren(h('div', { class: 'passage-head' }, 'Best passage for ', h('code', { class: 'ctx-inline' }, SL.visible(text)),
       ` (layer ${layer})`), h('ol', { class: 'passage-list' }, SL.passageItem(p, SL.scaleOf([p]), t)));
   }
 

@@ -25,18 +25,18 @@
   }
 
   // passageText shows a passage with each character's background set by its tokens[i].
-  // Newlines show as ↵ followed by a break, so that the colour of each character stays put.
+  // A newline shows as ↵ and the text flows on: the corpus wraps its lines by hand.
   function passageText(p, m) {
     const chars = Array.from(p.text || '');
     const vals = p.tokens || [];
     const el = h('div', { class: 'passage-text' });
     chars.forEach((c, i) => {
       const v = vals[i] || 0;
-      const sp = h('span', { title: 'trained to predict ' + quoted(c) + ': ' + shortSigned(v) }, c === '\n' ? '↵' : c);
+      const sp = h('span', { title: 'trained to predict ' + quoted(c) + ': ' + shortSigned(v), class: c === '\n' ? 'nl' : null }, c === '\n' ? '↵' : c);
       const bg = tint(v, m);
       if (bg) sp.style.backgroundColor = bg;
       el.append(sp);
-      if (c === '\n') el.append(h('br'));
+      if (c === '\n') el.append(h('wbr'));
     });
     return el;
   }
@@ -75,6 +75,9 @@
   }
 
   // ---------- patterns ----------
+  // visible shows a piece of context: newlines as ↵, spaces at either end as ␣.
+  const visible = (t) => String(t).replace(/\n/g, '↵').replace(/^ +| +$/g, (sp) => '␣'.repeat(sp.length));
+
   function rowsOf(la) { return (la.patterns || []).filter((r) => r.count > 0); }
 
   function objectivePhrase(la, name) {
@@ -89,7 +92,7 @@
     const after = (first ? 'After ' : 'after ');
     if (r.n === 0) return [first ? 'All ' : 'all ', count(r.count), ' training tokens together gave ', h('strong', {}, shortSigned(r.contribution))];
     const share = r.count > 1 ? ` (${Math.round(100 * r.same_target / r.count)}% followed by ${quoted(t.token)})` : '';
-    return [after, h('code', { class: 'ctx-inline' }, r.suffix.replace(/\n/g, '↵')), ', ', count(r.count),
+    return [after, h('code', { class: 'ctx-inline' }, visible(r.suffix)), ', ', count(r.count),
       r.count === 1 ? ' training token' : ' training tokens', share, ' gave ', h('strong', {}, shortSigned(r.contribution))];
   }
 
@@ -134,7 +137,7 @@
         h('th', { scope: 'col', class: 'numc alpha-col', title: 'sum of their attention weights α' }, 'Σα'))),
       h('tbody', {}, rows.map((r) => h('tr', { class: r.count ? '' : 'empty', 'data-n': r.n },
         h('td', { class: 'numc' }, r.n),
-        h('td', {}, r.n ? h('code', { class: 'ctx-inline' }, r.suffix.replace(/\n/g, '↵')) : h('span', { class: 'muted' }, 'any (every training token)')),
+        h('td', {}, r.n ? h('code', { class: 'ctx-inline' }, visible(r.suffix)) : h('span', { class: 'muted' }, 'any (every training token)')),
         h('td', { class: 'numc' }, count(r.count)),
         h('td', { class: 'numc' }, r.count ? Math.round(100 * r.same_target / r.count) + '%' : '—'),
         h('td', {}, signedBar(r.contribution, m)),
@@ -150,5 +153,5 @@
     return n;
   }
 
-  Object.assign(SL, { bestPassage, tint, passageText, passageItem, passagesView, scaleOf, patternSentence, patternTable, sharedChars });
+  Object.assign(SL, { visible, bestPassage, tint, passageText, passageItem, passagesView, scaleOf, patternSentence, patternTable, sharedChars });
 })(window.SL);
