@@ -26,9 +26,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "== building spotlight and training a tiny model (30 steps)"
+echo "== building spotlight and training a tiny model (30 steps of a 60-step schedule)"
 go build -o "$work/spotlight" ./cmd/spotlight
-"$work/spotlight" train --data "$work/data" --preset tiny --steps 30 --corpus opticks 2>"$work/train.log" \
+# Stopped after a step, then resumed to 30: the page must say the model is short of its schedule.
+"$work/spotlight" train --data "$work/data" --preset tiny --steps 60 --for 1ms --corpus opticks 2>"$work/train.log" \
+  && "$work/spotlight" train --data "$work/data" --resume --steps 30 2>>"$work/train.log" \
   || { tail -5 "$work/train.log"; exit 1; }
 tail -c 300 "$work/train.log" | tr '\r' '\n' | tail -1
 

@@ -18,7 +18,8 @@ import (
 //go:embed static
 var files embed.FS
 
-// Static is the page's files: index.html, app.js, style.css.
+// Static is the page's files: index.html, style.css and its scripts (util.js, charts.js,
+// evidence.js, app.js, loaded in that order).
 var Static = func() fs.FS {
 	sub, err := fs.Sub(files, "static")
 	if err != nil {

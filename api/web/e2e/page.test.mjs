@@ -4,10 +4,13 @@
 //   ARTIFACTS       folder for the screenshots (default ../../../.ci/artifacts)
 //   CHROMIUM        browser binary (default /usr/bin/chromium); never downloaded
 //
-// It types a prompt, generates, clicks a token, checks that training contexts with a
-// highlighted target and a timeline appear, moves with the arrow keys, shows an API error,
-// fetches the plot endpoints, runs a few training steps from the page, and saves
-// screenshots at 1280 and 390 pixels wide.
+// It checks the legend and the model's schedule note, types a prompt, generates, checks
+// the text highlighted by its best passages, clicks a token, checks the pattern table, the
+// coloured passages, training contexts with a highlighted target and a timeline, limits the
+// answer to a timeline bin's steps and back, switches the ranking and grouping, moves with
+// the arrow keys, shows an API error, fetches the plot endpoints, runs a few training steps
+// from the page (loss ticks apart, the served step caught up), and saves screenshots at
+// 1280 and 390 pixels wide.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -63,6 +66,29 @@ test('the page loads and describes the model', async () => {
   assert.match(info, /training tokens/);
   // The layer checkboxes come from /v1/model.
   assert.ok(await page.locator('#layer-boxes input[name=layer]').count() >= 1);
+
+  // A model short of its schedule says so and offers the remaining steps.
+  const m = await page.evaluate(() => fetch('/v1/model').then((r) => r.json()));
+  if (m.step < m.config.steps) {
+    await page.waitForSelector('#schedule-note:not([hidden])');
+    const note = await page.textContent('#schedule-note');
+    console.log('schedule: ' + note);
+    const [, done, of] = /Trained ([\d,]+) of ([\d,]+) steps/.exec(note).map((x) => (x ? +x.replace(/,/g, '') : x));
+    assert.deepEqual([done, of], [m.step, m.config.steps]);
+    assert.equal(await page.inputValue('#train-steps'), String(m.config.steps - m.step));
+  } else {
+    assert.equal(await page.isHidden('#schedule-note'), true, 'no schedule note for a model that ran its schedule');
+  }
+});
+
+test('the legend explains every number', async () => {
+  const terms = await page.locator('#legend dt').allTextContents();
+  for (const want of ['contribution', 'α', 'W₀', 'bias', 'dual check', 'first-order', 'margin', 'counterfactual', 'shared context', 'passages']) {
+    assert.ok(terms.some((t) => t.includes(want)), `legend explains ${want}: ${terms}`);
+  }
+  const cf = await page.locator('#legend dt:has-text("counterfactual") + dd').textContent();
+  assert.match(cf, /final weights minus/);
+  assert.match(cf, /not a retraining/);
 });
 
 test('generate, click a token: contexts with a highlighted target and a timeline', async () => {
@@ -75,6 +101,26 @@ test('generate, click a token: contexts with a highlighted target and a timeline
   assert.equal(n, 24, 'one clickable span per generated token');
   const text = await page.evaluate(() => window.spotlight.answer.text);
   console.log(`generated after ${JSON.stringify(PROMPT)}: ${JSON.stringify(text)}`);
+
+  // The text leads with the evidence: characters tinted by their best passage, runs with
+  // the same best passage in one span, and that passage shown under the text.
+  const spans = page.locator('#text .pspan.has');
+  assert.ok(await spans.count() >= 1, 'at least one span has a best passage');
+  const tinted = await page.locator('#text .pspan.has .tok:not(.selected)').first().evaluate((el) => getComputedStyle(el).backgroundColor);
+  assert.match(tinted, /^rgba\(31, 138, 91, 0\.\d+\)$/, 'a supported character is tinted green: ' + tinted);
+  const starts = await spans.evaluateAll((els) => els.map((e) => e.dataset.start));
+  for (let i = 1; i < starts.length; i++) {
+    const adjacent = await spans.nth(i).evaluate((el) => el.previousElementSibling && el.previousElementSibling.classList.contains('has'));
+    if (adjacent) assert.notEqual(starts[i], starts[i - 1], 'neighbouring spans have different best passages');
+  }
+  const first = await spans.first().locator('.tok').first().getAttribute('data-i');
+  await page.hover(`#text .tok[data-i="${first}"]`);
+  const hovered = page.locator('#span-passage .passage');
+  await hovered.waitFor();
+  const a0 = await page.evaluate(() => window.spotlight.answer);
+  assert.equal(await hovered.getAttribute('data-start'), String(a0.tokens[+first].layers.out.passages[0].start),
+    'hovering shows the best passage of that character');
+  assert.ok(await page.locator('#span-passage .passage-text span').count() > 10);
 
   const tok = page.locator('#text .tok').nth(2);
   await tok.click();
@@ -112,6 +158,32 @@ test('generate, click a token: contexts with a highlighted target and a timeline
   assert.ok(await out.locator('.bar.contribution .fill').count() >= 1);
   assert.match(await page.textContent('#details .verbatim'), /Verbatim/);
 
+  // The pattern table: row 0 is every training token of the layer, rows nested below it.
+  const model = await page.evaluate(() => fetch('/v1/model').then((r) => r.json()));
+  const entries = model.layers.find((l) => l.name === 'out').entries;
+  const rows = out.locator('table.patterns tbody tr');
+  assert.ok(await rows.count() >= 2, 'pattern rows 0 and at least 1');
+  const cells0 = await rows.first().locator('td').allTextContents();
+  assert.equal(cells0[0], '0');
+  assert.equal(+cells0[2].replace(/,/g, ''), entries, 'row 0 holds every training token');
+  const counts = (await rows.evaluateAll((trs) => trs.map((tr) => tr.children[2].textContent))).map((c) => +c.replace(/,/g, ''));
+  for (let i = 1; i < counts.length; i++) assert.ok(counts[i] <= counts[i - 1], 'rows are nested: ' + counts);
+  assert.ok(await rows.first().locator('.cbar .fill').count() === 1, 'a signed contribution bar');
+  const summary = await out.locator('.summary').textContent();
+  console.log('summary: ' + summary);
+  const sel = await page.evaluate(() => window.spotlight.answer.tokens[2].layers.out.patterns.filter((r) => r.count > 0).pop());
+  const lead = `After ${sel.suffix.replace(/\n/g, '↵').replace(/^ +| +$/g, (sp) => '␣'.repeat(sp.length))}, ${sel.count.toLocaleString('en')} training token`;
+  assert.ok(summary.startsWith(lead), `the summary starts with the longest shared context: ${lead}`);
+  assert.match(summary, /of this logit’s -?[\d.,]+/);
+  assert.match(summary, /All [\d,]+ training tokens together gave/);
+
+  // The passages: characters coloured on a diverging scale, with its legend.
+  assert.ok(await out.locator('.passages .passage').count() >= 1);
+  assert.equal(await out.locator('.colour-legend .swatch').count(), 5);
+  const colours = await out.locator('.passages .passage-text span').evaluateAll((els) => els.map((e) => e.style.backgroundColor).filter(Boolean));
+  assert.ok(colours.length >= 1, 'some passage characters are coloured');
+  assert.ok(colours.every((c) => /^rgba\((31, 138, 91|192, 57, 43), /.test(c)), 'green or red: ' + colours.slice(0, 3));
+
   const head = await page.textContent('#details .tok-head');
   const firstCtx = await out.locator('.ctx').first().textContent();
   const dual = await out.locator('.stat', { hasText: 'dual check' }).textContent();
@@ -120,6 +192,53 @@ test('generate, click a token: contexts with a highlighted target and a timeline
   console.log('layer out, first context: ' + firstCtx.replace(/\s+/g, ' ').trim());
   console.log('layer out: ' + dual.replace(/\s+/g, ' ').trim() + ' | ' + cf.replace(/\s+/g, ' ').trim());
   await shot('web-1280.png');
+});
+
+// layerOut reads layer out of the selected token from the answer the page shows.
+const outOfSelected = () => page.evaluate(() => {
+  const i = +document.querySelector('#text .tok.selected').dataset.i;
+  return window.spotlight.answer.tokens[i].layers.out;
+});
+
+test('a timeline bin limits the answer to its steps, and back', async () => {
+  const full = await outOfSelected();
+  // The bin with the most training tokens' contribution, so that the limited answer has some.
+  const bins = full.timeline;
+  const k = bins.reduce((b, x, i) => (Math.abs(x.contribution) > Math.abs(bins[b].contribution) ? i : b), 0);
+  const { from_step: from, to_step: to } = bins[k];
+  await page.click(`#details .layer-card[data-layer=out] svg.timeline rect.bin-hit[data-from="${from}"]`);
+  await page.waitForFunction(([f, t]) => {
+    const b = document.querySelector('#details .steps-banner');
+    return b && !b.hidden && b.textContent.includes(`steps ${f}–${t}`);
+  }, [from, to]);
+  assert.match(await page.textContent('#text-steps'), new RegExp(`steps ${from}–${to}`), 'the text says it too');
+  const part = await outOfSelected();
+  const row0 = +(await page.locator('#details table.patterns tbody tr').first().locator('td').nth(2).textContent()).replace(/,/g, '');
+  assert.equal(row0, part.patterns[0].count);
+  assert.ok(row0 < full.patterns[0].count, `fewer training tokens in steps ${from}–${to}: ${row0} < ${full.patterns[0].count}`);
+  assert.ok(part.top.every((e) => e.step >= from && e.step <= to), 'every listed token is from the bin');
+  assert.equal(await page.locator('#details svg.timeline rect.bin-hit.active').count(), 1, 'the bin is marked');
+  assert.equal(await page.locator('#details .stat .partial').count(), 1, 'the dual check says it covers those steps only');
+  await page.click('#details .steps-banner button.all-steps');
+  await page.waitForFunction(() => !document.querySelector('#details .steps-banner').textContent);
+  assert.equal(await page.isHidden('#text-steps'), true);
+  assert.equal((await outOfSelected()).patterns[0].count, full.patterns[0].count, 'all steps again');
+});
+
+test('ranking and grouping selectors', async () => {
+  await page.selectOption('#rank-by', 'margin');
+  await page.waitForFunction(() => /margin of/.test(document.querySelector('#details .layer-card[data-layer=out] h3').textContent));
+  const m = await outOfSelected();
+  assert.equal(m.objective, 'margin');
+  assert.match(await page.textContent('#details .layer-card[data-layer=out] .summary'), /of this margin’s -?[\d.,]+ \(over “/);
+  await page.selectOption('#group-by', 'token');
+  await page.waitForFunction(() => /Top \d+ training tokens by margin$/.test(
+    [...document.querySelectorAll('#details .layer-card[data-layer=out] h4')].pop().textContent));
+  await page.selectOption('#rank-by', 'contribution');
+  await page.selectOption('#group-by', 'pattern');
+  await page.waitForFunction(() => /longest shared context first/.test(
+    [...document.querySelectorAll('#details .layer-card[data-layer=out] h4')].pop().textContent));
+  assert.equal((await outOfSelected()).objective, 'logit');
 });
 
 test('arrow keys move between tokens', async () => {
@@ -196,6 +315,24 @@ test('live training: progress and loss curve', async () => {
     return /^Idle at step (\d+)/.test(s) && +/^Idle at step (\d+)/.exec(s)[1] >= from + 4;
   }, before.step, { timeout: 180_000 });
   console.log('training: ' + await page.textContent('#train-status'));
+
+  // The loss chart's step labels stay apart.
+  const boxes = await page.locator('#loss-chart text.xtick').evaluateAll((els) => els.map((e) => {
+    const r = e.getBoundingClientRect();
+    return [r.left, r.right, e.textContent];
+  }));
+  assert.ok(boxes.length >= 2, 'x ticks on the loss chart');
+  for (let i = 1; i < boxes.length; i++) {
+    assert.ok(boxes[i][0] > boxes[i - 1][1], `tick ${boxes[i][2]} clear of ${boxes[i - 1][2]}`);
+  }
+
+  // Once the server has loaded the new checkpoint the page serves it, and says so.
+  const last = await page.evaluate(() => fetch('/v1/train').then((r) => r.json()));
+  await page.waitForFunction((c) => new RegExp(`serving step ${c}\\b`).test(document.getElementById('model-info').textContent),
+    last.committed, { timeout: 60_000 });
+  await page.waitForSelector('#checkpoint-note[hidden]', { state: 'attached' });
+  const hz = await page.evaluate(() => fetch('/healthz').then((r) => r.json()));
+  assert.equal(hz.step, last.committed);
 });
 
 test('no script errors in the console', () => {
