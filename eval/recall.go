@@ -79,9 +79,16 @@ func canaries(ctx context.Context, eng *query.Engine, tr *lm.Trainer, facts []Fa
 			}
 		}
 		text := string(runes[:end])
+		// One answer per (grouping, step range, ranking), for the code characters only; the
+		// passage view reads the token view's answer.
+		var positions []int
+		for p := fact.CodeAt; p < end; p++ {
+			positions = append(positions, p)
+		}
 		answers := map[string]*query.Answer{}
 		for _, v := range views() {
-			if v.group == "random" || answers[v.group+v.rank] != nil {
+			key := answerKey(v)
+			if v.group == "random" || answers[key] != nil {
 				continue
 			}
 			req := outRequest(text, maxK, v.rank)
@@ -92,14 +99,14 @@ func canaries(ctx context.Context, eng *query.Engine, tr *lm.Trainer, facts []Fa
 			case "late":
 				req.Steps = []int{half, tr.Step}
 			}
-			ans, err := eng.Attribute(ctx, req)
+			ans, err := eng.AttributeAt(ctx, req, positions)
 			if err != nil {
 				return err
 			}
-			answers[v.group+v.rank] = ans
+			answers[key] = ans
 		}
 		for p := fact.CodeAt; p < end; p++ {
-			tok := answers["token"+query.RankContribution].Tokens[p-1]
+			tok := answers[answerKey(view{"token", query.RankContribution})].Tokens[p-fact.CodeAt]
 			if tok.Token != string(runes[p]) {
 				return fmt.Errorf("eval: attribution of %q scored %q at %d, want %q", text, tok.Token, p, string(runes[p]))
 			}
@@ -109,7 +116,7 @@ func canaries(ctx context.Context, eng *query.Engine, tr *lm.Trainer, facts []Fa
 				split, predicted = pred, predicted+1
 			}
 			for _, v := range views() {
-				found := evidence(v, answers[v.group+v.rank], p, rng, offsets, maxK)
+				found := evidence(v, answers[answerKey(v)], p-fact.CodeAt, rng, offsets, maxK)
 				for _, k := range opts.RecallKs {
 					hit := 0.0
 					for _, sp := range found[:min(k, len(found))] {
@@ -154,9 +161,17 @@ func canaries(ctx context.Context, eng *query.Engine, tr *lm.Trainer, facts []Fa
 	return nil
 }
 
-// evidence lists the corpus spans [start, end) a view shows for the token at text position
-// p, best first: one character per training token, a whole passage per passage.
-func evidence(v view, ans *query.Answer, p int, rng *rand.Rand, offsets []int64, k int) [][2]int64 {
+// answerKey names the answer a view reads: passages come with every answer.
+func answerKey(v view) string {
+	if v.group == "passage" {
+		return "token/" + v.rank
+	}
+	return v.name()
+}
+
+// evidence lists the corpus spans [start, end) a view shows for answer token i, best
+// first: one character per training token, a whole passage per passage.
+func evidence(v view, ans *query.Answer, i int, rng *rand.Rand, offsets []int64, k int) [][2]int64 {
 	var out [][2]int64
 	switch v.group {
 	case "random":
@@ -164,11 +179,11 @@ func evidence(v view, ans *query.Answer, p int, rng *rand.Rand, offsets []int64,
 			out = append(out, [2]int64{offsets[j], offsets[j] + 1})
 		}
 	case "passage":
-		for _, ps := range ans.Tokens[p-1].Layers[lm.OutLayer].Passages {
+		for _, ps := range ans.Tokens[i].Layers[lm.OutLayer].Passages {
 			out = append(out, [2]int64{ps.Start, ps.End})
 		}
 	default:
-		for _, e := range ans.Tokens[p-1].Layers[lm.OutLayer].Top {
+		for _, e := range ans.Tokens[i].Layers[lm.OutLayer].Top {
 			out = append(out, [2]int64{e.Offset, e.Offset + 1})
 		}
 	}

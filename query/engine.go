@@ -188,6 +188,13 @@ func (e *Engine) generate(ctx context.Context, req Request) (*Answer, error) {
 // Attribute scores req.Text teacher-forced: for each position i ≥ 1 the context
 // text[:i] and the target text[i].
 func (e *Engine) Attribute(ctx context.Context, req AttributeRequest) (*Answer, error) {
+	return e.AttributeAt(ctx, req, nil)
+}
+
+// AttributeAt is Attribute for the given positions of req.Text only (each in
+// 1..len(text)−1, in the order given; nil means all of them): callers that need a few
+// tokens of a long text pay for those alone.
+func (e *Engine) AttributeAt(ctx context.Context, req AttributeRequest, positions []int) (*Answer, error) {
 	if err := req.Normalize(e.model.Cfg); err != nil {
 		return nil, err
 	}
@@ -195,19 +202,27 @@ func (e *Engine) Attribute(ctx context.Context, req AttributeRequest) (*Answer, 
 	if err != nil {
 		return nil, err
 	}
-	contexts := make([][]int32, len(ids)-1)
-	for i := range contexts {
-		contexts[i] = ids[:i+1]
+	if positions == nil {
+		for i := 1; i < len(ids); i++ {
+			positions = append(positions, i)
+		}
+	}
+	contexts, targets := make([][]int32, len(positions)), make([]int32, len(positions))
+	for k, i := range positions {
+		if i < 1 || i >= len(ids) {
+			return nil, inputErr("text", "position %d outside 1..%d", i, len(ids)-1)
+		}
+		contexts[k], targets[k] = ids[:i], ids[i]
 	}
 	opt := Request{TopK: req.TopK, RankBy: req.RankBy, GroupBy: req.GroupBy, Layers: req.Layers, Bins: req.Bins,
 		Passages: req.Passages, Steps: req.Steps}
-	ans, err := e.explain(ctx, opt, contexts, ids[1:])
+	ans, err := e.explain(ctx, opt, contexts, targets)
 	if err != nil {
 		return nil, err
 	}
 	ans.Text = req.Text
-	for i := range ans.Tokens {
-		ans.Tokens[i].Index = i + 1
+	for k := range ans.Tokens {
+		ans.Tokens[k].Index = positions[k]
 	}
 	return ans, nil
 }

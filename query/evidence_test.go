@@ -258,3 +258,29 @@ func fmtSteps(s []int) string {
 	}
 	return fmt.Sprintf("/steps%d-%d", s[0], s[1])
 }
+
+// AttributeAt answers the chosen positions exactly as Attribute answers them in full.
+func TestAttributeAt(t *testing.T) {
+	e := engine(t)
+	req := AttributeRequest{Text: "The light of", TopK: 4, Layers: []string{"out"}}
+	all, err := e.Attribute(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	some, err := e.AttributeAt(context.Background(), req, []int{9, 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, i := range []int{9, 2} {
+		got, want := some.Tokens[k], all.Tokens[i-1]
+		if got.Index != i || got.Token != want.Token || got.Prob != want.Prob ||
+			got.Layers["out"].Top[0] != want.Layers["out"].Top[0] {
+			t.Errorf("position %d: %+v, want %+v", i, got.Layers["out"].Top[0], want.Layers["out"].Top[0])
+		}
+	}
+	for _, pos := range [][]int{{0}, {12}, {-1}} {
+		if _, err := e.AttributeAt(context.Background(), req, pos); !IsInputError(err) {
+			t.Errorf("positions %v: %v, want an input error", pos, err)
+		}
+	}
+}
