@@ -3,6 +3,9 @@ package api
 import (
 	"context"
 	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 
@@ -53,6 +56,9 @@ func (s *Server) generate(c echo.Context) error {
 		return err
 	}
 	return s.answer(c, func(ctx context.Context, e *query.Engine) (*query.Answer, error) {
+		if err := s.withinBudget(e.EstimateGenerate(req)); err != nil {
+			return nil, err
+		}
 		return e.Generate(ctx, req)
 	})
 }
@@ -63,23 +69,60 @@ func (s *Server) attribute(c echo.Context) error {
 		return err
 	}
 	return s.answer(c, func(ctx context.Context, e *query.Engine) (*query.Answer, error) {
+		if err := s.withinBudget(e.EstimateAttribute(req)); err != nil {
+			return nil, err
+		}
 		return e.Attribute(ctx, req)
 	})
 }
 
-// answer takes a slot of the query pool and runs one query (which validates its request)
-// on the current snapshot.
-func (s *Server) answer(c echo.Context, run func(context.Context, *query.Engine) (*query.Answer, error)) error {
-	ans, err := s.query(c.Request().Context(), run)
+// withinBudget refuses a request whose estimated answer is over the answer limit, before
+// any work is done.
+func (s *Server) withinBudget(estimate int64, err error) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, ans)
+	if estimate > s.opts.MaxAnswerBytes {
+		return &query.TooLargeError{Estimate: estimate, Limit: s.opts.MaxAnswerBytes}
+	}
+	return nil
+}
+
+// answer runs one query and encodes its answer within a slot of the query pool, then
+// writes it with the slot released: a client that reads slowly holds its connection and
+// the encoded bytes, never a slot. An answer over the limit is refused unsent. A write
+// that cannot finish is logged with the bytes it got through.
+func (s *Server) answer(c echo.Context, run func(context.Context, *query.Engine) (*query.Answer, error)) error {
+	var body []byte
+	_, err := s.query(c.Request().Context(), run, func(ans *query.Answer) error {
+		b, err := json.Marshal(ans)
+		if err != nil {
+			return err
+		}
+		if int64(len(b)) > s.opts.MaxAnswerBytes {
+			return &query.TooLargeError{Estimate: int64(len(b)), Limit: s.opts.MaxAnswerBytes}
+		}
+		body = append(b, '\n')
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	w := c.Response()
+	w.Header().Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
+	w.Header().Set(echo.HeaderContentLength, strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	if n, err := w.Write(body); err != nil {
+		c.Set(writeErrorKey, fmt.Errorf("wrote %d of %d bytes: %w", n, len(body), err))
+	}
+	return nil
 }
 
 // query runs one query on the current snapshot within a slot of the query pool and the
-// query timeout: the path of POST /v1/generate, /v1/attribute and the plots.
-func (s *Server) query(ctx context.Context, run func(context.Context, *query.Engine) (*query.Answer, error)) (*query.Answer, error) {
+// query timeout, then finish (when not nil) on its answer, still within the slot: the path
+// of POST /v1/generate, /v1/attribute and the plots. A query cut short by the server's
+// shutdown fails with 503 shutting_down.
+func (s *Server) query(ctx context.Context, run func(context.Context, *query.Engine) (*query.Answer, error), finish func(*query.Answer) error) (*query.Answer, error) {
 	sn := s.acquire()
 	defer s.release(sn)
 	release, err := s.acquireQuery()
@@ -91,9 +134,15 @@ func (s *Server) query(ctx context.Context, run func(context.Context, *query.Eng
 	defer cancel()
 	ans, err := run(ctx, sn.Engine)
 	if err != nil {
+		if errors.Is(context.Cause(ctx), errShutdown) {
+			return nil, errShuttingDown()
+		}
 		return nil, err
 	}
 	ans.Step = sn.Step
+	if finish != nil {
+		return ans, finish(ans)
+	}
 	return ans, nil
 }
 

@@ -22,6 +22,7 @@ import (
 type serveFlags struct {
 	data, addr, token string
 	maxQueries        int
+	maxAnswerBytes    int64
 }
 
 func newServeCmd() *cobra.Command {
@@ -42,6 +43,7 @@ func newServeCmd() *cobra.Command {
 	fl.StringVar(&f.addr, "addr", api.DefaultAddr, "listen address; a non-loopback address needs a token")
 	fl.StringVar(&f.token, "token", "", "bearer token required on every request but /healthz (default $SPOTLIGHT_TOKEN)")
 	fl.IntVar(&f.maxQueries, "max-queries", api.DefaultMaxQueries, "generate/attribute requests at once; more get 429")
+	fl.Int64Var(&f.maxAnswerBytes, "max-answer-bytes", api.DefaultMaxAnswerBytes, "largest generate/attribute answer (JSON bytes); larger requests get 422 answer_too_large")
 	_ = cmd.MarkFlagRequired("data")
 	return cmd
 }
@@ -62,7 +64,7 @@ func runServe(cmd *cobra.Command, f *serveFlags) (rerr error) {
 	}
 	// Closing the directory can fail (a disk that stopped taking writes): the exit status says so.
 	defer func() { rerr = errors.Join(rerr, dir.Close()) }()
-	srv, err := api.New(dir, api.Options{Token: f.token, MaxQueries: f.maxQueries, Logger: log, Web: web.Handler()})
+	srv, err := api.New(dir, api.Options{Token: f.token, MaxQueries: f.maxQueries, MaxAnswerBytes: f.maxAnswerBytes, Logger: log, Web: web.Handler()})
 	if err != nil {
 		return err
 	}
