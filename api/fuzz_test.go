@@ -13,9 +13,9 @@ import (
 )
 
 // FuzzDecodeGenerate sends arbitrary bodies to POST /v1/generate and /v1/attribute. The
-// query pool is held full, so a body that decodes gets 429 instead of running the model
-// (the engine validates it inside a pool slot): every answer must be a JSON error with a
-// 4xx status, never a 5xx or a panic.
+// query pool is held full, so a valid body gets 429 instead of running the model (an
+// invalid one 400, an oversized one 422): every answer must be a JSON error with a 4xx
+// status, never a 5xx or a panic.
 func FuzzDecodeGenerate(f *testing.F) {
 	for _, seed := range []string{
 		`{"prompt":"The ","tokens":3,"top_k":2}`, `{"prompt":"a","layers":["out","block0.ff1"]}`,
@@ -39,7 +39,7 @@ func FuzzDecodeGenerate(f *testing.F) {
 		release := s.FillQueryPool()
 		s.Handler().ServeHTTP(rec, req)
 		release()
-		wantJSONError(t, rec, body, 400, 413, 429)
+		wantJSONError(t, rec, body, 400, 413, 422, 429)
 	})
 }
 
@@ -93,7 +93,7 @@ func closedServer(tb testing.TB) *api.Server {
 }
 
 // FuzzPlotParams sends arbitrary query strings to GET /v1/plots/timeline.{svg,png} with
-// the query pool held full: parameters that parse get 429, the rest a JSON 400.
+// the query pool held full: valid parameters get 429, oversized ones 422, the rest a JSON 400.
 func FuzzPlotParams(f *testing.F) {
 	for _, seed := range []string{"prompt=The&token=2", "prompt=a&layer=out&bins=5", "token=x", "prompt=a&token=-1",
 		"prompt=a&tokens=99999999999999999999", "prompt=%ff", "temperature=NaN&prompt=a", "seed=-1&prompt=a",
@@ -114,7 +114,7 @@ func FuzzPlotParams(f *testing.F) {
 		release := s.FillQueryPool()
 		s.Handler().ServeHTTP(rec, req)
 		release()
-		wantJSONError(t, rec, params, 400, 429)
+		wantJSONError(t, rec, params, 400, 422, 429)
 	})
 }
 

@@ -131,6 +131,8 @@ var longQuery = `{"text":` + quote(string(corpora.Default()[:150])) + `,"top_k":
 func TestAnswerBudget(t *testing.T) {
 	s := sharedServer(t)
 	t.Run("ErrTooLarge", func(t *testing.T) {
+		release := s.FillQueryPool() // refused before it would take a slot
+		defer release()
 		start := time.Now()
 		r := s.call(t, "POST", "/v1/generate", `{"prompt":"The light","tokens":1024,"top_k":1000,"bins":1000}`)
 		code, msg := r.errorCode(t)
