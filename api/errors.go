@@ -26,7 +26,19 @@ const (
 	CodeUnavailable  = "unavailable"
 	CodeTimeout      = "timeout"
 	CodeInternal     = "internal"
+	// CodeAnswerTooLarge: the answer would be over the server's limit (--max-answer-bytes);
+	// the message gives the limit and the estimate.
+	CodeAnswerTooLarge = "answer_too_large"
+	CodeShuttingDown   = "shutting_down" // the server stopped while the request ran
 )
+
+// errShutdown is the cause with which Shutdown cancels the requests still running after
+// its grace period.
+var errShutdown = errors.New("server shutting down")
+
+func errShuttingDown() *Error {
+	return errorf(http.StatusServiceUnavailable, CodeShuttingDown, "the server is shutting down: retry once it is back")
+}
 
 // Error is an error with an HTTP status and a code; the message is shown to the caller.
 type Error struct {
@@ -62,12 +74,15 @@ func toError(err error) *Error {
 		in   *query.InputError
 		unk  *lm.UnknownCharsError
 		maxb *http.MaxBytesError
+		big  *query.TooLargeError
 	)
 	switch {
 	case errors.As(err, &e):
 		return e
 	case errors.As(err, &maxb):
 		return errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "request body over %d bytes", maxb.Limit)
+	case errors.As(err, &big):
+		return errorf(http.StatusUnprocessableEntity, CodeAnswerTooLarge, "%s", big.Error())
 	case errors.As(err, &in):
 		return &Error{Status: http.StatusBadRequest, Code: CodeInvalidInput, Message: in.Error(), Field: in.Field}
 	case errors.As(err, &unk):

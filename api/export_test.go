@@ -35,3 +35,9 @@ func openAPIPath(p string) string {
 	}
 	return strings.Join(parts, "/")
 }
+
+// QueriesRunning is how many slots of the query pool are taken.
+func (s *Server) QueriesRunning() int { return len(s.sem) }
+
+// InFlight is how many requests are being handled (computing or writing their answer).
+func (s *Server) InFlight() int64 { return s.inflight.Load() }

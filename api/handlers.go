@@ -3,6 +3,9 @@ package api
 import (
 	"context"
 	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 
@@ -52,8 +55,9 @@ func (s *Server) generate(c echo.Context) error {
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
-	return s.answer(c, func(ctx context.Context, e *query.Engine) (*query.Answer, error) {
-		return e.Generate(ctx, req)
+	return s.answer(c, job{
+		estimate: func(e *query.Engine) (int64, error) { return e.EstimateGenerate(req) },
+		run:      func(ctx context.Context, e *query.Engine) (*query.Answer, error) { return e.Generate(ctx, req) },
 	})
 }
 
@@ -62,26 +66,64 @@ func (s *Server) attribute(c echo.Context) error {
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
-	return s.answer(c, func(ctx context.Context, e *query.Engine) (*query.Answer, error) {
-		return e.Attribute(ctx, req)
+	return s.answer(c, job{
+		estimate: func(e *query.Engine) (int64, error) { return e.EstimateAttribute(req) },
+		run:      func(ctx context.Context, e *query.Engine) (*query.Answer, error) { return e.Attribute(ctx, req) },
 	})
 }
 
-// answer takes a slot of the query pool and runs one query (which validates its request)
-// on the current snapshot.
-func (s *Server) answer(c echo.Context, run func(context.Context, *query.Engine) (*query.Answer, error)) error {
-	ans, err := s.query(c.Request().Context(), run)
+// job is one query: the estimate of its answer's size (which also validates the request)
+// and the work that computes the answer.
+type job struct {
+	estimate func(*query.Engine) (int64, error)
+	run      func(context.Context, *query.Engine) (*query.Answer, error)
+}
+
+// answer runs one query and encodes its answer within a slot of the query pool, then
+// writes it with the slot released: a client that reads slowly holds its connection and
+// the encoded bytes, never a slot. An answer over the limit is refused unsent. A write
+// that cannot finish is logged with the bytes it got through.
+func (s *Server) answer(c echo.Context, j job) error {
+	var body []byte
+	_, err := s.query(c.Request().Context(), j, func(ans *query.Answer) error {
+		b, err := json.Marshal(ans)
+		if err != nil {
+			return err
+		}
+		if int64(len(b)) > s.opts.MaxAnswerBytes {
+			return &query.TooLargeError{Estimate: int64(len(b)), Limit: s.opts.MaxAnswerBytes}
+		}
+		body = append(b, '\n')
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, ans)
+	w := c.Response()
+	w.Header().Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
+	w.Header().Set(echo.HeaderContentLength, strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	if n, err := w.Write(body); err != nil {
+		c.Set(writeErrorKey, fmt.Errorf("wrote %d of %d bytes: %w", n, len(body), err))
+	}
+	return nil
 }
 
-// query runs one query on the current snapshot within a slot of the query pool and the
-// query timeout: the path of POST /v1/generate, /v1/attribute and the plots.
-func (s *Server) query(ctx context.Context, run func(context.Context, *query.Engine) (*query.Answer, error)) (*query.Answer, error) {
+// query runs one job on the current snapshot: a request that is invalid or whose answer
+// would be over the answer limit fails first, then the work runs within a slot of the
+// query pool and the query timeout, and finish (when not nil) on its answer, still within
+// the slot. It is the path of POST /v1/generate, /v1/attribute and the plots. A query cut
+// short by the server's shutdown fails with 503 shutting_down.
+func (s *Server) query(ctx context.Context, j job, finish func(*query.Answer) error) (*query.Answer, error) {
 	sn := s.acquire()
 	defer s.release(sn)
+	estimate, err := j.estimate(sn.Engine)
+	if err != nil {
+		return nil, err
+	}
+	if estimate > s.opts.MaxAnswerBytes {
+		return nil, &query.TooLargeError{Estimate: estimate, Limit: s.opts.MaxAnswerBytes}
+	}
 	release, err := s.acquireQuery()
 	if err != nil {
 		return nil, err
@@ -89,11 +131,17 @@ func (s *Server) query(ctx context.Context, run func(context.Context, *query.Eng
 	defer release()
 	ctx, cancel := context.WithTimeout(ctx, s.opts.QueryTimeout)
 	defer cancel()
-	ans, err := run(ctx, sn.Engine)
+	ans, err := j.run(ctx, sn.Engine)
 	if err != nil {
+		if errors.Is(context.Cause(ctx), errShutdown) {
+			return nil, errShuttingDown()
+		}
 		return nil, err
 	}
 	ans.Step = sn.Step
+	if finish != nil {
+		return ans, finish(ans)
+	}
 	return ans, nil
 }
 

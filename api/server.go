@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -28,7 +29,18 @@ const (
 	DefaultQueryTimeout = 60 * time.Second
 	DefaultReadTimeout  = 10 * time.Second
 	DefaultWriteTimeout = 90 * time.Second
+	// DefaultMaxAnswerBytes bounds one generate/attribute answer (and a plot's generation):
+	// the default request for 1024 tokens fits on the tiny preset, the largest options do not.
+	DefaultMaxAnswerBytes = 64 << 20
 )
+
+// shutdownDrain is how long Shutdown waits, after cancelling the requests still running
+// at its deadline, for them to send their 503 before it closes their connections.
+const shutdownDrain = 5 * time.Second
+
+// writeErrorKey is where a handler records, in its echo context, a response write that
+// failed part way (the request log line reports it).
+const writeErrorKey = "spotlight.write_error"
 
 // Options configure a Server. New fills zero fields from the Default* constants.
 type Options struct {
@@ -36,10 +48,13 @@ type Options struct {
 	BodyLimit    int64         // bytes per request body
 	MaxQueries   int           // generate/attribute requests running at once; more get 429
 	QueryTimeout time.Duration // per generate/attribute request
-	ReadTimeout  time.Duration
-	WriteTimeout time.Duration
-	Logger       *slog.Logger
-	Web          http.Handler // serves GET / (the web page), when set
+	// MaxAnswerBytes bounds the JSON of one answer: a request whose estimate is over it gets
+	// 422 answer_too_large before any work, as does an answer that comes out over it.
+	MaxAnswerBytes int64
+	ReadTimeout    time.Duration
+	WriteTimeout   time.Duration
+	Logger         *slog.Logger
+	Web            http.Handler // serves GET / (the web page), when set
 }
 
 // Server is the HTTP API over one open data directory.
@@ -53,6 +68,12 @@ type Server struct {
 	corpus   []int32       // the tokenised corpus, for /v1/steps
 	sem      chan struct{} // the query pool
 	loopback bool          // set by Serve
+	inflight atomic.Int64  // requests being handled
+
+	// base is every request's parent context; Shutdown cancels it (cause errShutdown) when
+	// requests are still running at its deadline.
+	base  context.Context
+	abort context.CancelCauseFunc
 
 	snapMu sync.Mutex
 	snap   *snapshot
@@ -78,8 +99,10 @@ func New(dir *datadir.Dir, opts Options) (*Server, error) {
 	s.snap, s.corpus = snap, snap.Model.Tok.EncodeCorpus(string(dir.Corpus()))
 	s.echo = s.routes()
 	s.handler = headAsGet(s.echo)
+	s.base, s.abort = context.WithCancelCause(context.Background())
 	s.http = &http.Server{Handler: s.handler, ReadHeaderTimeout: opts.ReadTimeout,
-		ReadTimeout: opts.ReadTimeout, WriteTimeout: opts.WriteTimeout, IdleTimeout: 2 * time.Minute}
+		ReadTimeout: opts.ReadTimeout, WriteTimeout: opts.WriteTimeout, IdleTimeout: 2 * time.Minute,
+		BaseContext: func(net.Listener) context.Context { return s.base }}
 	s.bg.Add(1)
 	go s.refresher()
 	return s, nil
@@ -91,6 +114,9 @@ func fillDefaults(o *Options) {
 	}
 	if o.MaxQueries <= 0 {
 		o.MaxQueries = DefaultMaxQueries
+	}
+	if o.MaxAnswerBytes <= 0 {
+		o.MaxAnswerBytes = DefaultMaxAnswerBytes
 	}
 	if o.QueryTimeout <= 0 {
 		o.QueryTimeout = DefaultQueryTimeout
@@ -173,9 +199,25 @@ func (s *Server) Serve(ln net.Listener) error {
 }
 
 // Shutdown stops accepting requests, lets running ones finish (until ctx ends), then
-// checkpoints any training run and releases the model and memory.
+// checkpoints any training run and releases the model and memory. Requests still running
+// when ctx ends are cancelled: their queries stop and answer 503 shutting_down, and
+// connections still open a few seconds later are closed. It returns nil when every request
+// finished in time, else an error that says how many did not.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.http.Shutdown(ctx)
+	if err != nil {
+		running := s.inflight.Load()
+		s.abort(errShutdown)
+		drain, cancel := context.WithTimeout(context.Background(), shutdownDrain)
+		derr := s.http.Shutdown(drain)
+		cancel()
+		err = fmt.Errorf("shutdown: %d requests still running after the grace period were cancelled (answered 503 shutting_down)", running)
+		if errors.Is(derr, context.DeadlineExceeded) {
+			err = fmt.Errorf("shutdown: %d requests still running after the grace period were cancelled; %d connections still writing %s later were closed",
+				running, s.inflight.Load(), shutdownDrain)
+			s.http.Close()
+		}
+	}
 	s.Close()
 	return err
 }
@@ -212,17 +254,25 @@ func isLoopback(addr string) bool {
 
 // Middleware.
 
+// logRequests logs every request once it is answered; a response whose write failed part
+// way is logged as a warning with the bytes written and the error.
 func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
+		s.inflight.Add(1)
+		defer s.inflight.Add(-1)
 		start := time.Now()
 		err := next(c)
 		if err != nil {
 			c.Error(err)
 		}
 		r := c.Response()
-		s.log.Info("request", "method", c.Request().Method, "path", c.Request().URL.Path,
-			"status", r.Status, "bytes", r.Size, "ms", time.Since(start).Milliseconds(),
-			"remote", c.RealIP())
+		attrs := []any{"method", c.Request().Method, "path", c.Request().URL.Path,
+			"status", r.Status, "bytes", r.Size, "ms", time.Since(start).Milliseconds(), "remote", c.RealIP()}
+		if werr, ok := c.Get(writeErrorKey).(error); ok {
+			s.log.Warn("request: response not fully written", append(attrs, "err", werr.Error())...)
+			return nil
+		}
+		s.log.Info("request", attrs...)
 		return nil
 	}
 }

@@ -267,7 +267,7 @@ func TestAuth(t *testing.T) {
 	})
 }
 
-func sharedDir(t *testing.T) *datadir.Dir {
+func sharedDir(t testing.TB) *datadir.Dir {
 	sharedServer(t)
 	return shared.dir
 }

@@ -172,6 +172,9 @@ func (e *Engine) generate(ctx context.Context, req Request) (*Answer, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	seq := append(append([]int32{}, prompt...), gen...)
 	contexts := make([][]int32, len(gen))
 	for i := range gen {
@@ -235,7 +238,7 @@ func (e *Engine) explain(ctx context.Context, req Request, contexts [][]int32, t
 	if e.closed {
 		return nil, errors.New("query engine is closed")
 	}
-	probes, err := e.model.ProbeFor(contexts, targets, probeObjective[req.RankBy])
+	probes, err := e.probe(ctx, contexts, targets, probeObjective[req.RankBy])
 	if err != nil {
 		return nil, err
 	}
@@ -273,24 +276,54 @@ func (e *Engine) explain(ctx context.Context, req Request, contexts [][]int32, t
 			return nil, err
 		}
 		for i, tok := range targets {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
 			r := &res[i]
 			ranked := r.TopContribution
 			if req.RankBy == RankAttention {
 				ranked = r.TopAttention
 			}
 			win := e.window(contexts[i])
-			members := e.matches(sc, qs[i], win, rg)
+			members, err := e.matches(ctx, sc, qs[i], win, rg)
+			if err != nil {
+				return nil, err
+			}
 			hits := distinctWindows(sc, ranked, req.TopK)
 			if req.GroupBy == GroupPattern {
 				hits = patternTop(sc, members, ranked, req.RankBy == RankAttention, req.TopK)
 			}
 			la := e.layerAnswer(sc, name, req, qs[i], objs[i], r, probes[i], tok, hits)
 			la.Patterns = e.patterns(sc, r, members, win, tok, rg)
-			la.Passages = e.topPassages(sc, qs[i], r, req.Passages, rg)
+			if la.Passages, err = e.topPassages(ctx, sc, qs[i], r, req.Passages, rg); err != nil {
+				return nil, err
+			}
 			ans.Tokens[i].Layers[name] = la
 		}
 	}
 	return ans, nil
+}
+
+// probeChunk is how many contexts explain probes between checks of its context: a
+// fraction of a second of model time.
+const probeChunk = 64
+
+// probe runs the model's probe over the contexts in chunks, so a cancelled request stops
+// within one chunk.
+func (e *Engine) probe(ctx context.Context, contexts [][]int32, targets []int32, obj lm.Objective) ([]lm.Probe, error) {
+	out := make([]lm.Probe, 0, len(contexts))
+	for lo := 0; lo < len(contexts); lo += probeChunk {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		hi := min(lo+probeChunk, len(contexts))
+		ps, err := e.model.ProbeFor(contexts[lo:hi], targets[lo:hi], obj)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ps...)
+	}
+	return out, nil
 }
 
 // objective is what a layer's contributions add up to for one token.

@@ -44,7 +44,10 @@ func TestPatternsAndPassagesMatchBruteForce(t *testing.T) {
 		r := &res[0]
 		target := sc.Mem.Targets[0]
 		all := tokens{0, sc.N}
-		members := e.matches(sc, q, ctxRunes, all)
+		members, err := e.matches(context.Background(), sc, q, ctxRunes, all)
+		if err != nil {
+			t.Fatal(err)
+		}
 		rows := e.patterns(sc, r, members, ctxRunes, target, all)
 		if rows[0].N != 0 || rows[0].Count != sc.N {
 			t.Fatalf("%s: first row %+v, want n=0 over %d tokens", layer, rows[0], sc.N)
@@ -110,7 +113,10 @@ func TestPatternsAndPassagesMatchBruteForce(t *testing.T) {
 			}
 		}
 
-		ps := e.topPassages(sc, q, r, DefaultGenerate().Passages, all)
+		ps, err := e.topPassages(context.Background(), sc, q, r, DefaultGenerate().Passages, all)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if len(ps) != DefaultGenerate().Passages {
 			t.Fatalf("%s: %d passages", layer, len(ps))
 		}

@@ -1,6 +1,7 @@
 package query
 
 import (
+	"context"
 	"math"
 	"sort"
 	"unicode"
@@ -85,7 +86,7 @@ func passageGroups(m *dualmem.LayerMemory, of []int32) []int32 {
 
 // topPassages picks the passages with the largest contribution (most positive first) from
 // a scan's per-passage sums and fills in their text and per-character contributions.
-func (e *Engine) topPassages(sc *dualmem.Scanner, q dualmem.Query, r *dualmem.Result, n int, rg tokens) []Passage {
+func (e *Engine) topPassages(ctx context.Context, sc *dualmem.Scanner, q dualmem.Query, r *dualmem.Result, n int, rg tokens) ([]Passage, error) {
 	ps := e.pass
 	idx := make([]int, 0, len(r.GroupContribution))
 	for g, c := range r.GroupContribution {
@@ -102,6 +103,9 @@ func (e *Engine) topPassages(sc *dualmem.Scanner, q dualmem.Query, r *dualmem.Re
 	})
 	out := []Passage{}
 	for _, g := range idx[:min(n, len(idx))] {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		lo, hi := ps.starts[g], ps.starts[g+1]
 		p := Passage{Start: lo, End: hi, Text: string(e.corpus[lo:hi]), Contribution: r.GroupContribution[g],
 			Alpha: r.GroupAlpha[g], Tokens: make([]float64, hi-lo)}
@@ -120,7 +124,7 @@ func (e *Engine) topPassages(sc *dualmem.Scanner, q dualmem.Query, r *dualmem.Re
 		}
 		out = append(out, p)
 	}
-	return out
+	return out, nil
 }
 
 // roundSig keeps 4 significant digits: per-character values are for colouring and reading,

@@ -1,6 +1,7 @@
 package query
 
 import (
+	"context"
 	"math"
 	"sort"
 
@@ -132,14 +133,18 @@ func patternTop(sc *dualmem.Scanner, members []member, ranked []dualmem.Hit, byA
 
 // matches finds every training token whose context ends with the query's last character
 // (the suffix array gives their corpus offsets) and measures how far back the match goes,
-// within the window each of them was trained with.
-func (e *Engine) matches(sc *dualmem.Scanner, q dualmem.Query, ctx []rune, rg tokens) []member {
+// within the window each of them was trained with. A frequent character has many matches:
+// it checks cctx every checkEvery of them.
+func (e *Engine) matches(cctx context.Context, sc *dualmem.Scanner, q dualmem.Query, ctx []rune, rg tokens) ([]member, error) {
 	if len(ctx) == 0 {
-		return nil
+		return nil, nil
 	}
 	last := len(ctx) - 1
 	var out []member
-	for _, b := range e.sa.Lookup([]byte(string(ctx[last])), -1) {
+	for i, b := range e.sa.Lookup([]byte(string(ctx[last])), -1) {
+		if i%checkEvery == 0 && cctx.Err() != nil {
+			return nil, cctx.Err()
+		}
 		off := int64(e.runeAt[b]) + 1 // the target right after the matched character
 		for _, j := range sc.SameOffset(off) {
 			if !rg.has(j) {
@@ -154,5 +159,9 @@ func (e *Engine) matches(sc *dualmem.Scanner, q dualmem.Query, ctx []rune, rg to
 			out = append(out, member{j: j, n: n, alpha: alpha, c: c})
 		}
 	}
-	return out
+	return out, nil
 }
+
+// checkEvery is how many corpus positions the evidence loops score between checks of the
+// request's context.
+const checkEvery = 1024

@@ -23,6 +23,7 @@ import (
 type ServeCommand struct {
 	Data, Addr, Token string
 	MaxQueries        int
+	MaxAnswerBytes    int64
 	Preset, Corpus    string // of the first training run
 	Hyper             *configFlags
 }
@@ -43,6 +44,7 @@ func newServeCmd() *cobra.Command {
 	fl.StringVar(&c.Addr, "addr", api.DefaultAddr, "listen address; a non-loopback address needs a token")
 	fl.StringVar(&c.Token, "token", "", "bearer token required on every request but /healthz (default $SPOTLIGHT_TOKEN)")
 	fl.IntVar(&c.MaxQueries, "max-queries", api.DefaultMaxQueries, "generate/attribute requests at once; more get 429")
+	fl.Int64Var(&c.MaxAnswerBytes, "max-answer-bytes", api.DefaultMaxAnswerBytes, "largest generate/attribute answer (JSON bytes); larger requests get 422 answer_too_large")
 	fl.StringVar(&c.Preset, "preset", "tiny", "hyperparameter preset of the first training run: tiny or small")
 	fl.StringVar(&c.Corpus, "corpus", corpora.DefaultName, "corpus of the first training run: \"opticks\" or a path to a UTF-8 text file")
 	c.Hyper = bindConfig(fl)
@@ -83,7 +85,7 @@ func (c *ServeCommand) Run(ctx context.Context) (rerr error) {
 	}
 	// Closing the directory can fail (a disk that stopped taking writes): the exit status says so.
 	defer func() { rerr = errors.Join(rerr, dir.Close()) }()
-	srv, err := api.New(dir, api.Options{Token: c.Token, MaxQueries: c.MaxQueries, Logger: log, Web: web.Handler()})
+	srv, err := api.New(dir, api.Options{Token: c.Token, MaxQueries: c.MaxQueries, MaxAnswerBytes: c.MaxAnswerBytes, Logger: log, Web: web.Handler()})
 	if err != nil {
 		return err
 	}
