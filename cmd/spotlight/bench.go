@@ -56,7 +56,7 @@ func newBenchTrainCmd() *cobra.Command {
 		Use:   "train",
 		Short: "Training tokens/s with and without capture, next to the PyTorch reference, in one run",
 		Example: `  spotlight bench train --preset small
-  spotlight bench train --python /usr/bin/python3 --steps 100 --json
+  spotlight bench train --python python3.11 --steps 100 --json
   spotlight bench train --torch off --cpuprofile cpu.out`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return c.Run(cmd.Context()) },

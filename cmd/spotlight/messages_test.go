@@ -158,12 +158,16 @@ func TestBenchWithoutTorch(t *testing.T) {
 
 // With torch importable, the built-in reference runs with the model's vocabulary.
 func TestBenchWithTorch(t *testing.T) {
-	python, err := exec.LookPath("python3")
-	if err == nil && exec.Command(python, "-c", "import torch").Run() != nil {
-		python, err = "/usr/bin/python3", exec.Command("/usr/bin/python3", "-c", "import torch").Run()
+	python := ""
+	for _, dir := range filepath.SplitList(os.Getenv("PATH")) { // the first python3 on PATH may lack torch
+		p := filepath.Join(dir, "python3")
+		if exec.Command(p, "-c", "import torch").Run() == nil {
+			python = p
+			break
+		}
 	}
-	if err != nil {
-		t.Skip("no python3 that can import torch")
+	if python == "" {
+		t.Skip("no python3 on PATH can import torch")
 	}
 	out, stderr, err := run(t, "bench", "train", "--preset", "tiny", "--steps", "2", "--warmup", "1", "--python", python, "--json")
 	if err != nil {
