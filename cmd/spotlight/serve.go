@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"github.com/spotlight-lm/spotlight/api"
 	"github.com/spotlight-lm/spotlight/api/web"
@@ -62,6 +63,12 @@ func runServe(cmd *cobra.Command, f *serveFlags) (rerr error) {
 	}
 	// Closing the directory can fail (a disk that stopped taking writes): the exit status says so.
 	defer func() { rerr = errors.Join(rerr, dir.Close()) }()
+	progress, done := layerBar("indexing")
+	err = dir.PrepareMemory(progress)
+	done()
+	if err != nil {
+		return err
+	}
 	srv, err := api.New(dir, api.Options{Token: f.token, MaxQueries: f.maxQueries, Logger: log, Web: web.Handler()})
 	if err != nil {
 		return err
@@ -144,4 +151,26 @@ func newHealthcheckCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&addr, "addr", api.DefaultAddr, "server address")
 	return cmd
+}
+
+// layerBar is a progress bar on stderr for work done per layer and step; done clears it.
+func layerBar(verb string) (progress func(layer string, done, total int), done func()) {
+	var bar *progressbar.ProgressBar
+	progress = func(layer string, step, total int) {
+		if bar == nil {
+			bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(os.Stderr),
+				progressbar.OptionShowCount(), progressbar.OptionThrottle(200*time.Millisecond),
+				progressbar.OptionClearOnFinish())
+		}
+		bar.Describe(verb + " " + layer)
+		if step == 1 {
+			bar.Reset()
+		}
+		_ = bar.Set(step)
+	}
+	return progress, func() {
+		if bar != nil {
+			_ = bar.Finish()
+		}
+	}
 }
