@@ -2,6 +2,7 @@ package dualmem
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -20,10 +21,11 @@ func (s *Store) Memory(steps int, progress func(layer string, done, total int)) 
 		return nil, fmt.Errorf("memory of %d steps (committed steps are 1..%d): %w", steps, c, ErrNotFound)
 	}
 	sg, err := s.readSegments(progress)
-	if err != nil {
-		slog.Warn("reading the memory onto the heap", "dir", s.dir, "err", err)
-	}
-	if sg == nil {
+	if err != nil || sg == nil {
+		if err == nil {
+			err = errors.New("no valid segment files in a read-only directory")
+		}
+		slog.Warn("reading the memory onto the heap", "dir", s.dir, "reason", err)
 		return s.loadMemory(steps, progress)
 	}
 	infos, err := s.stepInfos(steps)

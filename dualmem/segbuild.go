@@ -32,6 +32,8 @@ func (s *Store) initSegments() {
 			slog.Warn("segment files not created; they are built on first use", "dir", s.dir, "err", err)
 		}
 	case errors.Is(err, errNoSegments):
+	case s.readOnly:
+		slog.Warn("segment files are stale; a read-write open rebuilds them", "dir", s.dir, "reason", err)
 	default:
 		slog.Warn("segment files are stale and will be rebuilt from the database", "dir", s.dir, "reason", err)
 	}
