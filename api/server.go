@@ -92,7 +92,7 @@ func New(dir *datadir.Dir, opts Options) (*Server, error) {
 	s := &Server{opts: opts, dir: dir, log: opts.Logger,
 		sem:       make(chan struct{}, opts.MaxQueries),
 		committed: make(chan struct{}, 1), stop: make(chan struct{})}
-	snap, err := s.loadSnapshot()
+	snap, err := s.loadSnapshot(nil)
 	if err != nil {
 		return nil, err
 	}

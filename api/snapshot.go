@@ -14,8 +14,14 @@ type snapshot struct {
 	retired bool // guarded by Server.snapMu
 }
 
-func (s *Server) loadSnapshot() (*snapshot, error) {
-	sn, err := s.dir.Snapshot()
+// loadSnapshot loads the last commit, reusing prev's memory and indexes (prev may be nil;
+// the caller holds a reference to it).
+func (s *Server) loadSnapshot(prev *snapshot) (*snapshot, error) {
+	var base *datadir.Snapshot
+	if prev != nil {
+		base = prev.Snapshot
+	}
+	sn, err := s.dir.NextSnapshot(base)
 	if err != nil {
 		return nil, err
 	}
@@ -68,7 +74,9 @@ func (s *Server) refresher() {
 		if s.currentStep() == s.dir.Steps() {
 			continue
 		}
-		next, err := s.loadSnapshot()
+		cur := s.acquire()
+		next, err := s.loadSnapshot(cur)
+		s.release(cur)
 		if err != nil {
 			s.log.Error("reloading checkpoint", "err", err)
 			continue

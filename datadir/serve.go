@@ -23,7 +23,12 @@ func (sn *Snapshot) Close() {
 
 // Snapshot loads the last commit's model and memory. A commit that lands while the engine
 // loads makes model and memory disagree; then it simply tries again.
-func (d *Dir) Snapshot() (*Snapshot, error) {
+func (d *Dir) Snapshot() (*Snapshot, error) { return d.NextSnapshot(nil) }
+
+// NextSnapshot is Snapshot for a server that holds prev (nil if none): the new engine
+// reads the same mapped memory, extended to the new steps, and reuses what the commit did
+// not change; prev stays usable until its holders close it.
+func (d *Dir) NextSnapshot(prev *Snapshot) (*Snapshot, error) {
 	for try := 0; ; try++ {
 		step, ckpt, err := d.Store.Checkpoint()
 		if err != nil {
@@ -33,7 +38,12 @@ func (d *Dir) Snapshot() (*Snapshot, error) {
 		if err != nil {
 			return nil, err
 		}
-		eng, err := query.NewEngine(model, d.Store, nil)
+		var eng *query.Engine
+		if prev != nil {
+			eng, err = prev.Engine.Next(model, d.Store)
+		} else {
+			eng, err = query.NewEngine(model, d.Store, nil)
+		}
 		if err != nil {
 			model.Close()
 			return nil, err
@@ -47,6 +57,13 @@ func (d *Dir) Snapshot() (*Snapshot, error) {
 			return nil, fmt.Errorf("memory kept moving while loading checkpoint %d", step)
 		}
 	}
+}
+
+// PrepareMemory builds the memory's read layout (the segment files, derived from the
+// database) if it is missing or stale, calling progress per layer; serving then starts
+// without that wait. A read-only directory is left as it is.
+func (d *Dir) PrepareMemory(progress func(layer string, done, total int)) error {
+	return d.Store.PrepareSegments(progress)
 }
 
 // Steps is the last committed step.

@@ -60,13 +60,13 @@ func room(path string, need int64) error {
 	return nil
 }
 
-// stepBytes is what one step of n tokens adds to the store.
+// stepBytes is what one step of n tokens adds to the store: database and segment files.
 func stepBytes(meta Meta, n int) int64 {
 	b := int64(infoSize + blobHeader + 12*n + 2*entryOverhead)
 	for _, l := range meta.Layers {
 		b += int64(blobHeader+layerHeader+precisionBytes(meta.Precision)*n*(l.DIn+l.DOut)) + entryOverhead
 	}
-	return b
+	return b + segStepBytes(meta, n)
 }
 
 // openNeed is the room a read-write open needs: the memtables a killed writer left are

@@ -33,7 +33,7 @@ type Scanner struct {
 	GSum         []float64 // [steps, DOut] Σ_i g_{t,i}
 	first        int32
 
-	byOffset map[int64][]int32 // corpus offset → tokens trained on it (every epoch)
+	byOffset *offsetIndex // corpus offset → tokens trained on it (every epoch)
 
 	dualOnce sync.Once
 	wDual    []float64 // [DIn, DOut] the final weights rebuilt from memory
@@ -41,7 +41,13 @@ type Scanner struct {
 }
 
 // NewScanner prepares mem (read-only from now on) for queries under meta's optimizer.
-func NewScanner(mem *LayerMemory, meta Meta) *Scanner {
+func NewScanner(mem *LayerMemory, meta Meta) *Scanner { return NewScannerFrom(nil, mem, meta) }
+
+// NewScannerFrom is NewScanner for a memory that extends prev's by later steps (the next
+// checkpoint of a live run): the per-step gradient sums of prev's steps are kept, and only
+// the dual-form coefficients, which depend on the final step, are computed for all steps.
+// A nil or unrelated prev is ignored.
+func NewScannerFrom(prev *Scanner, mem *LayerMemory, meta Meta) *Scanner {
 	s := &Scanner{Mem: mem, N: mem.Tokens(), DIn: mem.Spec.DIn, DOut: mem.Spec.DOut, first: 1,
 		DualForm: NewDualForm(mem.Steps, meta.Optimizer)}
 	T := len(mem.Steps)
@@ -49,17 +55,34 @@ func NewScanner(mem *LayerMemory, meta Meta) *Scanner {
 		s.first = int32(mem.Steps[0].Step)
 	}
 	s.GSum = make([]float64, T*s.DOut)
-	for j, st := range mem.Step {
-		row := s.GSum[int(st-s.first)*s.DOut:][:s.DOut]
+	from := 0
+	if prev.extendedBy(mem) {
+		from = prev.N
+		copy(s.GSum, prev.GSum)
+	}
+	for j := from; j < s.N; j++ {
+		row := s.GSum[int(mem.Step[j]-s.first)*s.DOut:][:s.DOut]
 		for o, g := range mem.Grads[j*s.DOut : (j+1)*s.DOut] {
 			row[o] += float64(g)
 		}
 	}
-	s.byOffset = make(map[int64][]int32)
-	for j, off := range mem.Offsets {
-		s.byOffset[off] = append(s.byOffset[off], int32(j))
+	if s.byOffset = mem.index; s.byOffset == nil {
+		s.byOffset = newOffsetIndex(mem.Offsets)
 	}
 	return s
+}
+
+// extendedBy reports whether mem holds s's memory followed by later steps.
+func (s *Scanner) extendedBy(mem *LayerMemory) bool {
+	if s == nil || s.Mem.Spec != mem.Spec || len(s.Mem.Steps) > len(mem.Steps) || s.N > mem.Tokens() {
+		return false
+	}
+	for k, si := range s.Mem.Steps {
+		if mem.Steps[k] != si {
+			return false
+		}
+	}
+	return true
 }
 
 // StepIndex is token j's step minus the first step (an index into SW, SB, Steps).
@@ -400,7 +423,7 @@ func (s *Scanner) Score(q Query, j int) (alpha, contribution float64) {
 }
 
 // SameOffset lists the tokens trained on corpus offset off (one per epoch that saw it).
-func (s *Scanner) SameOffset(off int64) []int32 { return s.byOffset[off] }
+func (s *Scanner) SameOffset(off int64) []int32 { return s.byOffset.of(off) }
 
 // Dual returns the layer's output for x rebuilt from the memory, x·W_dual + b_dual, where
 // W_dual = aW·W_1 + Σ_t s_t Σ_i k_{t,i}ᵀ g_{t,i} (built once, on first use or by Warm;

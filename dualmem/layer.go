@@ -9,7 +9,8 @@ import (
 	"github.com/spotlight-lm/spotlight/lm"
 )
 
-// LayerMemory is one layer's whole committed training memory in contiguous slabs. Token j
+// LayerMemory is one layer's whole committed training memory in contiguous slabs (on the
+// heap from LoadLayer, mapped from the segment files from Store.Memory). Token j
 // (over all steps, in step order, then row-major over [Rows, Ctx]) has key
 // Keys[j*DIn:(j+1)*DIn], raw gradient Grads[j*DOut:(j+1)*DOut], step Step[j] (1-based),
 // batch row Rows[j], position Pos[j], corpus offset Offsets[j] and target Targets[j].
@@ -24,6 +25,8 @@ type LayerMemory struct {
 	Pos     []int32
 	Steps   []lm.StepInfo // the committed steps, Steps[k].Step == k+1
 	Initial lm.Initial
+
+	index *offsetIndex // shared by the layers of one Memory call; nil: NewScanner builds one
 }
 
 // Tokens returns N, the number of training tokens in the memory.

@@ -55,8 +55,10 @@ func (s *Store) Checkpoint() (step int, blob []byte, err error) {
 }
 
 // StepInfos returns the records of the committed steps, in order.
-func (s *Store) StepInfos() ([]lm.StepInfo, error) {
-	c := s.Steps()
+func (s *Store) StepInfos() ([]lm.StepInfo, error) { return s.stepInfos(s.Steps()) }
+
+// stepInfos returns the records of steps 1..c (written, committed or not).
+func (s *Store) stepInfos(c int) ([]lm.StepInfo, error) {
 	out := make([]lm.StepInfo, 0, c)
 	err := s.db.View(func(txn *badger.Txn) error {
 		opt := badger.IteratorOptions{Prefix: []byte{pHeader}, PrefetchValues: true, PrefetchSize: 100}
@@ -76,7 +78,7 @@ func (s *Store) StepInfos() ([]lm.StepInfo, error) {
 		return nil
 	})
 	if err == nil && len(out) != c {
-		err = fmt.Errorf("%d step records for %d committed steps", len(out), c)
+		err = fmt.Errorf("%d step records for %d steps", len(out), c)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: reading steps: %w", s.dir, err)

@@ -61,6 +61,9 @@ type Store struct {
 	corpus   []byte
 	layerIdx map[string]int
 
+	segMu sync.Mutex
+	seg   *segments // the segment files, nil until valid ones exist (segbuild.go)
+
 	committed atomic.Int64
 	ckptBytes atomic.Int64 // size of the last checkpoint: room kept for the next commit
 
@@ -390,6 +393,7 @@ func load(dir string, db *badger.DB, readOnly bool) (*Store, error) {
 	}
 	s := newStore(dir, db, readOnly, meta, corpus, committed)
 	s.ckptBytes.Store(ckpt)
+	s.initSegments()
 	return s, nil
 }
 
@@ -490,6 +494,9 @@ func (s *Store) Close() error {
 			room(s.dir, vlogFileSize/2+s.reserve()) == nil {
 			_ = s.db.RunValueLogGC(0.5)
 		}
+	}
+	if sg := s.segments(); sg != nil {
+		werr = errors.Join(werr, sg.close())
 	}
 	closed := make(chan error, 1)
 	go func() { closed <- s.db.Close() }()

@@ -99,7 +99,13 @@ func (s *Store) writeStep(st *lm.Step) error {
 			return err
 		}
 	}
-	return wb.Flush()
+	if err := wb.Flush(); err != nil {
+		return err
+	}
+	if sg := s.segments(); sg != nil {
+		return sg.append(s.meta, st)
+	}
+	return nil
 }
 
 // flush waits until every appended step up to step is written.
@@ -133,6 +139,13 @@ func (s *Store) Commit(step int, checkpoint []byte) error {
 	}
 	if err := s.flush(step); err != nil {
 		return err
+	}
+	// The segments are derived from the database, but a commit record must never name a
+	// step they may have lost: sync them first.
+	if sg := s.segments(); sg != nil {
+		if err := sg.sync(); err != nil {
+			return fmt.Errorf("commit of step %d: segment files: %w", step, err)
+		}
 	}
 	if err := s.db.Sync(); err != nil {
 		return err
@@ -185,6 +198,11 @@ func (s *Store) DiscardUncommitted() error {
 	}
 	if err := wb.Flush(); err != nil {
 		return fmt.Errorf("discarding steps above %d: %w", c, err)
+	}
+	if sg := s.segments(); sg != nil {
+		if err := sg.truncate(c); err != nil {
+			return fmt.Errorf("discarding steps above %d: %w", c, err)
+		}
 	}
 	s.mu.Lock()
 	s.appended, s.written = c, c

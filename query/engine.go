@@ -3,7 +3,6 @@ package query
 import (
 	"context"
 	"errors"
-	"fmt"
 	"index/suffixarray"
 	"math"
 	"sort"
@@ -15,7 +14,7 @@ import (
 )
 
 // Engine answers queries against one checkpoint: the model plus every captured layer's
-// memory held in RAM. It is safe for concurrent use.
+// memory, read in place from the store's segment files. It is safe for concurrent use.
 //
 // Per layer, Primal and Dual of DualCheck are:
 //   - exact layers (out): the chosen token's logit from the model, and
@@ -34,23 +33,76 @@ type Engine struct {
 	sa     *suffixarray.Index
 	runeAt []int32 // byte offset → rune offset in text
 	pass   passageIdx
-	groups map[string][]int32 // per layer: memory token → passage of its target
-	// byTarget lists, per vocabulary token, the memory tokens trained to predict it (every
-	// layer holds the same training tokens in the same order).
-	byTarget [][]int32
+	// Every layer holds the same training tokens in the same order, so the per-token indexes
+	// are built once and shared: groups maps each layer to the same slice (memory token →
+	// passage of its target), and byTarget lists, per vocabulary token, the memory tokens
+	// trained to predict it.
+	groups   map[string][]int32
+	byTarget targetIndex
 
 	mu     sync.RWMutex // Close waits for requests in flight
 	closed bool
 }
 
-// NewEngine loads every captured layer's memory (up to the model's step) into RAM once,
-// builds the suffix array over the corpus and precomputes per-step aggregates. progress,
-// if not nil, is called while each layer loads.
+// NewEngine prepares every captured layer's memory (up to the model's step) for queries,
+// builds the suffix array over the corpus and precomputes per-step aggregates. progress, if
+// not nil, is called while a layer's segment files are (re)built or, without them, while
+// it loads.
 func NewEngine(model *lm.Model, store *dualmem.Store, progress func(layer string, done, total int)) (*Engine, error) {
+	return newEngine(nil, model, store, progress)
+}
+
+// Next is the engine of a later checkpoint of the same store: it reuses the corpus indexes
+// and the mapped memory, and of the per-step aggregates recomputes only what depends on the
+// new steps or on the final step (the dual form's coefficients).
+func (e *Engine) Next(model *lm.Model, store *dualmem.Store) (*Engine, error) {
+	return newEngine(e, model, store, nil)
+}
+
+func newEngine(prev *Engine, model *lm.Model, store *dualmem.Store, progress func(layer string, done, total int)) (*Engine, error) {
 	meta := store.Meta()
 	e := &Engine{model: model, meta: meta, layers: map[string]*dualmem.Scanner{}, table: map[string]lm.Layer{},
 		groups: map[string][]int32{}}
-	e.text = store.Corpus()
+	var before map[string]*dualmem.Scanner
+	if prev != nil {
+		e.text, e.corpus, e.runeAt, e.sa, e.pass = prev.text, prev.corpus, prev.runeAt, prev.sa, prev.pass
+		prev.mu.RLock()
+		before = prev.layers
+		prev.mu.RUnlock()
+	} else {
+		e.indexCorpus(store.Corpus())
+	}
+	mems, err := store.Memory(model.Step, progress)
+	if err != nil {
+		return nil, err
+	}
+	for i, spec := range meta.Layers {
+		mem := mems[i]
+		if e.table[spec.Name], err = model.Cfg.Layer(spec.Name); err != nil {
+			return nil, err
+		}
+		e.layers[spec.Name] = dualmem.NewScannerFrom(before[spec.Name], mem, meta)
+		if i == 0 {
+			e.groups[spec.Name] = passageGroups(mem, e.pass.of)
+			e.byTarget = newTargetIndex(mem.Targets, model.Tok.Size())
+		} else {
+			e.groups[spec.Name] = e.groups[meta.Layers[0].Name]
+		}
+	}
+	// Hidden layers' output-vector check needs the dual weights (one pass over the memory);
+	// build them in the background so the first request rarely waits for them.
+	for name, sc := range e.layers {
+		if !e.table[name].Exact {
+			go sc.Warm()
+		}
+	}
+	return e, nil
+}
+
+// indexCorpus builds what the engine looks up in the corpus: its characters, the character
+// offset of every byte, the suffix array and the passages.
+func (e *Engine) indexCorpus(text []byte) {
+	e.text = text
 	e.corpus = []rune(string(e.text))
 	e.runeAt = make([]int32, len(e.text)+1)
 	r := int32(0)
@@ -64,60 +116,41 @@ func NewEngine(model *lm.Model, store *dualmem.Store, progress func(layer string
 	e.runeAt[len(e.text)] = r
 	e.sa = suffixarray.New(e.text)
 	e.pass.starts, e.pass.of = passages(e.corpus)
-	for _, spec := range meta.Layers {
-		mem, err := store.LoadLayer(spec.Name, func(done, total int) {
-			if progress != nil {
-				progress(spec.Name, done, total)
-			}
-		})
-		if err != nil {
-			return nil, err
-		}
-		if mem, err = truncate(mem, model.Step); err != nil {
-			return nil, err
-		}
-		if e.table[spec.Name], err = model.Cfg.Layer(spec.Name); err != nil {
-			return nil, err
-		}
-		e.layers[spec.Name] = dualmem.NewScanner(mem, meta)
-		e.groups[spec.Name] = passageGroups(mem, e.pass.of)
-		if e.byTarget == nil {
-			e.byTarget = make([][]int32, model.Tok.Size())
-			for j, t := range mem.Targets {
-				if int(t) < len(e.byTarget) {
-					e.byTarget[t] = append(e.byTarget[t], int32(j))
-				}
-			}
-		}
-	}
-	// Hidden layers' output-vector check needs the dual weights (one pass over the memory);
-	// build them in the background so the first request rarely waits for them.
-	for name, sc := range e.layers {
-		if !e.table[name].Exact {
-			go sc.Warm()
-		}
-	}
-	return e, nil
 }
 
-// truncate keeps the memory's first steps, those the model at that step was trained on.
-func truncate(m *dualmem.LayerMemory, steps int) (*dualmem.LayerMemory, error) {
-	if len(m.Steps) < steps {
-		return nil, fmt.Errorf("layer %q: memory holds %d steps, the model is at step %d", m.Spec.Name, len(m.Steps), steps)
+// targetIndex lists the memory tokens of each target in memory order:
+// tokens[first[t]:first[t+1]], 4 bytes per token and per vocabulary entry.
+type targetIndex struct {
+	first, tokens []int32
+}
+
+func newTargetIndex(targets []int32, vocab int) targetIndex {
+	x := targetIndex{first: make([]int32, vocab+1)}
+	for _, t := range targets {
+		if t >= 0 && int(t) < vocab {
+			x.first[t+1]++
+		}
 	}
-	if len(m.Steps) == steps {
-		return m, nil
+	for t := range vocab {
+		x.first[t+1] += x.first[t]
 	}
-	n := 0
-	for _, si := range m.Steps[:steps] {
-		n += si.Tokens()
+	x.tokens = make([]int32, x.first[vocab])
+	next := append([]int32(nil), x.first[:vocab]...)
+	for j, t := range targets {
+		if t >= 0 && int(t) < vocab {
+			x.tokens[next[t]] = int32(j)
+			next[t]++
+		}
 	}
-	c := *m
-	din, dout := m.Spec.DIn, m.Spec.DOut
-	c.Keys, c.Grads = m.Keys[:n*din], m.Grads[:n*dout]
-	c.Step, c.Offsets, c.Targets, c.Rows, c.Pos = m.Step[:n], m.Offsets[:n], m.Targets[:n], m.Rows[:n], m.Pos[:n]
-	c.Steps = m.Steps[:steps]
-	return &c, nil
+	return x
+}
+
+// of lists the memory tokens trained to predict t.
+func (x targetIndex) of(t int32) []int32 {
+	if t < 0 || int(t)+1 >= len(x.first) {
+		return nil
+	}
+	return x.tokens[x.first[t]:x.first[t+1]]
 }
 
 // Step is the checkpoint the engine answers for.

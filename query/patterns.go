@@ -88,10 +88,7 @@ func (e *Engine) patterns(sc *dualmem.Scanner, r *dualmem.Result, members []memb
 
 // countTarget counts the training tokens in rg trained to predict target.
 func (e *Engine) countTarget(target int32, rg tokens) int {
-	if int(target) >= len(e.byTarget) {
-		return 0
-	}
-	idx := e.byTarget[target]
+	idx := e.byTarget.of(target)
 	lo := sort.Search(len(idx), func(i int) bool { return int(idx[i]) >= rg.from })
 	hi := sort.Search(len(idx), func(i int) bool { return int(idx[i]) >= rg.to })
 	return hi - lo

@@ -114,23 +114,9 @@ func (c *GenerateCommand) Run(ctx context.Context) error {
 
 // loadEngine loads every layer's memory, reporting progress per layer.
 func loadEngine(m *lm.Model, store *dualmem.Store) (*query.Engine, error) {
-	var bar *progress
-	current := ""
-	eng, err := query.NewEngine(m, store, func(layer string, done, total int) {
-		switch {
-		case bar == nil:
-			bar = newProgress(nil, "loading "+layer, total)
-			bar.Event("loading "+layer, "of", total)
-		case layer != current:
-			bar.Restart("loading "+layer, total)
-		}
-		current = layer
-		bar.Set(done)
-	})
-	if bar != nil {
-		bar.Finish()
-	}
-	return eng, err
+	report, finish := layerProgress(nil, "loading")
+	defer finish()
+	return query.NewEngine(m, store, report)
 }
 
 // printAnswer writes the generated text, then per token and layer the top training

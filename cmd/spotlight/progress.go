@@ -92,3 +92,27 @@ func isTTY(f *os.File) bool {
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
+
+// layerProgress reports work done per layer and step (loading or indexing a memory), one
+// job per layer; finish clears the bar.
+func layerProgress(log *slog.Logger, verb string) (report func(layer string, done, total int), finish func()) {
+	var bar *progress
+	current := ""
+	report = func(layer string, done, total int) {
+		switch {
+		case bar == nil:
+			bar = newProgress(log, verb+" "+layer, total)
+			bar.Event(verb+" "+layer, "of", total)
+		case layer != current:
+			bar.Restart(verb+" "+layer, total)
+		}
+		current = layer
+		bar.Set(done)
+	}
+	finish = func() {
+		if bar != nil {
+			bar.Finish()
+		}
+	}
+	return report, finish
+}

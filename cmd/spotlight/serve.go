@@ -85,6 +85,12 @@ func (c *ServeCommand) Run(ctx context.Context) (rerr error) {
 	}
 	// Closing the directory can fail (a disk that stopped taking writes): the exit status says so.
 	defer func() { rerr = errors.Join(rerr, dir.Close()) }()
+	progress, done := layerProgress(log, "indexing")
+	err = dir.PrepareMemory(progress)
+	done()
+	if err != nil {
+		return err
+	}
 	srv, err := api.New(dir, api.Options{Token: c.Token, MaxQueries: c.MaxQueries, MaxAnswerBytes: c.MaxAnswerBytes, Logger: log, Web: web.Handler()})
 	if err != nil {
 		return err

@@ -1,0 +1,132 @@
+package dualmem
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+)
+
+// Memory returns every layer's memory of steps 1..steps (at most the committed step), in
+// the order of Meta().Layers. The slices are read in place from the segment files (mapped
+// read-only: do not modify them), so the heap does not grow with the memory, and later
+// calls after more commits extend the same mapping rather than load anything again. The
+// layers share their token arrays and offset index. Missing or stale segment files are
+// first rebuilt from the database, calling progress per layer; a read-only store without
+// valid ones, or one whose rebuild fails, loads the memory onto the heap instead.
+func (s *Store) Memory(steps int, progress func(layer string, done, total int)) ([]*LayerMemory, error) {
+	if c := s.Steps(); steps < 0 || steps > c {
+		return nil, fmt.Errorf("memory of %d steps (committed steps are 1..%d): %w", steps, c, ErrNotFound)
+	}
+	sg, err := s.readSegments(progress)
+	if err != nil || sg == nil {
+		if err == nil {
+			err = errors.New("no valid segment files in a read-only directory")
+		}
+		slog.Warn("reading the memory onto the heap", "dir", s.dir, "reason", err)
+		return s.loadMemory(steps, progress)
+	}
+	infos, err := s.stepInfos(steps)
+	if err != nil {
+		return nil, err
+	}
+	if sg.steps() < steps {
+		return nil, fmt.Errorf("%s: segment files hold %d steps, want %d", s.dir, sg.steps(), steps)
+	}
+	sg.mu.Lock()
+	n := sg.starts[steps]
+	sg.mu.Unlock()
+	views := make([][]byte, len(sg.specs))
+	for i, sp := range sg.specs {
+		if views[i], err = sg.files[i].view(n * int64(sp.elem)); err != nil {
+			return nil, fmt.Errorf("%s: segment of %s: %w", s.dir, sp.what(), err)
+		}
+	}
+	shared := LayerMemory{Step: asI32(views[0]), Rows: asI32(views[1]), Pos: asI32(views[2]),
+		Targets: asI32(views[3]), Offsets: asI64(views[4]), Steps: infos}
+	shared.index = newOffsetIndex(shared.Offsets)
+	out := make([]*LayerMemory, len(s.meta.Layers))
+	for li, spec := range s.meta.Layers {
+		m := shared
+		m.Spec, m.Keys, m.Grads = spec, asF32(views[nTokenFiles+2*li]), asF32(views[nTokenFiles+2*li+1])
+		if m.Initial, err = s.Initial(spec.Name); err != nil {
+			return nil, err
+		}
+		out[li] = &m
+	}
+	return out, nil
+}
+
+// loadMemory is Memory on the heap, from the database.
+func (s *Store) loadMemory(steps int, progress func(layer string, done, total int)) ([]*LayerMemory, error) {
+	out := make([]*LayerMemory, len(s.meta.Layers))
+	for li, spec := range s.meta.Layers {
+		m, err := s.LoadLayer(spec.Name, func(done, total int) {
+			if progress != nil {
+				progress(spec.Name, done, total)
+			}
+		})
+		if err != nil {
+			return nil, err
+		}
+		if out[li], err = m.Prefix(steps); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// Prefix is the memory of the first steps only, sharing m's slices.
+func (m *LayerMemory) Prefix(steps int) (*LayerMemory, error) {
+	if len(m.Steps) < steps {
+		return nil, fmt.Errorf("layer %q: memory holds %d steps, want %d", m.Spec.Name, len(m.Steps), steps)
+	}
+	if len(m.Steps) == steps {
+		return m, nil
+	}
+	n := 0
+	for _, si := range m.Steps[:steps] {
+		n += si.Tokens()
+	}
+	c := *m
+	din, dout := m.Spec.DIn, m.Spec.DOut
+	c.Keys, c.Grads = m.Keys[:n*din], m.Grads[:n*dout]
+	c.Step, c.Offsets, c.Targets, c.Rows, c.Pos = m.Step[:n], m.Offsets[:n], m.Targets[:n], m.Rows[:n], m.Pos[:n]
+	c.Steps = m.Steps[:steps]
+	c.index = nil
+	return &c, nil
+}
+
+// offsetIndex finds the tokens trained on a corpus offset: the token indices sorted by
+// (offset, index), 4 bytes per token, searched by binary search.
+type offsetIndex struct {
+	offsets []int64
+	sorted  []int32
+}
+
+func newOffsetIndex(offsets []int64) *offsetIndex {
+	x := &offsetIndex{offsets: offsets, sorted: make([]int32, len(offsets))}
+	ordered := true
+	for j := range x.sorted {
+		x.sorted[j] = int32(j)
+		ordered = ordered && (j == 0 || offsets[j-1] <= offsets[j])
+	}
+	if !ordered {
+		slices.SortFunc(x.sorted, func(a, b int32) int {
+			return cmp.Or(cmp.Compare(offsets[a], offsets[b]), cmp.Compare(a, b))
+		})
+	}
+	return x
+}
+
+// of lists the tokens trained on off, in memory order.
+func (x *offsetIndex) of(off int64) []int32 {
+	lo := sort.Search(len(x.sorted), func(i int) bool { return x.offsets[x.sorted[i]] >= off })
+	hi := lo
+	for hi < len(x.sorted) && x.offsets[x.sorted[hi]] == off {
+		hi++
+	}
+	return x.sorted[lo:hi:hi]
+}
