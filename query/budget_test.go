@@ -66,7 +66,9 @@ func TestCancelled(t *testing.T) {
 		if err == nil && time.Since(start) <= after {
 			continue // this run was faster than the measured one: it finished before its deadline
 		}
-		if took := time.Since(start) - after; !errors.Is(err, context.DeadlineExceeded) || took > time.Second {
+		// Within a second on a quiet machine; the bound leaves room for a loaded CI runner
+		// while still failing a request that runs to its end.
+		if took := time.Since(start) - after; !errors.Is(err, context.DeadlineExceeded) || took > full/4+time.Second {
 			t.Fatalf("deadline after %v of %v: %v, returned %v later", after, full, err, took)
 		}
 	}
