@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"sort"
 )
 
 // Memory returns every layer's memory of steps 1..steps (at most the committed step), in
@@ -100,33 +99,42 @@ func (m *LayerMemory) Prefix(steps int) (*LayerMemory, error) {
 }
 
 // offsetIndex finds the tokens trained on a corpus offset: the token indices sorted by
-// (offset, index), 4 bytes per token, searched by binary search.
+// offset, and for every offset the first of them at or after it (so a lookup is two array
+// reads: the evidence of one answer makes hundreds of thousands of them).
 type offsetIndex struct {
-	offsets []int64
-	sorted  []int32
+	sorted []int32
+	first  []int32 // [max offset + 2]: first[off] is the first index into sorted with offset ≥ off
 }
 
 func newOffsetIndex(offsets []int64) *offsetIndex {
-	x := &offsetIndex{offsets: offsets, sorted: make([]int32, len(offsets))}
-	ordered := true
+	x := &offsetIndex{sorted: make([]int32, len(offsets))}
+	ordered, top := true, int64(-1)
 	for j := range x.sorted {
 		x.sorted[j] = int32(j)
 		ordered = ordered && (j == 0 || offsets[j-1] <= offsets[j])
+		top = max(top, offsets[j])
 	}
 	if !ordered {
 		slices.SortFunc(x.sorted, func(a, b int32) int {
 			return cmp.Or(cmp.Compare(offsets[a], offsets[b]), cmp.Compare(a, b))
 		})
 	}
+	x.first = make([]int32, top+2)
+	i := 0
+	for off := range x.first {
+		for i < len(x.sorted) && offsets[x.sorted[i]] < int64(off) {
+			i++
+		}
+		x.first[off] = int32(i)
+	}
 	return x
 }
 
 // of lists the tokens trained on off, in memory order.
 func (x *offsetIndex) of(off int64) []int32 {
-	lo := sort.Search(len(x.sorted), func(i int) bool { return x.offsets[x.sorted[i]] >= off })
-	hi := lo
-	for hi < len(x.sorted) && x.offsets[x.sorted[hi]] == off {
-		hi++
+	if off < 0 || off+1 >= int64(len(x.first)) {
+		return nil
 	}
+	lo, hi := x.first[off], x.first[off+1]
 	return x.sorted[lo:hi:hi]
 }

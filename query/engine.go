@@ -1,12 +1,15 @@
 package query
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"index/suffixarray"
 	"math"
+	"runtime"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/spotlight-lm/spotlight/dualmem"
@@ -282,6 +285,7 @@ func (e *Engine) explain(ctx context.Context, req Request, contexts [][]int32, t
 			Layers:   map[string]LayerAnswer{},
 			Verbatim: e.verbatim(contexts[i])}
 	}
+	var shared [][]member // per token: the training tokens that shared its context (every layer has the same)
 	for _, name := range req.Layers {
 		sc := e.layers[name]
 		if sc == nil {
@@ -292,6 +296,11 @@ func (e *Engine) explain(ctx context.Context, req Request, contexts [][]int32, t
 			return nil, err
 		}
 		rg := tokens{from, to}
+		if shared == nil {
+			if shared, err = e.sharedAll(ctx, sc, contexts, rg); err != nil {
+				return nil, err
+			}
+		}
 		qs := make([]dualmem.Query, len(targets))
 		objs := make([]objective, len(targets))
 		for i, tok := range targets {
@@ -308,33 +317,79 @@ func (e *Engine) explain(ctx context.Context, req Request, contexts [][]int32, t
 		if err != nil {
 			return nil, err
 		}
-		for i, tok := range targets {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
+		las := make([]LayerAnswer, len(targets))
+		err = parallel(ctx, len(targets), func(i int) error {
 			r := &res[i]
 			ranked := r.TopContribution
 			if req.RankBy == RankAttention {
 				ranked = r.TopAttention
 			}
-			win := e.window(contexts[i])
-			members, err := e.matches(ctx, sc, qs[i], win, rg)
-			if err != nil {
-				return nil, err
-			}
+			members := scored(sc, qs[i], shared[i])
 			hits := distinctWindows(sc, ranked, req.TopK)
 			if req.GroupBy == GroupPattern {
 				hits = patternTop(sc, members, ranked, req.RankBy == RankAttention, req.TopK)
 			}
-			la := e.layerAnswer(sc, name, req, qs[i], objs[i], r, probes[i], tok, hits)
-			la.Patterns = e.patterns(sc, r, members, win, tok, rg)
-			if la.Passages, err = e.topPassages(ctx, sc, qs[i], r, req.Passages, rg); err != nil {
-				return nil, err
-			}
-			ans.Tokens[i].Layers[name] = la
+			la := e.layerAnswer(sc, name, req, qs[i], objs[i], r, probes[i], targets[i], hits)
+			la.Patterns = e.patterns(sc, r, members, e.window(contexts[i]), targets[i], rg)
+			var err error
+			la.Passages, err = e.topPassages(ctx, sc, qs[i], r, req.Passages, rg)
+			las[i] = la
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		for i := range targets {
+			ans.Tokens[i].Layers[name] = las[i]
 		}
 	}
 	return ans, nil
+}
+
+// sharedAll finds, for each context, the training tokens that shared its end.
+func (e *Engine) sharedAll(ctx context.Context, sc *dualmem.Scanner, contexts [][]int32, rg tokens) ([][]member, error) {
+	out := make([][]member, len(contexts))
+	err := parallel(ctx, len(contexts), func(i int) error {
+		var err error
+		out[i], err = e.shared(ctx, sc, e.window(contexts[i]), rg)
+		return err
+	})
+	return out, err
+}
+
+// parallel runs fn(0..n-1) on every core and returns the first error; it stops starting
+// new calls once ctx is done.
+func parallel(ctx context.Context, n int, fn func(i int) error) error {
+	var (
+		next atomic.Int64
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		ferr error
+	)
+	for range min(n, runtime.GOMAXPROCS(0)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				err := ctx.Err()
+				if err == nil {
+					err = fn(i)
+				}
+				if err != nil {
+					mu.Lock()
+					ferr = cmp.Or(ferr, err)
+					mu.Unlock()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return ferr
 }
 
 // probeChunk is how many contexts explain probes between checks of its context: a

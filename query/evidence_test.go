@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/spotlight-lm/spotlight/dualmem"
@@ -44,10 +45,11 @@ func TestPatternsAndPassagesMatchBruteForce(t *testing.T) {
 		r := &res[0]
 		target := sc.Mem.Targets[0]
 		all := tokens{0, sc.N}
-		members, err := e.matches(context.Background(), sc, q, ctxRunes, all)
+		sh, err := e.shared(context.Background(), sc, ctxRunes, all)
 		if err != nil {
 			t.Fatal(err)
 		}
+		members := scored(sc, q, sh)
 		rows := e.patterns(sc, r, members, ctxRunes, target, all)
 		if rows[0].N != 0 || rows[0].Count != sc.N {
 			t.Fatalf("%s: first row %+v, want n=0 over %d tokens", layer, rows[0], sc.N)
@@ -287,6 +289,25 @@ func TestAttributeAt(t *testing.T) {
 	for _, pos := range [][]int{{0}, {12}, {-1}} {
 		if _, err := e.AttributeAt(context.Background(), req, pos); !IsInputError(err) {
 			t.Errorf("positions %v: %v, want an input error", pos, err)
+		}
+	}
+}
+
+// best's partial selection is the head of a full sort, ties broken by memory order.
+func TestBestMembers(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 3))
+	ms := make([]member, 5000)
+	for i := range ms {
+		ms[i] = member{j: int32(rng.IntN(100000)), alpha: float64(rng.IntN(50) - 25), c: float64(rng.IntN(40) - 20)}
+	}
+	for _, byAttention := range []bool{false, true} {
+		for _, k := range []int{1, 3, 10, 2000, 6000} {
+			full := slices.Clone(ms)
+			slices.SortFunc(full, func(a, b member) int { return better(a, b, byAttention) })
+			got := best(ms, k, byAttention)
+			if want := full[:min(k, len(full))]; !slices.Equal(got, want) {
+				t.Fatalf("k=%d attention=%v: best differs from the sorted head", k, byAttention)
+			}
 		}
 	}
 }

@@ -1,8 +1,10 @@
 package query
 
 import (
+	"cmp"
 	"context"
 	"math"
+	"slices"
 	"sort"
 
 	"github.com/spotlight-lm/spotlight/dualmem"
@@ -53,15 +55,9 @@ func (e *Engine) patterns(sc *dualmem.Scanner, r *dualmem.Result, members []memb
 	for _, h := range r.TopContribution[:min(PatternExamples, len(r.TopContribution))] {
 		rows[0].Examples = append(rows[0].Examples, e.entry(sc, h))
 	}
-	longest := 0
-	for _, m := range members {
-		longest = max(longest, m.n)
-	}
 	// Class n holds the members with m.n ≥ n: sum by exact n, then from the longest down.
-	byN := make([][]member, longest+1)
-	for _, m := range members {
-		byN[m.n] = append(byN[m.n], m)
-	}
+	byN := byShared(members)
+	longest := len(byN) - 1
 	acc := Pattern{}
 	tail := make([]Pattern, longest+1)
 	for n := longest; n >= 1; n-- {
@@ -76,9 +72,8 @@ func (e *Engine) patterns(sc *dualmem.Scanner, r *dualmem.Result, members []memb
 		}
 		row := acc
 		row.N, row.Suffix = n, string(ctx[len(ctx)-n:])
-		sortMembers(exact, false)
 		row.Examples = []Entry{}
-		for _, m := range exact[:min(PatternExamples, len(exact))] {
+		for _, m := range best(exact, PatternExamples, false) {
 			row.Examples = append(row.Examples, e.entry(sc, m.hit()))
 		}
 		tail[n] = row
@@ -98,41 +93,87 @@ func (m member) hit() dualmem.Hit {
 	return dualmem.Hit{Index: int(m.j), Alpha: m.alpha, Contribution: m.c}
 }
 
-// sortMembers orders members by contribution (by |α| when byAttention), largest first.
-func sortMembers(ms []member, byAttention bool) {
-	score := func(m member) float64 {
-		if byAttention {
-			return math.Abs(m.alpha)
-		}
-		return m.c
+// score is what a member is ranked by: its contribution, or |α| when byAttention.
+func (m member) score(byAttention bool) float64 {
+	if byAttention {
+		return math.Abs(m.alpha)
 	}
-	sort.Slice(ms, func(a, b int) bool {
-		if sa, sb := score(ms[a]), score(ms[b]); sa != sb {
-			return sa > sb
+	return m.c
+}
+
+// better orders members by score, largest first, then by memory order.
+func better(a, b member, byAttention bool) int {
+	return cmp.Or(cmp.Compare(b.score(byAttention), a.score(byAttention)), cmp.Compare(a.j, b.j))
+}
+
+// best returns the k best members by score, in order, without sorting them all: a class of
+// one shared character can hold a fifth of the memory.
+func best(ms []member, k int, byAttention bool) []member {
+	if len(ms) <= 4*k {
+		out := slices.Clone(ms)
+		slices.SortFunc(out, func(a, b member) int { return better(a, b, byAttention) })
+		return out[:min(k, len(out))]
+	}
+	top := make([]member, 0, k+1) // sorted, best first
+	for _, m := range ms {
+		if len(top) == k && better(m, top[k-1], byAttention) >= 0 {
+			continue
 		}
-		return ms[a].j < ms[b].j
-	})
+		i, _ := slices.BinarySearchFunc(top, m, func(a, b member) int { return better(a, b, byAttention) })
+		top = slices.Insert(top, i, m)
+		if len(top) > k {
+			top = top[:k]
+		}
+	}
+	return top
+}
+
+// byShared buckets members by the characters they shared: byShared(ms)[n] shared exactly n.
+func byShared(ms []member) [][]member {
+	longest := 0
+	for _, m := range ms {
+		longest = max(longest, m.n)
+	}
+	out := make([][]member, longest+1)
+	for _, m := range ms {
+		out[m.n] = append(out[m.n], m)
+	}
+	return out
 }
 
 // patternTop is the top list grouped by pattern: the training tokens that shared the most
 // context with the query first, each class ordered by the ranking; when fewer than k tokens
-// shared any context, the ranking's best of the rest follow.
+// shared any context, the ranking's best of the rest follow. No two come from one training
+// window.
 func patternTop(sc *dualmem.Scanner, members []member, ranked []dualmem.Hit, byAttention bool, k int) []dualmem.Hit {
-	ms := append([]member(nil), members...)
-	sortMembers(ms, byAttention)
-	sort.SliceStable(ms, func(a, b int) bool { return ms[a].n > ms[b].n })
-	hits := make([]dualmem.Hit, 0, len(ms)+len(ranked))
-	for _, m := range ms {
-		hits = append(hits, m.hit())
+	classes := byShared(members)
+	var hits []dualmem.Hit
+	for n := len(classes) - 1; n >= 1; n-- {
+		// Enough candidates for k distinct windows, unless the class repeats windows a lot.
+		want := 4*k + 64
+		for {
+			cand := best(classes[n], want, byAttention)
+			h := append(slices.Clone(hits), make([]dualmem.Hit, 0, len(cand))...)
+			for _, m := range cand {
+				h = append(h, m.hit())
+			}
+			if got := distinctWindows(sc, h, k); len(got) == k {
+				return got
+			} else if len(cand) == len(classes[n]) {
+				hits = h
+				break
+			}
+			want *= 8
+		}
 	}
 	return distinctWindows(sc, append(hits, ranked...), k)
 }
 
-// matches finds every training token whose context ends with the query's last character
-// (the suffix array gives their corpus offsets) and measures how far back the match goes,
-// within the window each of them was trained with. A frequent character has many matches:
-// it checks cctx every checkEvery of them.
-func (e *Engine) matches(cctx context.Context, sc *dualmem.Scanner, q dualmem.Query, ctx []rune, rg tokens) ([]member, error) {
+// shared lists every training token in rg whose context ends with the query's last
+// character (the suffix array gives their corpus offsets) and how far back the match goes,
+// within the window each was trained with. It depends on the training tokens only, not on
+// a layer. A frequent character has many matches: it checks cctx every checkEvery of them.
+func (e *Engine) shared(cctx context.Context, sc *dualmem.Scanner, ctx []rune, rg tokens) ([]member, error) {
 	if len(ctx) == 0 {
 		return nil, nil
 	}
@@ -152,11 +193,25 @@ func (e *Engine) matches(cctx context.Context, sc *dualmem.Scanner, q dualmem.Qu
 			for n < seen && n < len(ctx) && off-int64(n)-1 >= 0 && e.corpus[off-int64(n)-1] == ctx[last-n] {
 				n++
 			}
-			alpha, c := sc.Score(q, int(j))
-			out = append(out, member{j: j, n: n, alpha: alpha, c: c})
+			out = append(out, member{j: j, n: n})
 		}
 	}
 	return out, nil
+}
+
+// scored is members with their α and contribution for query q of a layer.
+func scored(sc *dualmem.Scanner, q dualmem.Query, members []member) []member {
+	idx := make([]int32, len(members))
+	for i, m := range members {
+		idx[i] = m.j
+	}
+	alpha, c := make([]float64, len(members)), make([]float64, len(members))
+	sc.Scores(q, idx, alpha, c)
+	out := make([]member, len(members))
+	for i, m := range members {
+		out[i] = member{j: m.j, n: m.n, alpha: alpha[i], c: c[i]}
+	}
+	return out
 }
 
 // checkEvery is how many corpus positions the evidence loops score between checks of the
