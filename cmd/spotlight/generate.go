@@ -50,7 +50,8 @@ func newGenerateCmd() *cobra.Command {
 	f.IntVar(&req.Passages, "passages", def.Passages, "training passages (sentences) shown per token and layer (1..50; 0 = default)")
 	f.StringVar(&c.Steps, "steps", "", "only training steps FROM-TO, e.g. 1-500 (default: all)")
 	f.StringVar(&c.Layers, "layers", "", "comma-separated layers (default: all captured)")
-	f.Float64Var(&req.Temperature, "temperature", def.Temperature, "sampling temperature (0 = greedy)")
+	req.Temperature = def.Temperature
+	f.Float64Var(req.Temperature, "temperature", *def.Temperature, "sampling temperature, seeded by --seed (0 = greedy)")
 	f.Uint64Var(&req.Seed, "seed", def.Seed, "sampling seed")
 	f.IntVar(&req.Bins, "bins", def.Bins, "timeline bins over training steps (0 = default)")
 	f.BoolVar(&c.JSON, "json", false, "print one JSON document")
