@@ -50,8 +50,8 @@ func newProgressOn(w io.Writer, tty bool, log *slog.Logger, what string, total i
 // Set reports done units; attrs are key, value pairs shown after the count.
 func (p *progress) Set(done int, attrs ...any) {
 	if p.bar != nil {
-		// The count first: Describe draws the frame, and drawn before Set it would show the
-		// new description next to the previous count.
+		// The count first: each call draws a frame (throttled), and the count is what the
+		// frame must get right.
 		_ = p.bar.Set(done)
 		p.bar.Describe(describe(p.what, attrs))
 		return

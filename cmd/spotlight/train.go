@@ -171,7 +171,7 @@ func train(ctx context.Context, log *slog.Logger, dir *datadir.Dir, tr *lm.Train
 			lastEval = fmt.Sprintf("%.3f", p.EvalLoss)
 			bar.Event("checkpoint", "step", p.Step, "train_loss", lastLoss, "held_out_loss", lastEval)
 		}
-		bar.Set(p.Step, "step", p.Step, "train_loss", lastLoss, "held_out_loss", lastEval, "tok/s", fmt.Sprintf("%.0f", p.TokensPerSec))
+		bar.Set(p.Step, stepAttrs(lastLoss, lastEval, p.TokensPerSec)...)
 	})
 	bar.Finish()
 	switch {
@@ -188,6 +188,12 @@ func train(ctx context.Context, log *slog.Logger, dir *datadir.Dir, tr *lm.Train
 	fmt.Fprintf(os.Stderr, "trained to step %d: train loss %s (last step's batch), held-out loss %s (%s); data in %s\n",
 		tr.Step, lastLoss, lastEval, heldOutWindows(tr.Cfg), dir.Store.Dir())
 	return nil
+}
+
+// stepAttrs are the values shown with the step count. The step itself is the count: a
+// second copy in the bar's description would be drawn a frame apart from it.
+func stepAttrs(trainLoss, heldOut string, tokensPerSec float64) []any {
+	return []any{"train_loss", trainLoss, "held_out_loss", heldOut, "tok/s", fmt.Sprintf("%.0f", tokensPerSec)}
 }
 
 // heldOutWindows says what the held-out loss averages over: one batch of windows from the
