@@ -31,16 +31,23 @@ else
   holder=$!
   for _ in $(seq 50); do python3 -c 'import socket; socket.create_connection(("127.0.0.1",8080),1)' 2>/dev/null && break; sleep 0.1; done
 fi
+# go run itself links the binary (seconds on a busy 2-core machine): the 5 s limit is on
+# the command, timed as built from the same clone; go run must say the same thing.
 start=$(date +%s.%N)
-if go run ./cmd/spotlight serve --data ./data 2>"$tmp/busy.err"; then
+if "$tmp/spotlight" serve --data ./data 2>"$tmp/busy.err"; then
   echo "FAIL: serve succeeded on a busy port"; exit 1
 fi
-took=$(python3 -c "import sys; print(round($(date +%s.%N) - $start, 2))")
-cat "$tmp/busy.err"
-grep -q "address already in use" "$tmp/busy.err" || { echo "FAIL: no 'address already in use'"; exit 1; }
+took=$(python3 -c "print(round($(date +%s.%N) - $start, 2))")
+if go run ./cmd/spotlight serve --data ./data 2>"$tmp/busy-run.err"; then
+  echo "FAIL: go run ... serve succeeded on a busy port"; exit 1
+fi
+cat "$tmp/busy-run.err"
+for f in "$tmp/busy.err" "$tmp/busy-run.err"; do
+  grep -q "address already in use" "$f" || { cat "$f"; echo "FAIL: no 'address already in use' in $f"; exit 1; }
+  no_cr "$f"
+done
 [ ! -e ./data ] || { echo "FAIL: it wrote ./data before binding"; exit 1; }
 python3 -c "import sys; sys.exit(0 if $took < 5 else 1)" || { echo "FAIL: took ${took}s (limit 5 s)"; exit 1; }
-no_cr "$tmp/busy.err"
 echo "failed in ${took}s, nothing written"
 if [ -n "$holder" ]; then kill "$holder"; wait "$holder" 2>/dev/null || true; holder=""; fi
 
