@@ -22,8 +22,8 @@ type TrainStatus struct {
 	Step         int                 `json:"step"`      // last step trained (may be ahead of committed)
 	Committed    int                 `json:"committed"` // last committed step: what queries see
 	Until        int                 `json:"until"`     // the step this run stops at
-	Loss         float64             `json:"loss"`      // training loss of the last step
-	EvalLoss     *float64            `json:"eval_loss"` // held-out loss at the last checkpoint of this run
+	Loss         float64             `json:"loss"`      // train loss of the last step's batch
+	EvalLoss     *float64            `json:"eval_loss"` // held-out loss (one batch of held-out windows) at this run's last checkpoint
 	TokensPerSec float64             `json:"tokens_per_sec"`
 	StartedAt    *time.Time          `json:"started_at"`
 	FinishedAt   *time.Time          `json:"finished_at"`
@@ -85,6 +85,10 @@ func (s *Server) postTrain(c echo.Context) error {
 	}
 	return c.JSON(http.StatusAccepted, s.trainStatus())
 }
+
+// Train starts a background run of n more steps after the last commit, the run POST
+// /v1/train starts (`serve --continue-training` calls it before serving).
+func (s *Server) Train(n int) error { return s.startTraining(n) }
 
 // startTraining launches a run of n more steps after the last commit.
 func (s *Server) startTraining(n int) error {

@@ -204,7 +204,7 @@ func (e *Engine) generate(ctx context.Context, req Request) (*Answer, error) {
 	if err != nil {
 		return nil, err
 	}
-	gen, err := e.model.Generate(prompt, req.Tokens, req.Temperature, req.Seed)
+	gen, err := e.model.Generate(prompt, req.Tokens, *req.Temperature, req.Seed)
 	if err != nil {
 		return nil, err
 	}
@@ -220,7 +220,7 @@ func (e *Engine) generate(ctx context.Context, req Request) (*Answer, error) {
 	if err != nil {
 		return nil, err
 	}
-	ans.Prompt, ans.Text = req.Prompt, e.model.Tok.Decode(gen)
+	ans.Prompt, ans.Text, ans.Sampling = req.Prompt, e.model.Tok.Decode(gen), req.sampling()
 	return ans, nil
 }
 

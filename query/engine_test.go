@@ -65,12 +65,15 @@ func TestMain(m *testing.M) {
 
 func TestGenerateIdentityTopKCounterfactual(t *testing.T) {
 	e := engine(t)
-	ans, err := e.Generate(context.Background(), Request{Prompt: "The light ", Tokens: 5, TopK: 7, RankBy: "attention", GroupBy: GroupToken, Bins: 4, Temperature: 0.8, Seed: 3})
+	ans, err := e.Generate(context.Background(), Request{Prompt: "The light ", Tokens: 5, TopK: 7, RankBy: "attention", GroupBy: GroupToken, Bins: 4, Temperature: temperature(0.8), Seed: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(ans.Tokens) != 5 || ans.Step != 20 {
 		t.Fatalf("%d tokens, step %d", len(ans.Tokens), ans.Step)
+	}
+	if s := ans.Sampling; s == nil || *s != (Sampling{Method: MethodSample, Temperature: 0.8, Seed: 3}) {
+		t.Errorf("sampling %+v", s)
 	}
 	for i, ta := range ans.Tokens {
 		for name, la := range ta.Layers {
@@ -182,8 +185,8 @@ func TestAttributeContributionRanking(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ans.Tokens) != len("of the light")-1 {
-		t.Fatalf("%d tokens", len(ans.Tokens))
+	if len(ans.Tokens) != len("of the light")-1 || ans.Sampling != nil {
+		t.Fatalf("%d tokens, sampling %+v (a scored text has none)", len(ans.Tokens), ans.Sampling)
 	}
 	for i, ta := range ans.Tokens {
 		la := ta.Layers["out"]
@@ -228,9 +231,9 @@ func TestBadInput(t *testing.T) {
 		{"top_k high", "top_k", "outside", func(r *Request) { r.TopK = 1001 }},
 		{"layer", "layers", `"block9.ff1"`, func(r *Request) { r.Layers = []string{"block9.ff1"} }},
 		{"rank", "rank_by", `"loudness"`, func(r *Request) { r.RankBy = "loudness" }},
-		{"temp", "temperature", "outside", func(r *Request) { r.Temperature = -1 }},
-		{"temp nan", "temperature", "outside", func(r *Request) { r.Temperature = math.NaN() }},
-		{"temp high", "temperature", "outside", func(r *Request) { r.Temperature = 11 }},
+		{"temp", "temperature", "outside", func(r *Request) { r.Temperature = temperature(-1) }},
+		{"temp nan", "temperature", "outside", func(r *Request) { r.Temperature = temperature(math.NaN()) }},
+		{"temp high", "temperature", "outside", func(r *Request) { r.Temperature = temperature(11) }},
 		{"bins", "bins", "outside", func(r *Request) { r.Bins = 1001 }},
 	}
 	for _, c := range cases {

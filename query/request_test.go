@@ -61,7 +61,7 @@ func TestRequestErrorFields(t *testing.T) {
 		{"plot token past tokens", "token", func() error { r := PlotRequest{Prompt: "a", Token: 3, Tokens: 2}; return r.Normalize(cfg) }},
 		{"plot layer", "layer", func() error { r := PlotRequest{Prompt: "a", Layer: "block9.ff1"}; return r.Normalize(cfg) }},
 		{"plot bins", "bins", func() error { r := PlotRequest{Prompt: "a", Bins: 1001}; return r.Normalize(cfg) }},
-		{"plot temperature", "temperature", func() error { r := PlotRequest{Prompt: "a", Temperature: -1}; return r.Normalize(cfg) }},
+		{"plot temperature", "temperature", func() error { r := PlotRequest{Prompt: "a", Temperature: temperature(-1)}; return r.Normalize(cfg) }},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -70,5 +70,47 @@ func TestRequestErrorFields(t *testing.T) {
 				t.Fatalf("got %v, want an error on %s", err, c.field)
 			}
 		})
+	}
+}
+
+// An omitted temperature samples at DefaultTemperature; an explicit 0 stays greedy; the
+// default's pointer is never shared, so decoding into one default leaves the next alone.
+func TestTemperatureDefault(t *testing.T) {
+	cfg, err := lm.Preset("tiny")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		temp   *float64
+		want   float64
+		method string
+	}{
+		{"omitted", nil, DefaultTemperature, MethodSample},
+		{"explicit 0", temperature(0), 0, MethodGreedy},
+		{"explicit 1.5", temperature(1.5), 1.5, MethodSample},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := Request{Prompt: "a", Temperature: tc.temp, Seed: 4}
+			if err := r.Normalize(cfg); err != nil {
+				t.Fatal(err)
+			}
+			s := r.sampling()
+			if *r.Temperature != tc.want || s.Method != tc.method || s.Temperature != tc.want || s.Seed != 4 {
+				t.Errorf("temperature %v, sampling %+v; want %v, %s", *r.Temperature, s, tc.want, tc.method)
+			}
+			p := PlotRequest{Prompt: "a", Temperature: tc.temp}
+			if err := p.Normalize(cfg); err != nil {
+				t.Fatal(err)
+			}
+			if *p.Temperature != tc.want {
+				t.Errorf("plot temperature %v, want %v", *p.Temperature, tc.want)
+			}
+		})
+	}
+	d := DefaultGenerate()
+	*d.Temperature = 0
+	if got := *DefaultGenerate().Temperature; got != DefaultTemperature {
+		t.Errorf("a changed default leaked into the next: %v", got)
 	}
 }

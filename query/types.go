@@ -6,13 +6,16 @@ package query
 // Request is a generation request: the body of POST /v1/generate and the flags of
 // `spotlight generate`. A zero field means its default (DefaultGenerate).
 type Request struct {
-	Prompt      string   `json:"prompt"`
-	Tokens      int      `json:"tokens"`      // 1..1024 tokens to generate
-	TopK        int      `json:"top_k"`       // 1..1000 training tokens per layer
-	RankBy      string   `json:"rank_by"`     // one of Rankings: what the top list is ranked by
-	GroupBy     string   `json:"group_by"`    // one of Groupings: how the top list is ordered
-	Layers      []string `json:"layers"`      // default: all captured layers
-	Temperature float64  `json:"temperature"` // 0 = greedy
+	Prompt  string   `json:"prompt"`
+	Tokens  int      `json:"tokens"`   // 1..1024 tokens to generate
+	TopK    int      `json:"top_k"`    // 1..1000 training tokens per layer
+	RankBy  string   `json:"rank_by"`  // one of Rankings: what the top list is ranked by
+	GroupBy string   `json:"group_by"` // one of Groupings: how the top list is ordered
+	Layers  []string `json:"layers"`   // default: all captured layers
+	// Temperature samples the continuation at this temperature, seeded by Seed so the same
+	// request gives the same text; explicit 0 is greedy decoding. Nil (omitted in JSON) is
+	// the default, DefaultTemperature: a pointer because 0 is a value here, not "default".
+	Temperature *float64 `json:"temperature"`
 	Seed        uint64   `json:"seed"`
 	Bins        int      `json:"bins"`     // timeline bins over training steps
 	Passages    int      `json:"passages"` // training passages listed per token and layer
@@ -42,18 +45,34 @@ type PlotRequest struct {
 	Layer       string
 	Bins        int
 	RankBy      string
-	TopK        int // training tokens listed per layer (the plot needs none)
-	Temperature float64
+	TopK        int      // training tokens listed per layer (the plot needs none)
+	Temperature *float64 // as Request.Temperature: nil is the default, 0 greedy
 	Seed        uint64
 }
 
 // Answer is the whole response: the generated (or scored) text and, per token, per layer,
 // where the prediction came from.
 type Answer struct {
-	Prompt string        `json:"prompt"`
-	Text   string        `json:"text"` // the generated continuation (for attribute: the scored text)
-	Step   int           `json:"step"` // the checkpoint (model and memory) this answer saw
-	Tokens []TokenAnswer `json:"tokens"`
+	Prompt string `json:"prompt"`
+	Text   string `json:"text"` // the generated continuation (for attribute: the scored text)
+	Step   int    `json:"step"` // the checkpoint (model and memory) this answer saw
+	// Sampling says how a generated text was decoded (absent for attribute, which scores a
+	// given text): sending its temperature and seed back reproduces the text.
+	Sampling *Sampling     `json:"sampling,omitempty"`
+	Tokens   []TokenAnswer `json:"tokens"`
+}
+
+// Decoding methods of Sampling.Method.
+const (
+	MethodGreedy = "greedy" // the most probable token at every step (temperature 0)
+	MethodSample = "sample" // drawn from the softmax at Temperature, seeded by Seed
+)
+
+// Sampling is how a generation chose its tokens.
+type Sampling struct {
+	Method      string  `json:"method"` // MethodGreedy or MethodSample
+	Temperature float64 `json:"temperature"`
+	Seed        uint64  `json:"seed"`
 }
 
 // TokenAnswer explains one generated token.

@@ -61,7 +61,7 @@ func ParsePlotParams(v url.Values) (query.PlotRequest, *ParamError) {
 		if err != nil {
 			return p, &ParamError{Code: "bad_request", Field: "temperature", Msg: fmt.Sprintf("temperature must be a number, got %q", s)}
 		}
-		p.Temperature = t
+		p.Temperature = &t
 	}
 	if s := v.Get("seed"); s != "" {
 		n, err := strconv.ParseUint(s, 10, 64)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -16,29 +17,42 @@ import (
 // GenerateCommand generates text from a data directory's model and attributes each token.
 type GenerateCommand struct {
 	Data    string
+	Token   string // the bearer token of a server that holds Data
 	Request query.Request
 	Layers  string // comma-separated; "" means all captured
 	Steps   string // FROM-TO; "" means all
-	JSON    bool
+	Format  string // one of formats; --json is --format json
 	Plot    plotFlags
 }
 
+// formats are generate's --format values: text for people, the rest for tools.
+var formats = []string{"text", "json", "jsonl", "csv"}
+
 func newGenerateCmd() *cobra.Command {
 	c := &GenerateCommand{}
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "generate",
 		Short: "Generate text and show, per token, the training tokens it drew on",
 		Example: `  spotlight generate --data ./d --prompt "The light " --tokens 16
   spotlight generate --data ./d --prompt "Colours " --rank-by attention --layers out --json
-  spotlight generate --data ./d --prompt "Rays " --plot timeline.png --plot-token 2`,
+  spotlight generate --data ./d --prompt "Rays " --plot timeline.png --plot-token 2
+  spotlight generate --data ./d --prompt "The light " --format csv > light.csv   # one row per token × layer × entry`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return c.Run(cmd.Context())
-		},
+	}
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if asJSON {
+			if cmd.Flags().Changed("format") && c.Format != "json" {
+				return fmt.Errorf("--json and --format %s disagree: give one", c.Format)
+			}
+			c.Format = "json"
+		}
+		return c.Run(cmd.Context())
 	}
 	f := cmd.Flags()
 	req := &c.Request
-	f.StringVar(&c.Data, "data", "", "data directory")
+	f.StringVar(&c.Data, "data", "", "data directory (held by a running serve: asked through its API)")
+	f.StringVar(&c.Token, "token", "", "bearer token of the server that holds --data (default $SPOTLIGHT_TOKEN)")
 	f.StringVar(&req.Prompt, "prompt", "", "text to continue")
 	def := query.DefaultGenerate()
 	f.IntVar(&req.Tokens, "tokens", def.Tokens, "tokens to generate (1..1024; 0 = default)")
@@ -50,10 +64,13 @@ func newGenerateCmd() *cobra.Command {
 	f.IntVar(&req.Passages, "passages", def.Passages, "training passages (sentences) shown per token and layer (1..50; 0 = default)")
 	f.StringVar(&c.Steps, "steps", "", "only training steps FROM-TO, e.g. 1-500 (default: all)")
 	f.StringVar(&c.Layers, "layers", "", "comma-separated layers (default: all captured)")
-	f.Float64Var(&req.Temperature, "temperature", def.Temperature, "sampling temperature (0 = greedy)")
+	req.Temperature = def.Temperature
+	f.Float64Var(req.Temperature, "temperature", *def.Temperature, "sampling temperature, seeded by --seed (0 = greedy)")
 	f.Uint64Var(&req.Seed, "seed", def.Seed, "sampling seed")
 	f.IntVar(&req.Bins, "bins", def.Bins, "timeline bins over training steps (0 = default)")
-	f.BoolVar(&c.JSON, "json", false, "print one JSON document")
+	f.BoolVar(&asJSON, "json", false, "print one JSON document (same as --format json)")
+	f.StringVar(&c.Format, "format", "text", "output: "+strings.Join(formats, ", ")+
+		" (jsonl and csv: one row per token × layer × top entry, columns "+strings.Join(query.ExportColumns, ",")+")")
 	f.StringVar(&c.Plot.file, "plot", "", "write a timeline chart (attention mass and contribution over training steps) to FILE.png or FILE.svg")
 	f.IntVar(&c.Plot.token, "plot-token", 0, "generated token to plot (index, default the first)")
 	f.StringVar(&c.Plot.layer, "plot-layer", "", "layer to plot (default out)")
@@ -64,6 +81,9 @@ func newGenerateCmd() *cobra.Command {
 
 // Run checks the request against the model, loads the memory, generates and prints.
 func (c *GenerateCommand) Run(ctx context.Context) error {
+	if !slices.Contains(formats, c.Format) {
+		return fmt.Errorf("--format %q: want one of %s", c.Format, strings.Join(formats, ", "))
+	}
 	req := c.Request
 	if c.Steps != "" {
 		var from, to int
@@ -78,6 +98,9 @@ func (c *GenerateCommand) Run(ctx context.Context) error {
 		}
 	}
 	dir, m, closeAll, err := openModel(c.Data)
+	if isLocked(err) {
+		return c.viaServer(req)
+	}
 	if err != nil {
 		return err
 	}
@@ -105,8 +128,41 @@ func (c *GenerateCommand) Run(ctx context.Context) error {
 	if err := c.Plot.write(ans); err != nil {
 		return err
 	}
-	if c.JSON {
+	return c.print(ans)
+}
+
+// viaServer asks the server that holds the data directory (POST /v1/generate), which
+// validates the request itself.
+func (c *GenerateCommand) viaServer(req query.Request) error {
+	srv := findServer(c.Data, tokenOr(c.Token))
+	if srv == nil {
+		return lockedError(c.Data, nil, "")
+	}
+	if c.Plot.file != "" {
+		return lockedError(c.Data, srv, "--plot needs the directory itself; the server draws the same chart at "+srv.URL+"/v1/plots/timeline.png?prompt=…")
+	}
+	srv.note("generating")
+	var ans query.Answer
+	var raw []byte
+	if err := srv.do("POST", "/v1/generate", req, &ans, &raw); err != nil {
+		return err
+	}
+	if c.Format == "json" {
+		_, err := os.Stdout.Write(raw)
+		return err
+	}
+	return c.print(&ans)
+}
+
+// print writes the answer on stdout in c.Format.
+func (c *GenerateCommand) print(ans *query.Answer) error {
+	switch c.Format {
+	case "json":
 		return printJSON(ans)
+	case "jsonl":
+		return query.WriteJSONL(os.Stdout, ans)
+	case "csv":
+		return query.WriteCSV(os.Stdout, ans)
 	}
 	printAnswer(os.Stdout, ans, isTTY(os.Stdout))
 	return nil
@@ -129,7 +185,7 @@ func printAnswer(w io.Writer, a *query.Answer, tty bool) {
 		return "[" + s + "]"
 	}
 	clean := func(s string) string { return strings.NewReplacer("\n", "⏎", "\t", "→").Replace(s) }
-	fmt.Fprintf(w, "step %d\n%s%s\n", a.Step, a.Prompt, a.Text)
+	fmt.Fprintf(w, "step %d, %s\n%s%s\n", a.Step, decoding(a.Sampling), a.Prompt, a.Text)
 	for _, t := range a.Tokens {
 		fmt.Fprintf(w, "\ntoken %d %q  p=%.3f  verbatim %d chars %q (%d in corpus)\n", t.Index, t.Token, t.Prob,
 			t.Verbatim.Length, clean(t.Verbatim.Text), t.Verbatim.Count)
@@ -156,6 +212,17 @@ func printAnswer(w io.Writer, a *query.Answer, tty bool) {
 			}
 		}
 	}
+}
+
+// decoding says how a text was decoded, with the flags that reproduce or change it.
+func decoding(s *query.Sampling) string {
+	switch {
+	case s == nil:
+		return "scored text"
+	case s.Method == query.MethodGreedy:
+		return "greedy decoding (--temperature 0)"
+	}
+	return fmt.Sprintf("sampled at --temperature %g --seed %d (--temperature 0: greedy)", s.Temperature, s.Seed)
 }
 
 // printPatterns says, for the longest few contexts the query shares with training tokens,

@@ -64,6 +64,10 @@ func TestMessages(t *testing.T) {
 			[]string{"train", "--data", model, "--resume", "--corpus", corpus}},
 		{"resume with --checkpoint-every 0", "--checkpoint-every must be positive",
 			[]string{"train", "--data", model, "--resume", "--checkpoint-every", "0"}},
+		{"generate with an unknown --format", `--format "xml": want one of text, json, jsonl, csv`,
+			[]string{"generate", "--data", model, "--prompt", "a", "--format", "xml"}},
+		{"generate with --json and --format csv", "--json and --format csv disagree: give one",
+			[]string{"generate", "--data", model, "--prompt", "a", "--json", "--format", "csv"}},
 		{"serve with a bad --addr", "--addr nonsense: address nonsense: missing port",
 			[]string{"serve", "--data", filepath.Join(tmp, "s"), "--addr", "nonsense"}},
 	}
@@ -112,7 +116,8 @@ func TestProgressOffTerminal(t *testing.T) {
 	if err != nil {
 		t.Fatalf("train: %v: %s", err, stderr)
 	}
-	for _, want := range []string{"msg=training from=0 to=20", "msg=checkpoint step=10 ", "msg=checkpoint step=20 ", "trained to step 20"} {
+	for _, want := range []string{"msg=training from=0 to=20", "msg=checkpoint step=10 train_loss=", "msg=checkpoint step=20 ", "held_out_loss=",
+		"trained to step 20: train loss ", "(last step's batch), held-out loss ", " (4 windows of 16 characters); data in "} {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("train stderr lacks %q:\n%s", want, stderr)
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -27,16 +28,21 @@ type progress struct {
 // newProgress starts reporting a job of total units; log (nil: a text logger on stderr)
 // takes the lines when stderr is not a terminal.
 func newProgress(log *slog.Logger, what string, total int) *progress {
+	return newProgressOn(os.Stderr, isTTY(os.Stderr), log, what, total)
+}
+
+// newProgressOn is newProgress on w, a terminal when tty.
+func newProgressOn(w io.Writer, tty bool, log *slog.Logger, what string, total int) *progress {
 	p := &progress{what: what, total: total, log: log, last: time.Now()}
-	if isTTY(os.Stderr) {
-		p.bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(os.Stderr),
+	if tty {
+		p.bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(w),
 			progressbar.OptionSetDescription(what), progressbar.OptionShowCount(),
 			progressbar.OptionSetPredictTime(true), progressbar.OptionThrottle(200*time.Millisecond),
 			progressbar.OptionClearOnFinish())
 		return p
 	}
 	if p.log == nil {
-		p.log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+		p.log = slog.New(slog.NewTextHandler(w, nil))
 	}
 	return p
 }
@@ -44,8 +50,10 @@ func newProgress(log *slog.Logger, what string, total int) *progress {
 // Set reports done units; attrs are key, value pairs shown after the count.
 func (p *progress) Set(done int, attrs ...any) {
 	if p.bar != nil {
-		p.bar.Describe(describe(p.what, attrs))
+		// The count first: each call draws a frame (throttled), and the count is what the
+		// frame must get right.
 		_ = p.bar.Set(done)
+		p.bar.Describe(describe(p.what, attrs))
 		return
 	}
 	if time.Since(p.last) >= logEvery {

@@ -3,17 +3,20 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+	"github.com/spotlight-lm/spotlight/api"
 	"github.com/spotlight-lm/spotlight/datadir"
 )
 
 // StatsCommand shows a data directory's config, progress and memory size.
 type StatsCommand struct {
-	Data string
-	JSON bool
+	Data  string
+	Token string // the bearer token of a server that holds Data
+	JSON  bool
 }
 
 func newStatsCmd() *cobra.Command {
@@ -25,8 +28,9 @@ func newStatsCmd() *cobra.Command {
 		Args:    cobra.NoArgs,
 		RunE:    func(cmd *cobra.Command, _ []string) error { return c.Run(cmd.Context()) },
 	}
-	cmd.Flags().StringVar(&c.Data, "data", "", "data directory")
-	cmd.Flags().BoolVar(&c.JSON, "json", false, "print one JSON document")
+	cmd.Flags().StringVar(&c.Data, "data", "", "data directory (held by a running serve: asked through its API)")
+	cmd.Flags().StringVar(&c.Token, "token", "", "bearer token of the server that holds --data (default $SPOTLIGHT_TOKEN)")
+	cmd.Flags().BoolVar(&c.JSON, "json", false, "print one JSON document (through a server: its GET /v1/model)")
 	_ = cmd.MarkFlagRequired("data")
 	return cmd
 }
@@ -37,6 +41,9 @@ func (c *StatsCommand) Run(context.Context) error {
 		return err
 	}
 	dir, err := datadir.Open(c.Data, true)
+	if isLocked(err) {
+		return c.viaServer()
+	}
 	if err != nil {
 		return err
 	}
@@ -52,12 +59,50 @@ func (c *StatsCommand) Run(context.Context) error {
 	return nil
 }
 
+// viaServer reads the statistics from the server that holds the data directory: GET
+// /v1/model, and the last step's train loss from GET /v1/steps/{step}. The server computes
+// a held-out loss only when it trains.
+func (c *StatsCommand) viaServer() error {
+	srv := findServer(c.Data, tokenOr(c.Token))
+	if srv == nil {
+		return lockedError(c.Data, nil, "")
+	}
+	srv.note("statistics")
+	var info api.ModelInfo
+	var raw []byte
+	if err := srv.do("GET", "/v1/model", nil, &info, &raw); err != nil {
+		return err
+	}
+	if c.JSON {
+		_, err := os.Stdout.Write(raw)
+		return err
+	}
+	st := &datadir.Stats{Config: info.Config, Step: info.Step, Precision: info.Config.Precision, Layers: info.Layers, DiskBytes: info.MemoryBytes}
+	if info.Step > 0 {
+		var step api.StepInfo
+		if err := srv.do("GET", fmt.Sprintf("/v1/steps/%d", info.Step), nil, &step, nil); err != nil {
+			return err
+		}
+		st.LastLoss = float32(step.Loss)
+	}
+	st.EvalLoss = math.NaN()
+	if info.Training.EvalLoss != nil {
+		st.EvalLoss = *info.Training.EvalLoss
+	}
+	printStats(st)
+	return nil
+}
+
 func printStats(st *datadir.Stats) {
 	c := st.Config
 	fmt.Printf("model: d=%d blocks=%d heads=%d ctx=%d vocab=%d (preset %s)\n", c.D, c.Blocks, c.Heads, c.Ctx, c.Vocab, c.Preset)
 	fmt.Printf("optimizer: lr=%g momentum=%g weight-decay=%g clip=%g warmup=%d batch=%d\n",
 		c.LR, c.Momentum, c.WeightDecay, c.Clip, c.Warmup, c.Batch)
-	fmt.Printf("steps: %d of %d, last loss %.4f, eval loss %.4f\n", st.Step, c.Steps, st.LastLoss, st.EvalLoss)
+	heldOut := fmt.Sprintf("%.3f (%s)", st.EvalLoss, heldOutWindows(c))
+	if math.IsNaN(st.EvalLoss) {
+		heldOut = "not computed by the server until it trains"
+	}
+	fmt.Printf("steps: %d of %d, train loss %.3f (last step's batch), held-out loss %s\n", st.Step, c.Steps, st.LastLoss, heldOut)
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "layer\td_in\td_out\tentries\tbytes\t")
 	for _, l := range st.Layers {

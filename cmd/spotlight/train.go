@@ -155,21 +155,23 @@ func (c *TrainCommand) refuseFixed() error {
 
 // train runs the trainer to step `until`, reporting progress on stderr (log, when not nil,
 // takes the lines off a terminal). When ctx reaches its deadline (--for), that is a normal
-// end: the trainer has committed a checkpoint.
+// end: the trainer has committed a checkpoint. Its lines name the two losses as stats, the
+// API and the page do: the train loss of the last step's batch and the held-out loss.
 func train(ctx context.Context, log *slog.Logger, dir *datadir.Dir, tr *lm.Trainer, until int) error {
 	if tr.Step >= until {
 		fmt.Fprintf(os.Stderr, "already at step %d of %d\n", tr.Step, until)
 		return nil
 	}
 	bar := newProgress(log, "training", until)
-	bar.Event("training", "from", tr.Step, "to", until, "data", dir.Store.Dir())
-	lastEval := "-"
+	bar.Event("training", "from", tr.Step, "to", until, "data", dir.Store.Dir(), "held_out", heldOutWindows(tr.Cfg))
+	lastEval, lastLoss := "-", "-"
 	err := tr.Train(ctx, dir.Store, until, func(p lm.Progress) {
+		lastLoss = fmt.Sprintf("%.3f", p.Loss)
 		if p.EvalLoss == p.EvalLoss { // not NaN: a checkpoint was just written
 			lastEval = fmt.Sprintf("%.3f", p.EvalLoss)
-			bar.Event("checkpoint", "step", p.Step, "loss", fmt.Sprintf("%.3f", p.Loss), "eval", lastEval)
+			bar.Event("checkpoint", "step", p.Step, "train_loss", lastLoss, "held_out_loss", lastEval)
 		}
-		bar.Set(p.Step, "step", p.Step, "loss", fmt.Sprintf("%.3f", p.Loss), "eval", lastEval, "tok/s", fmt.Sprintf("%.0f", p.TokensPerSec))
+		bar.Set(p.Step, stepAttrs(lastLoss, lastEval, p.TokensPerSec)...)
 	})
 	bar.Finish()
 	switch {
@@ -183,6 +185,19 @@ func train(ctx context.Context, log *slog.Logger, dir *datadir.Dir, tr *lm.Train
 	case err != nil:
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "trained to step %d, eval loss %s, data in %s\n", tr.Step, lastEval, dir.Store.Dir())
+	fmt.Fprintf(os.Stderr, "trained to step %d: train loss %s (last step's batch), held-out loss %s (%s); data in %s\n",
+		tr.Step, lastLoss, lastEval, heldOutWindows(tr.Cfg), dir.Store.Dir())
 	return nil
+}
+
+// stepAttrs are the values shown with the step count. The step itself is the count: a
+// second copy in the bar's description would be drawn a frame apart from it.
+func stepAttrs(trainLoss, heldOut string, tokensPerSec float64) []any {
+	return []any{"train_loss", trainLoss, "held_out_loss", heldOut, "tok/s", fmt.Sprintf("%.0f", tokensPerSec)}
+}
+
+// heldOutWindows says what the held-out loss averages over: one batch of windows from the
+// held-out end of the corpus.
+func heldOutWindows(c lm.Config) string {
+	return fmt.Sprintf("%d windows of %d characters", c.Batch, c.Ctx)
 }

@@ -37,6 +37,11 @@ func newVerifyCmd() *cobra.Command {
 // Run verifies and prints the report; a layer over tolerance is an error.
 func (c *VerifyCommand) Run(context.Context) error {
 	dir, m, closeAll, err := openModel(c.Data)
+	if isLocked(err) {
+		// Verification reads every layer's whole memory; the server has no endpoint for it.
+		return lockedError(c.Data, findServer(c.Data, tokenOr("")),
+			"verify needs the directory itself (every answer of the server carries its dual_check)")
+	}
 	if err != nil {
 		return err
 	}

@@ -400,10 +400,11 @@
     $('train-bar').style.width = (100 * frac) + '%';
     $('train-progress').setAttribute('aria-valuenow', String(Math.round(100 * frac)));
     const pts = (t.losses || []).map((p) => [p.step, p.loss]).filter((p) => Number.isFinite(p[1]));
-    const loss = t.loss || (pts.slice(-1)[0] || [])[1];
+    const recent = pts.slice(-1)[0];
     const bits = [(running ? 'Training: step ' : 'Idle at step ') + step + (running ? ' of ' + total : '')];
-    if (loss) bits.push('loss ' + num(loss, 3));
-    if (t.eval_loss !== undefined && t.eval_loss !== null) bits.push('held-out ' + num(t.eval_loss, 3));
+    if (t.loss) bits.push('train loss (last step) ' + num(t.loss, 3));
+    else if (recent) bits.push('train loss (mean of the steps to ' + recent[0] + ') ' + num(recent[1], 3));
+    if (t.eval_loss !== undefined && t.eval_loss !== null) bits.push('held-out loss ' + num(t.eval_loss, 3));
     if (running && t.tokens_per_sec) bits.push(Math.round(t.tokens_per_sec) + ' tok/s');
     if (t.error) bits.push('stopped: ' + t.error);
     $('train-status').textContent = bits.join(' · ');

@@ -130,7 +130,7 @@
     const xr = [Math.min(...points.map((p) => p[0])), Math.max(total || 0, ...points.map((p) => p[0]))];
     if (xr[1] === xr[0]) xr[1] += 1;
     const g = s('g');
-    panel(g, { x0: 52, y0: 6, w: W - 62, hgt: H - 46 }, xr, [{ name: 'loss', cls: 'loss-line', pts: points }], 'loss (nats)', 'training step', false);
+    panel(g, { x0: 52, y0: 6, w: W - 62, hgt: H - 46 }, xr, [{ name: 'loss', cls: 'loss-line', pts: points }], 'train loss (nats)', 'training step', false);
     svg.append(g);
     return svg;
   }
