@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	_ "embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -84,23 +83,27 @@ type job struct {
 // the encoded bytes, never a slot. An answer over the limit is refused unsent. A write
 // that cannot finish is logged with the bytes it got through.
 func (s *Server) answer(c echo.Context, j job) error {
+	f, err := answerFormat(c)
+	if err != nil {
+		return err
+	}
 	var body []byte
-	_, err := s.query(c.Request().Context(), j, func(ans *query.Answer) error {
-		b, err := json.Marshal(ans)
+	_, err = s.query(c.Request().Context(), j, func(ans *query.Answer) error {
+		b, err := f.encode(ans)
 		if err != nil {
 			return err
 		}
 		if int64(len(b)) > s.opts.MaxAnswerBytes {
 			return &query.TooLargeError{Estimate: int64(len(b)), Limit: s.opts.MaxAnswerBytes}
 		}
-		body = append(b, '\n')
+		body = b
 		return nil
 	})
 	if err != nil {
 		return err
 	}
 	w := c.Response()
-	w.Header().Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
+	w.Header().Set(echo.HeaderContentType, f.mime)
 	w.Header().Set(echo.HeaderContentLength, strconv.Itoa(len(body)))
 	w.WriteHeader(http.StatusOK)
 	if n, err := w.Write(body); err != nil {

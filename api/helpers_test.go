@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
 	"os"
@@ -209,6 +210,15 @@ func route(path string) string {
 // the response is also written there.
 func checkSchema(tb testing.TB, method, path string, r response) {
 	tb.Helper()
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "" && mt != "application/json" && r.Status < 300 {
+		// A row format (CSV, JSON lines): the operation must document it.
+		openapi.once.Do(loadOpenAPI)
+		op := fmt.Sprintf("/paths/%s/%s/responses/%d/content/%s", escapePtr(route(path)), strings.ToLower(method), r.Status, escapePtr(mt))
+		if openapi.err == nil && lookup(openapi.doc, op) == nil {
+			tb.Errorf("%s %s → %d %s is not documented in openapi.json", method, path, r.Status, mt)
+		}
+		return
+	}
 	if err := validateResponse(method, route(path), r.Status, r.Body); err != nil {
 		tb.Errorf("%s %s → %d does not match openapi.json: %v\n%.300s", method, path, r.Status, err, r.Body)
 	}
