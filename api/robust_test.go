@@ -107,9 +107,11 @@ func TestSlowReaders(t *testing.T) {
 		r := s.call(t, "POST", "/v1/generate", `{"prompt":"The","tokens":2,"top_k":2}`)
 		counts[r.Status]++
 	}
-	if counts[200] != 20 || s.InFlight() != 4 {
-		t.Fatalf("while 4 slow readers hang: statuses %v, %d requests in flight", counts, s.InFlight())
+	if counts[200] != 20 {
+		t.Fatalf("while 4 slow readers hang: statuses %v", counts)
 	}
+	// The last small request may still be leaving the server's middleware.
+	waitFor(t, "the small requests to leave", 5*time.Second, func() bool { return s.InFlight() == 4 })
 	waitFor(t, "the slow readers' write timeout", 30*time.Second, func() bool {
 		return len(logs.lines("request: response not fully written")) == 4
 	})
