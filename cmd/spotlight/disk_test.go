@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -81,11 +79,11 @@ func asNobody(t *testing.T, cmd *exec.Cmd, paths ...string) {
 }
 
 // startServe starts serve on data as nobody and returns its address and its stderr so far.
-func startServe(t *testing.T, data string) (*exec.Cmd, string, *syncBuffer) {
+func startServe(t *testing.T, data string) (*exec.Cmd, string, *lockedBuffer) {
 	t.Helper()
 	cmd := exec.Command(binary, "serve", "--data", data, "--addr", "127.0.0.1:0")
 	asNobody(t, cmd, data)
-	var stderr syncBuffer
+	var stderr lockedBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -159,21 +157,3 @@ func TestReadOnlyDataDir(t *testing.T) {
 }
 
 func tail(s string) string { return s[max(0, len(s)-600):] }
-
-// syncBuffer is a bytes.Buffer a child process writes to while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
