@@ -20,4 +20,7 @@
 //   - train.go, model_api.go: Trainer (steps, checkpoints, held-out loss) and Model
 //     (Probe, Generate); restore.go rewinds a trainer to a checkpoint.
 //   - params.go: parameters (in checkpoint order) with their decay class, and checkpoints.
+//   - influence.go, influence_graph.go: Trainer.Influence, the exact derivative of a query's
+//     loss w.r.t. every training token's loss weight through the whole run (adjoint replay
+//     with second-order gradients; the math is the comment at the top of influence.go).
 package lm

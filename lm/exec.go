@@ -59,7 +59,12 @@ func (e *execs) weightsOf(inputs []*Node) weights {
 
 // nll is the per-token negative log-likelihood [B, T].
 func nll(logits, targets *Node, vocab int) *Node {
-	return Neg(ReduceSum(Mul(LogSoftmax(logits, -1), OneHot(targets, vocab, dtypes.Float32)), -1))
+	return Neg(ReduceSum(Mul(LogSoftmax(logits, -1), OneHot(targets, vocab, logits.DType())), -1))
+}
+
+// maskedLoss is the training loss Σ mask·nll / (B·T): the mask is each token's loss weight.
+func maskedLoss(logits, targets, mask *Node, vocab int) *Node {
+	return DivScalar(ReduceAllSum(Mul(nll(logits, targets, vocab), mask)), float64(targets.Shape().Size()))
 }
 
 // trainGraph is one optimizer step with capture (the update is Optimizer.update).
@@ -68,8 +73,7 @@ func (e *execs) trainGraph(inputs []*Node) []*Node {
 	params, bufs := inputs[:P], inputs[P:2*P]
 	tokens, targets, mask, lr := inputs[2*P], inputs[2*P+1], inputs[2*P+2], inputs[2*P+3]
 	logits, taps := forward(c, e.weightsOf(inputs), tokens)
-	n := tokens.Shape().Size()
-	loss := DivScalar(ReduceAllSum(Mul(nll(logits, targets, c.Vocab), mask)), float64(n))
+	loss := maskedLoss(logits, targets, mask, c.Vocab)
 
 	wrt := append([]*Node{}, params...)
 	for _, l := range e.layers {
@@ -131,7 +135,7 @@ func (e *execs) nextGraph(inputs []*Node) *Node {
 
 // atPos selects position pos[b] of each row b of x [B, T, d] → [B, d].
 func atPos(x, pos *Node) *Node {
-	sel := OneHot(pos, x.Shape().Dimensions[1], dtypes.Float32) // [B, T]
+	sel := OneHot(pos, x.Shape().Dimensions[1], x.DType()) // [B, T]
 	return DotGeneral(sel, []int{1}, []int{0}, x, []int{1}, []int{0})
 }
 

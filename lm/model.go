@@ -27,10 +27,11 @@ type tap struct{ x, y *Node }
 func forward(c Config, w weights, tokens *Node) (*Node, map[string]tap) {
 	ctx := tokens.Shape().Dimensions[1]
 	taps := map[string]tap{}
-	onehot := OneHot(tokens, c.Vocab, dtypes.Float32)                 // [B, T, V]
+	dtype := w["embed"].DType()                                       // float32; float64 in influence checks
+	onehot := OneHot(tokens, c.Vocab, dtype)                          // [B, T, V]
 	x := DotGeneral(onehot, []int{2}, nil, w["embed"], []int{0}, nil) // [B, T, D]
 	x = Add(x, InsertAxes(Slice(w["pos"], AxisRange(0, ctx)), 0))     // + [1, T, D]
-	mask := causalMask(tokens.Graph(), ctx)                           // [1, 1, T, T]
+	mask := causalMask(tokens.Graph(), ctx, dtype)                    // [1, 1, T, T]
 	for b := range c.Blocks {
 		name := blockName(b)
 		x = Add(x, attention(c, w, name, layerNorm(w, name+".ln1", x), mask))
@@ -79,14 +80,18 @@ func attention(c Config, w weights, block string, h, mask *Node) *Node {
 }
 
 // causalMask is 0 where a position may attend and -1e9 where it may not.
-func causalMask(g *Graph, ctx int) *Node {
+func causalMask(g *Graph, ctx int, dtype dtypes.DType) *Node {
 	m := make([]float32, ctx*ctx)
 	for i := range ctx {
 		for j := i + 1; j < ctx; j++ {
 			m[i*ctx+j] = -1e9
 		}
 	}
-	return Reshape(Const(g, m), 1, 1, ctx, ctx)
+	c := Const(g, m)
+	if dtype != dtypes.Float32 {
+		c = ConvertDType(c, dtype)
+	}
+	return Reshape(c, 1, 1, ctx, ctx)
 }
 
 // linear is x·W + b over the last axis of x.

@@ -3,7 +3,6 @@ package lm
 import (
 	"math"
 
-	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph"
 )
 
@@ -66,13 +65,13 @@ func (o Optimizer) Decay(class ParamClass) float64 {
 // clipping is off), the factor recorded per step.
 func (o Optimizer) clipScale(g *Graph, grads []*Node) *Node {
 	if o.Clip <= 0 {
-		return ScalarOne(g, dtypes.Float32)
+		return ScalarOne(g, grads[0].DType())
 	}
 	sq := ReduceAllSum(Square(grads[0]))
 	for _, gr := range grads[1:] {
 		sq = Add(sq, ReduceAllSum(Square(gr)))
 	}
-	return MinScalar(Div(Scalar(g, dtypes.Float32, o.Clip), AddScalar(Sqrt(sq), 1e-6)), 1.0)
+	return MinScalar(Div(Scalar(g, grads[0].DType(), o.Clip), AddScalar(Sqrt(sq), 1e-6)), 1.0)
 }
 
 // update builds one step over every parameter: the new parameters and momentum buffers,
