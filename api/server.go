@@ -67,7 +67,7 @@ type Server struct {
 	log      *slog.Logger
 	corpus   []int32       // the tokenised corpus, for /v1/steps
 	sem      chan struct{} // the query pool
-	loopback bool          // set by Serve
+	loopback atomic.Bool   // the listener is on a loopback address (set by Listen and Serve)
 	inflight atomic.Int64  // requests being handled
 
 	// base is every request's parent context; Shutdown cancels it (cause errShutdown) when
@@ -183,13 +183,17 @@ func (s *Server) Listen(addr string) (net.Listener, error) {
 	if err := CheckAddr(addr, s.opts.Token); err != nil {
 		return nil, err
 	}
-	return net.Listen("tcp", addr)
+	ln, err := net.Listen("tcp", addr)
+	if err == nil {
+		s.loopback.Store(isLoopback(ln.Addr().String()))
+	}
+	return ln, err
 }
 
 // Serve answers requests on ln until Shutdown. It returns nil after a clean shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	s.loopback = isLoopback(ln.Addr().String())
-	if s.opts.Token == "" && !s.loopback {
+	s.loopback.Store(isLoopback(ln.Addr().String()))
+	if s.opts.Token == "" && !s.loopback.Load() {
 		return fmt.Errorf("refusing to serve %s without a token", ln.Addr())
 	}
 	if err := s.http.Serve(ln); !errors.Is(err, http.ErrServerClosed) {

@@ -69,7 +69,7 @@ func (s *Server) trainStatus() TrainStatus {
 }
 
 func (s *Server) postTrain(c echo.Context) error {
-	if s.opts.Token == "" && !s.loopback {
+	if s.opts.Token == "" && !s.loopback.Load() {
 		return errorf(http.StatusForbidden, CodeForbidden, "training is only open on a loopback address or with a token")
 	}
 	var req trainRequest
