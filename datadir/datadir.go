@@ -9,6 +9,7 @@ import (
 
 	"github.com/spotlight-lm/spotlight/dualmem"
 	"github.com/spotlight-lm/spotlight/lm"
+	"github.com/spotlight-lm/spotlight/query"
 )
 
 // Dir is an open data directory.
@@ -105,6 +106,21 @@ func hasFiles(dir string) bool {
 		}
 	}
 	return false
+}
+
+// Errors of a data directory that callers tell apart (the store's own, so errors.Is works
+// on what any datadir or store call returns).
+var (
+	ErrLocked      = dualmem.ErrLocked      // another process holds the directory
+	ErrExists      = dualmem.ErrExists      // create: the directory already holds a model
+	ErrNotWritable = dualmem.ErrNotWritable // the directory cannot take writes
+	ErrDiskFull    = dualmem.ErrDiskFull    // not enough free space for the next write
+)
+
+// Engine loads a query engine for m over the directory's memory; progress (may be nil) is
+// called while a layer is read onto the heap, when it is not read in place.
+func (d *Dir) Engine(m *lm.Model, progress func(layer string, done, total int)) (*query.Engine, error) {
+	return query.NewEngine(m, d.Store, progress)
 }
 
 // IsEmpty reports whether dir has no model yet (missing, or holding nothing).

@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-	"github.com/spotlight-lm/spotlight/dualmem"
+	"github.com/spotlight-lm/spotlight/datadir"
 	"github.com/spotlight-lm/spotlight/lm"
 	"github.com/spotlight-lm/spotlight/query"
 )
@@ -116,7 +116,7 @@ func (c *GenerateCommand) Run(ctx context.Context) error {
 	if _, err := m.Tok.Encode(req.Prompt); err != nil {
 		return fmt.Errorf("prompt: %w", err)
 	}
-	eng, err := loadEngine(m, dir.Store)
+	eng, err := loadEngine(m, dir)
 	if err != nil {
 		return err
 	}
@@ -169,10 +169,10 @@ func (c *GenerateCommand) print(ans *query.Answer) error {
 }
 
 // loadEngine loads every layer's memory, reporting progress per layer.
-func loadEngine(m *lm.Model, store *dualmem.Store) (*query.Engine, error) {
+func loadEngine(m *lm.Model, dir *datadir.Dir) (*query.Engine, error) {
 	report, finish := layerProgress(nil, "loading")
 	defer finish()
-	return query.NewEngine(m, store, report)
+	return dir.Engine(m, report)
 }
 
 // printAnswer writes the generated text, then per token and layer the top training

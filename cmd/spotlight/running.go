@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/spotlight-lm/spotlight/dualmem"
+	"github.com/spotlight-lm/spotlight/datadir"
 )
 
 // ServerFile is the file a running server keeps in its data directory, so that the other
@@ -117,7 +117,7 @@ func tokenOr(flag string) string {
 }
 
 // isLocked reports whether err is a data directory held by another process.
-func isLocked(err error) bool { return errors.Is(err, dualmem.ErrLocked) }
+func isLocked(err error) bool { return errors.Is(err, datadir.ErrLocked) }
 
 // do sends one request to the server and decodes a 2xx JSON answer into out (raw, when
 // not nil, receives the body as it came). An API error is one line with its message.

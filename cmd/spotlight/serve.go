@@ -15,7 +15,6 @@ import (
 	"github.com/spotlight-lm/spotlight/api/web"
 	"github.com/spotlight-lm/spotlight/corpora"
 	"github.com/spotlight-lm/spotlight/datadir"
-	"github.com/spotlight-lm/spotlight/dualmem"
 )
 
 // ServeCommand serves the HTTP API over a data directory, training it first when it holds
@@ -156,7 +155,7 @@ func (c *ServeCommand) schedule(log *slog.Logger, dir *datadir.Dir, srv *api.Ser
 // full disk) is served read-only, without training, and the log says why.
 func (c *ServeCommand) openOrTrain(ctx context.Context, log *slog.Logger) (dir *datadir.Dir, readOnly bool, err error) {
 	dir, err = datadir.Open(c.Data, false)
-	if errors.Is(err, dualmem.ErrNotWritable) || errors.Is(err, dualmem.ErrDiskFull) {
+	if errors.Is(err, datadir.ErrNotWritable) || errors.Is(err, datadir.ErrDiskFull) {
 		log.Warn("serving read-only: training is off", "err", err.Error())
 		dir, err = datadir.Open(c.Data, true)
 		return dir, true, err

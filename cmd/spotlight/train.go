@@ -13,7 +13,6 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spotlight-lm/spotlight/corpora"
 	"github.com/spotlight-lm/spotlight/datadir"
-	"github.com/spotlight-lm/spotlight/dualmem"
 	"github.com/spotlight-lm/spotlight/lm"
 )
 
@@ -107,7 +106,7 @@ func (c *TrainCommand) create() (*datadir.Dir, *lm.Trainer, error) {
 		return nil, nil, err
 	}
 	dir, tr, err := datadir.Create(c.Data, cfg, text)
-	if errors.Is(err, dualmem.ErrExists) {
+	if errors.Is(err, datadir.ErrExists) {
 		return nil, nil, fmt.Errorf("%s already holds a model; to continue it: spotlight train --data %s --resume", c.Data, c.Data)
 	}
 	return dir, tr, err
