@@ -108,6 +108,10 @@ func hasFiles(dir string) bool {
 	return false
 }
 
+// DefaultKeepEvery is the steps between the checkpoints a store keeps for retraining
+// unless told otherwise (Store.SetKeepEvery).
+const DefaultKeepEvery = dualmem.DefaultKeepEvery
+
 // Errors of a data directory that callers tell apart (the store's own, so errors.Is works
 // on what any datadir or store call returns).
 var (

@@ -23,6 +23,10 @@ type Stats struct {
 	Precision string       `json:"precision"`
 	Layers    []LayerStats `json:"layers"`
 	DiskBytes int64        `json:"disk_bytes"`
+	// Kept are the checkpoints kept for retraining (GET /v1/counterfactual starts from
+	// them), KeptBytes what they take.
+	Kept      []dualmem.KeptCheckpoint `json:"kept_checkpoints"`
+	KeptBytes int64                    `json:"kept_checkpoint_bytes"`
 }
 
 // Stats reads sizes from the store and evaluates the held-out loss of the last checkpoint.
@@ -37,6 +41,12 @@ func (d *Dir) Stats() (*Stats, error) {
 	}
 	if st.Layers, st.DiskBytes, err = d.layerStats(infos); err != nil {
 		return nil, err
+	}
+	if st.Kept, err = d.Store.KeptCheckpoints(); err != nil {
+		return nil, err
+	}
+	for _, k := range st.Kept {
+		st.KeptBytes += k.Bytes
 	}
 	m, err := d.Model()
 	if err != nil {

@@ -28,6 +28,7 @@ const (
 	pTokens     = 'o' // + step(8): blob of offsets (int64) then targets (int32)
 	pLayer      = 'l' // + layer(2) + step(8): blob of the layer's keys then grads
 	pCheckpoint = 'k' // blob: the last committed checkpoint
+	pKept       = 'K' // + step(8): blob of a checkpoint kept for retraining (checkpoints.go)
 
 	blobHeader = 8
 

@@ -159,13 +159,13 @@ func readInto(txn *badger.Txn, base []byte, fn func([]byte) error) error {
 }
 
 // Sizes returns the bytes stored per layer for the committed steps (keys and grads as
-// encoded), the SizeCorpus, SizeTokens, SizeInitial and SizeCheckpoint parts, and
+// encoded), the SizeCorpus, SizeTokens, SizeInitial, SizeCheckpoint and SizeKept parts, and
 // SizeDisk: the space the whole directory takes on disk.
 func (s *Store) Sizes() (map[string]int64, error) {
 	c := uint64(s.Steps())
 	out := map[string]int64{}
 	parts := map[byte]string{pCorpus: SizeCorpus, pHeader: SizeTokens, pTokens: SizeTokens,
-		pInitial: SizeInitial, pCheckpoint: SizeCheckpoint}
+		pInitial: SizeInitial, pCheckpoint: SizeCheckpoint, pKept: SizeKept}
 	err := s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{})
 		defer it.Close()

@@ -44,6 +44,7 @@ const (
 	SizeTokens     = "@tokens"     // per-step records, offsets and targets
 	SizeInitial    = "@initial"    // initial weights of all layers
 	SizeCheckpoint = "@checkpoint" // the last checkpoint
+	SizeKept       = "@kept"       // the checkpoints kept for retraining
 	SizeDisk       = "@disk"       // everything under DIR on disk (all versions, logs, indexes)
 )
 
@@ -66,6 +67,8 @@ type Store struct {
 
 	committed atomic.Int64
 	ckptBytes atomic.Int64 // size of the last checkpoint: room kept for the next commit
+	keepEvery atomic.Int64 // checkpoint retention (SetKeepEvery)
+	lastKept  atomic.Int64 // step of the latest kept checkpoint, -1 if none
 
 	wmu       sync.Mutex // serialises the writer-side API
 	mu        sync.Mutex // guards the fields below
@@ -233,6 +236,7 @@ func writeNew(txn *badger.Txn, meta Meta, corpus []byte, initial map[string]lm.I
 		cb = newBlob(len(checkpoint))
 		copy(cb[blobHeader:], checkpoint)
 		es = append(es, blobEntries([]byte{pCheckpoint}, cb)...)
+		es = append(es, blobEntries(keptKey(0), cb)...) // always kept: any retrain can start there
 	}
 	es = append(es, badger.NewEntry(keyMagic, magicValue)) // last, though the txn is atomic anyway
 	for _, e := range es {
@@ -361,7 +365,7 @@ func open(dir string, readOnly bool) (*Store, error) {
 func load(dir string, db *badger.DB, readOnly bool) (*Store, error) {
 	var meta Meta
 	var corpus []byte
-	committed, ckpt := 0, int64(0)
+	committed, ckpt, kept := 0, int64(0), -1
 	err := db.View(func(txn *badger.Txn) error {
 		if err := checkMagic(txn, dir); err != nil {
 			return err
@@ -384,8 +388,11 @@ func load(dir string, db *badger.DB, readOnly bool) (*Store, error) {
 		if corpus, err = readBlob(txn, []byte{pCorpus}); err != nil {
 			return fmt.Errorf("%s: reading corpus: %w", dir, err)
 		}
-		committed, err = readCommitted(txn)
+		if committed, err = readCommitted(txn); err != nil {
+			return err
+		}
 		ckpt = checkpointBytes(txn)
+		kept, err = lastKeptStep(txn)
 		return err
 	})
 	if err != nil {
@@ -393,6 +400,7 @@ func load(dir string, db *badger.DB, readOnly bool) (*Store, error) {
 	}
 	s := newStore(dir, db, readOnly, meta, corpus, committed)
 	s.ckptBytes.Store(ckpt)
+	s.lastKept.Store(int64(kept))
 	s.initSegments()
 	return s, nil
 }
@@ -439,6 +447,8 @@ func newStore(dir string, db *badger.DB, readOnly bool, meta Meta, corpus []byte
 		s.layerIdx[l.Name] = i
 	}
 	s.committed.Store(int64(committed))
+	s.keepEvery.Store(DefaultKeepEvery)
+	s.lastKept.Store(-1)
 	s.cond = sync.NewCond(&s.mu)
 	if !readOnly {
 		s.ch = make(chan *lm.Step, 4)

@@ -133,7 +133,11 @@ func (s *Store) Commit(step int, checkpoint []byte) error {
 	if c := s.Steps(); step < c || step > appended {
 		return fmt.Errorf("commit of step %d: want a step from %d (committed) to %d (appended)", step, c, appended)
 	}
+	keep := s.keeps(step)
 	need := s.pendingBytes() + int64(len(checkpoint)) + s.reserve() - s.ckptBytes.Load()
+	if keep {
+		need += int64(len(checkpoint))
+	}
 	if err := room(s.dir, need); err != nil {
 		return fmt.Errorf("commit of step %d: %w", step, err)
 	}
@@ -153,7 +157,11 @@ func (s *Store) Commit(step int, checkpoint []byte) error {
 	buf := newBlob(len(checkpoint))
 	copy(buf[blobHeader:], checkpoint)
 	err := s.db.Update(func(txn *badger.Txn) error {
-		for _, e := range blobEntries([]byte{pCheckpoint}, buf) {
+		es := blobEntries([]byte{pCheckpoint}, buf)
+		if keep {
+			es = append(es, blobEntries(keptKey(step), buf)...)
+		}
+		for _, e := range es {
 			if err := txn.SetEntry(e); err != nil {
 				return err
 			}
@@ -168,6 +176,9 @@ func (s *Store) Commit(step int, checkpoint []byte) error {
 	}
 	s.committed.Store(int64(step))
 	s.ckptBytes.Store(int64(len(checkpoint)))
+	if keep {
+		s.lastKept.Store(int64(step))
+	}
 	return nil
 }
 

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -110,4 +112,11 @@ func printStats(st *datadir.Stats) {
 	}
 	_ = w.Flush()
 	fmt.Printf("directory on disk: %d bytes (%s)\n", st.DiskBytes, st.Precision)
+	if st.Kept != nil {
+		steps := make([]string, len(st.Kept))
+		for i, k := range st.Kept {
+			steps[i] = strconv.Itoa(k.Step)
+		}
+		fmt.Printf("checkpoints kept for retraining: %d, %d bytes (steps %s)\n", len(st.Kept), st.KeptBytes, strings.Join(steps, " "))
+	}
 }

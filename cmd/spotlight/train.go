@@ -24,6 +24,7 @@ type TrainCommand struct {
 	Precision            string
 	Resume               bool
 	For                  time.Duration // stop after this long with a checkpoint; 0: run all steps
+	KeepEvery            int           // steps between the checkpoints kept for retraining
 	Hyper                *configFlags
 }
 
@@ -50,6 +51,8 @@ func newTrainCmd() *cobra.Command {
 	fl.StringVar(&c.Precision, "precision", "f32", "memory precision: f32 (exact) or f16 (half size)")
 	fl.BoolVar(&c.Resume, "resume", false, "continue the run in --data from its last checkpoint (honours --steps, --for, --checkpoint-every)")
 	fl.DurationVar(&c.For, "for", 0, "stop after this long (e.g. 30m), with a checkpoint; 0 means run all steps")
+	fl.IntVar(&c.KeepEvery, "checkpoint-keep-every", datadir.DefaultKeepEvery,
+		"keep a checkpoint every this many steps for retraining (spotlight counterfactual); 0 keeps only step 0's")
 	c.Hyper = bindConfig(fl)
 	cmd.Long = "Train a model on a corpus into --data, capturing the dual form of its layers at every step.\n\n" + c.Hyper.presetTable()
 	_ = cmd.MarkFlagRequired("data")
@@ -71,6 +74,7 @@ func (c *TrainCommand) Run(ctx context.Context) error {
 	}
 	defer dir.Close()
 	defer tr.Close()
+	dir.Store.SetKeepEvery(c.KeepEvery)
 	until := tr.Cfg.Steps
 	if c.Resume && c.Hyper.fs.Changed("steps") {
 		until = c.Hyper.values.Steps
