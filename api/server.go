@@ -79,6 +79,7 @@ type Server struct {
 	snap   *snapshot
 
 	train     training
+	cf        counterfactuals
 	committed chan struct{} // a commit happened: rebuild the snapshot
 	stop      chan struct{}
 	bg        sync.WaitGroup
@@ -145,6 +146,9 @@ func (s *Server) routes() *echo.Echo {
 	e.GET("/v1/steps/:step", s.getStep)
 	e.GET("/v1/train", s.getTrain)
 	e.POST("/v1/train", s.postTrain, s.requireJSON)
+	e.POST("/v1/counterfactual", s.postCounterfactual, s.requireJSON)
+	e.GET("/v1/counterfactual/:id", s.getCounterfactual)
+	e.DELETE("/v1/counterfactual/:id", s.deleteCounterfactual)
 	web.RegisterPlots(e, s.plotGenerate)
 	if s.opts.Web != nil {
 		page := echo.WrapHandler(s.opts.Web)
@@ -234,6 +238,7 @@ func (s *Server) Close() {
 		close(s.stop)
 		s.train.mu.Unlock()
 		s.stopTraining()
+		s.stopCounterfactuals()
 		s.bg.Wait()
 		s.snapMu.Lock()
 		sn := s.snap

@@ -1,0 +1,332 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/spotlight-lm/spotlight/datadir"
+	"github.com/spotlight-lm/spotlight/lm"
+	"github.com/spotlight-lm/spotlight/query"
+)
+
+// Counterfactual job states.
+const (
+	JobQueued    = "queued"
+	JobRunning   = "running"
+	JobDone      = "done"
+	JobFailed    = "failed"
+	JobCancelled = "cancelled"
+)
+
+// keptJobs is how many counterfactual jobs GET still answers for, newest first.
+const keptJobs = 16
+
+// CounterfactualRequest is the body of POST /v1/counterfactual: the token at Position of
+// Text, and what to remove: the top TopK training tokens of its `out` attribution ranked by
+// RankBy, or the training tokens listed in Tokens.
+type CounterfactualRequest struct {
+	Text     string               `json:"text"`
+	Position int                  `json:"position"`
+	TopK     int                  `json:"top_k"`
+	RankBy   string               `json:"rank_by"`
+	Tokens   []datadir.TrainToken `json:"tokens"`
+}
+
+// CounterfactualResult compares the memory's prediction with a real retrain.
+type CounterfactualResult struct {
+	Prob float64 `json:"prob"` // the served model's probability of the token
+	LogP float64 `json:"logp"`
+	// PredictedProb is the memory's: the final weights minus those tokens' updates, the rest
+	// of training unchanged.
+	PredictedProb float64 `json:"predicted_prob"`
+	PredictedLogP float64 `json:"predicted_logp"`
+	// RealProb is the model retrained without them, every later step replayed.
+	RealProb      float64 `json:"real_prob"`
+	RealLogP      float64 `json:"real_logp"`
+	FromStep      int     `json:"from_step"` // the kept checkpoint the replay started from
+	ReplayedSteps int     `json:"replayed_steps"`
+	Seconds       float64 `json:"seconds"`
+}
+
+// CounterfactualJob is the body of every /v1/counterfactual answer.
+type CounterfactualJob struct {
+	ID       string                `json:"id"`
+	Status   string                `json:"status"`
+	Progress float64               `json:"progress"` // replayed share of the steps, 0..1
+	Step     int                   `json:"step"`     // the served checkpoint asked about
+	Text     string                `json:"text"`
+	Position int                   `json:"position"`
+	Token    string                `json:"token"` // the character at Position
+	Removed  []datadir.TrainToken  `json:"removed"`
+	Result   *CounterfactualResult `json:"result"` // set once done
+	Error    string                `json:"error,omitempty"`
+}
+
+type cfJob struct {
+	CounterfactualJob
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// counterfactuals holds the jobs; one runs at a time.
+type counterfactuals struct {
+	mu     sync.Mutex
+	next   int
+	busy   bool     // a job is being set up, queued or running
+	closed bool     // the server is closing: no job starts
+	recent []*cfJob // newest last, at most keptJobs
+}
+
+func (s *Server) postCounterfactual(c echo.Context) error {
+	if s.opts.Token == "" && !s.loopback.Load() {
+		return errorf(http.StatusForbidden, CodeForbidden, "retraining is only open on a loopback address or with a token")
+	}
+	var req CounterfactualRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	if (req.TopK > 0) == (len(req.Tokens) > 0) || req.TopK < 0 {
+		return &Error{Status: http.StatusBadRequest, Code: CodeInvalidInput, Field: "top_k",
+			Message: "say what to remove: top_k (1.." + strconv.Itoa(query.MaxTopK) + ") or tokens, not both and not neither"}
+	}
+	if err := s.checkJob(req); err != nil {
+		return err
+	}
+	if err := s.reserveJob(); err != nil {
+		return err
+	}
+	job, err := s.prepareJob(c.Request().Context(), req)
+	if err != nil {
+		s.cf.mu.Lock()
+		s.cf.busy = false
+		s.cf.mu.Unlock()
+		return err
+	}
+	view, err := s.startJob(job)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusAccepted, view)
+}
+
+// reserveJob claims the one job slot or fails with 429.
+func (s *Server) reserveJob() error {
+	select {
+	case <-s.stop:
+		return errorf(http.StatusServiceUnavailable, CodeUnavailable, "the server is shutting down")
+	default:
+	}
+	s.cf.mu.Lock()
+	defer s.cf.mu.Unlock()
+	if s.cf.busy {
+		return errorf(http.StatusTooManyRequests, CodeBusy, "a counterfactual retrain is already running; one runs at a time")
+	}
+	s.cf.busy = true
+	return nil
+}
+
+// checkJob refuses a request that names something the served checkpoint does not have,
+// before it may wait for the job slot.
+func (s *Server) checkJob(req CounterfactualRequest) error {
+	sn := s.acquire()
+	defer s.release(sn)
+	if sn.Engine.Scanner(lm.OutLayer) == nil {
+		return &Error{Status: http.StatusBadRequest, Code: CodeInvalidInput, Message: "the out layer has no memory: the prediction needs it"}
+	}
+	if _, _, err := datadir.Target(sn.Model.Tok, req.Text, req.Position); err != nil {
+		var unk *lm.UnknownCharsError
+		if errors.As(err, &unk) {
+			return inputError("text", err)
+		}
+		return inputError("position", err)
+	}
+	if err := datadir.CheckTokens(sn.Model.Cfg, sn.Step, req.Tokens); err != nil {
+		return inputError("tokens", err)
+	}
+	ar := query.AttributeRequest{Text: req.Text, TopK: req.TopK, RankBy: req.RankBy}
+	return ar.Normalize(sn.Model.Cfg)
+}
+
+// prepareJob computes the memory's prediction on the served checkpoint, within a slot of
+// the query pool (it is a query); the retrain that follows holds no slot.
+func (s *Server) prepareJob(ctx context.Context, req CounterfactualRequest) (*cfJob, error) {
+	sn := s.acquire()
+	defer s.release(sn)
+	if err := datadir.CheckTokens(sn.Model.Cfg, sn.Step, req.Tokens); err != nil {
+		return nil, inputError("tokens", err) // a newer snapshot than checkJob's cannot fail this
+	}
+	release, err := s.acquireQuery()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	ctx, cancel := context.WithTimeout(ctx, s.opts.QueryTimeout)
+	defer cancel()
+	job := &cfJob{CounterfactualJob: CounterfactualJob{Status: JobQueued, Step: sn.Step, Text: req.Text, Position: req.Position}}
+	res := &CounterfactualResult{}
+	removed := req.Tokens
+	if req.TopK > 0 {
+		ar := query.DefaultAttribute()
+		ar.Text, ar.TopK, ar.Layers, ar.Passages = req.Text, req.TopK, []string{lm.OutLayer}, 1
+		if req.RankBy != "" {
+			ar.RankBy = req.RankBy
+		}
+		ans, err := sn.Engine.AttributeAt(ctx, ar, []int{req.Position})
+		if err != nil {
+			return nil, err
+		}
+		la := ans.Tokens[0].Layers[lm.OutLayer]
+		removed = []datadir.TrainToken{}
+		for _, e := range la.Top {
+			removed = append(removed, datadir.TrainToken{Step: e.Step, Row: e.Row, Pos: e.Pos})
+		}
+		if len(removed) == 0 || la.CounterfactualProb == nil {
+			return nil, &Error{Status: http.StatusBadRequest, Code: CodeInvalidInput, Field: "top_k", Message: "the attribution found no training tokens to remove"}
+		}
+		res.PredictedProb = *la.CounterfactualProb
+	} else if res.PredictedProb, err = sn.Predict(req.Text, req.Position, removed); err != nil {
+		return nil, inputError("tokens", err)
+	}
+	ctxIDs, target, _ := datadir.Target(sn.Model.Tok, req.Text, req.Position)
+	ps, err := sn.Model.Probe([][]int32{ctxIDs}, []int32{target})
+	if err != nil {
+		return nil, err
+	}
+	res.Prob = lm.Probabilities(ps[0].Logits, 1)[target]
+	res.LogP, res.PredictedLogP = math.Log(res.Prob), math.Log(res.PredictedProb)
+	job.Token, job.Removed, job.Result = sn.Model.Tok.DecodeOne(target), removed, res
+	return job, nil
+}
+
+// inputError is a 400 for the datadir's validation errors, naming the field.
+func inputError(field string, err error) error {
+	if errors.Is(err, datadir.ErrRetrainInput) {
+		return &Error{Status: http.StatusBadRequest, Code: CodeInvalidInput, Field: field, Message: err.Error()}
+	}
+	return err
+}
+
+// startJob files the job and starts its retrain in the background.
+func (s *Server) startJob(job *cfJob) (CounterfactualJob, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	job.cancel, job.done = cancel, make(chan struct{})
+	pending := job.Result
+	job.Result = nil
+	s.cf.mu.Lock()
+	defer s.cf.mu.Unlock()
+	if s.cf.closed {
+		cancel()
+		s.cf.busy = false
+		return CounterfactualJob{}, errorf(http.StatusServiceUnavailable, CodeUnavailable, "the server is shutting down")
+	}
+	s.cf.next++
+	job.ID = fmt.Sprintf("cf-%d", s.cf.next)
+	s.cf.recent = append(s.cf.recent, job)
+	if len(s.cf.recent) > keptJobs {
+		s.cf.recent = s.cf.recent[len(s.cf.recent)-keptJobs:]
+	}
+	s.bg.Add(1) // under s.cf.mu: stopCounterfactuals, before the server waits, sets closed
+	go s.runJob(ctx, job, pending)
+	return job.view(), nil
+}
+
+func (s *Server) runJob(ctx context.Context, job *cfJob, res *CounterfactualResult) {
+	defer s.bg.Done()
+	defer close(job.done)
+	s.setJob(job, func(j *CounterfactualJob) { j.Status = JobRunning })
+	r, err := s.dir.Retrain(ctx, job.Step, job.Text, job.Position, job.Removed, func(done, total int) {
+		s.setJob(job, func(j *CounterfactualJob) { j.Progress = float64(done) / float64(total) })
+	})
+	s.setJob(job, func(j *CounterfactualJob) {
+		switch {
+		case errors.Is(err, context.Canceled):
+			j.Status, j.Error = JobCancelled, "cancelled"
+		case err != nil:
+			j.Status, j.Error = JobFailed, err.Error()
+			s.log.Error("counterfactual retrain failed", "id", j.ID, "err", err)
+		default:
+			res.RealProb, res.RealLogP = r.Prob, r.LogP
+			res.FromStep, res.ReplayedSteps, res.Seconds = r.From, r.Replayed, r.Seconds
+			j.Status, j.Progress, j.Result = JobDone, 1, res
+		}
+	})
+	s.cf.mu.Lock()
+	s.cf.busy = false
+	s.cf.mu.Unlock()
+}
+
+func (s *Server) setJob(job *cfJob, f func(*CounterfactualJob)) {
+	s.cf.mu.Lock()
+	defer s.cf.mu.Unlock()
+	f(&job.CounterfactualJob)
+}
+
+// view is a copy of the job's public part; the caller holds s.cf.mu.
+func (j *cfJob) view() CounterfactualJob {
+	v := j.CounterfactualJob
+	v.Removed = append([]datadir.TrainToken{}, v.Removed...)
+	if v.Result != nil {
+		r := *v.Result
+		v.Result = &r
+	}
+	return v
+}
+
+func (s *Server) findJob(id string) (*cfJob, error) {
+	s.cf.mu.Lock()
+	defer s.cf.mu.Unlock()
+	for _, j := range s.cf.recent {
+		if j.ID == id {
+			return j, nil
+		}
+	}
+	return nil, errorf(http.StatusNotFound, CodeNotFound, "no counterfactual job %q (the last %d are kept)", id, keptJobs)
+}
+
+func (s *Server) getCounterfactual(c echo.Context) error {
+	job, err := s.findJob(c.Param("id"))
+	if err != nil {
+		return err
+	}
+	s.cf.mu.Lock()
+	v := job.view()
+	s.cf.mu.Unlock()
+	return c.JSON(http.StatusOK, v)
+}
+
+// deleteCounterfactual cancels a queued or running job and answers once it has stopped
+// (the replay checks between steps); a finished job is answered as it is.
+func (s *Server) deleteCounterfactual(c echo.Context) error {
+	job, err := s.findJob(c.Param("id"))
+	if err != nil {
+		return err
+	}
+	job.cancel()
+	select {
+	case <-job.done:
+	case <-time.After(10 * time.Second):
+	case <-c.Request().Context().Done():
+	}
+	s.cf.mu.Lock()
+	v := job.view()
+	s.cf.mu.Unlock()
+	return c.JSON(http.StatusOK, v)
+}
+
+// stopCounterfactuals cancels the jobs still running, for Close.
+func (s *Server) stopCounterfactuals() {
+	s.cf.mu.Lock()
+	s.cf.closed = true
+	jobs := append([]*cfJob{}, s.cf.recent...)
+	s.cf.mu.Unlock()
+	for _, j := range jobs {
+		j.cancel()
+	}
+}
