@@ -169,40 +169,14 @@ func (s *Server) prepareJob(ctx context.Context, req CounterfactualRequest) (*cf
 	defer release()
 	ctx, cancel := context.WithTimeout(ctx, s.opts.QueryTimeout)
 	defer cancel()
-	job := &cfJob{CounterfactualJob: CounterfactualJob{Status: JobQueued, Step: sn.Step, Text: req.Text, Position: req.Position}}
-	res := &CounterfactualResult{}
-	removed := req.Tokens
-	if req.TopK > 0 {
-		ar := query.DefaultAttribute()
-		ar.Text, ar.TopK, ar.Layers, ar.Passages = req.Text, req.TopK, []string{lm.OutLayer}, 1
-		if req.RankBy != "" {
-			ar.RankBy = req.RankBy
-		}
-		ans, err := sn.Engine.AttributeAt(ctx, ar, []int{req.Position})
-		if err != nil {
-			return nil, err
-		}
-		la := ans.Tokens[0].Layers[lm.OutLayer]
-		removed = []datadir.TrainToken{}
-		for _, e := range la.Top {
-			removed = append(removed, datadir.TrainToken{Step: e.Step, Row: e.Row, Pos: e.Pos})
-		}
-		if len(removed) == 0 || la.CounterfactualProb == nil {
-			return nil, &Error{Status: http.StatusBadRequest, Code: CodeInvalidInput, Field: "top_k", Message: "the attribution found no training tokens to remove"}
-		}
-		res.PredictedProb = *la.CounterfactualProb
-	} else if res.PredictedProb, err = sn.Predict(req.Text, req.Position, removed); err != nil {
-		return nil, inputError("tokens", err)
-	}
-	ctxIDs, target, _ := datadir.Target(sn.Model.Tok, req.Text, req.Position)
-	ps, err := sn.Model.Probe([][]int32{ctxIDs}, []int32{target})
+	p, err := sn.Counterfactual(ctx, datadir.Question{Text: req.Text, Position: req.Position, TopK: req.TopK,
+		RankBy: req.RankBy, Tokens: req.Tokens})
 	if err != nil {
-		return nil, err
+		return nil, inputError("top_k", err)
 	}
-	res.Prob = lm.Probabilities(ps[0].Logits, 1)[target]
-	res.LogP, res.PredictedLogP = math.Log(res.Prob), math.Log(res.PredictedProb)
-	job.Token, job.Removed, job.Result = sn.Model.Tok.DecodeOne(target), removed, res
-	return job, nil
+	res := &CounterfactualResult{Prob: p.Prob, LogP: math.Log(p.Prob), PredictedProb: p.Predicted, PredictedLogP: math.Log(p.Predicted)}
+	return &cfJob{CounterfactualJob: CounterfactualJob{Status: JobQueued, Step: sn.Step, Text: req.Text, Position: req.Position,
+		Token: p.Token, Removed: p.Removed, Result: res}}, nil
 }
 
 // inputError is a 400 for the datadir's validation errors, naming the field.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spotlight-lm/spotlight/dualmem"
 	"github.com/spotlight-lm/spotlight/lm"
+	"github.com/spotlight-lm/spotlight/query"
 )
 
 // TrainToken names one training token: the target at position Pos of batch row Row of
@@ -167,4 +168,67 @@ func (sn *Snapshot) Predict(text string, position int, remove []TrainToken) (flo
 	}
 	q := dualmem.Query{X: ps[0].Layers[lm.OutLayer].X, Token: int(target)}
 	return sc.Counterfactual(ps[0].Logits, q, hits), nil
+}
+
+// Question is what a counterfactual asks about the token at Position of Text: its
+// probability without the top TopK training tokens of its `out` attribution ranked by
+// RankBy (the attribution's default when empty), or without Tokens.
+type Question struct {
+	Text     string
+	Position int
+	TopK     int
+	RankBy   string
+	Tokens   []TrainToken
+}
+
+// Prediction is the memory's answer to a Question on one snapshot.
+type Prediction struct {
+	Step    int          // the snapshot's step
+	Token   string       // the character at Position
+	Removed []TrainToken // the training tokens removed
+	Prob    float64      // the model's probability of the token
+	// Predicted is the probability under the final weights minus the removed tokens'
+	// updates, the rest of training unchanged.
+	Predicted float64
+}
+
+// Counterfactual answers q from the memory: which training tokens it removes and what it
+// predicts without them. Exactly one of TopK and Tokens must be set.
+func (sn *Snapshot) Counterfactual(ctx context.Context, q Question) (*Prediction, error) {
+	if (q.TopK > 0) == (len(q.Tokens) > 0) || q.TopK < 0 {
+		return nil, fmt.Errorf("%w: say what to remove: a top k or training tokens, not both and not neither", ErrRetrainInput)
+	}
+	contexts, target, err := Target(sn.Model.Tok, q.Text, q.Position)
+	if err != nil {
+		return nil, err
+	}
+	ps, err := sn.Model.Probe([][]int32{contexts}, []int32{target})
+	if err != nil {
+		return nil, err
+	}
+	p := &Prediction{Step: sn.Step, Token: sn.Model.Tok.DecodeOne(target), Removed: q.Tokens,
+		Prob: lm.Probabilities(ps[0].Logits, 1)[target]}
+	if q.TopK == 0 {
+		p.Predicted, err = sn.Predict(q.Text, q.Position, q.Tokens)
+		return p, err
+	}
+	ar := query.DefaultAttribute()
+	ar.Text, ar.TopK, ar.Layers, ar.Passages = q.Text, q.TopK, []string{lm.OutLayer}, 1
+	if q.RankBy != "" {
+		ar.RankBy = q.RankBy
+	}
+	ans, err := sn.Engine.AttributeAt(ctx, ar, []int{q.Position})
+	if err != nil {
+		return nil, err
+	}
+	la := ans.Tokens[0].Layers[lm.OutLayer]
+	if len(la.Top) == 0 || la.CounterfactualProb == nil {
+		return nil, fmt.Errorf("%w: the attribution found no training tokens to remove", ErrRetrainInput)
+	}
+	p.Removed = []TrainToken{}
+	for _, e := range la.Top {
+		p.Removed = append(p.Removed, TrainToken{Step: e.Step, Row: e.Row, Pos: e.Pos})
+	}
+	p.Predicted = *la.CounterfactualProb
+	return p, nil
 }

@@ -92,6 +92,13 @@ func TestRetrain(t *testing.T) {
 	if math.Abs(pred-*la.CounterfactualProb) > 1e-12 {
 		t.Errorf("Predict %g, engine %g", pred, *la.CounterfactualProb)
 	}
+	cf, err := sn.Counterfactual(context.Background(), Question{Text: text, Position: pos, TopK: 10})
+	if err != nil || !slices.Equal(cf.Removed, top) || cf.Predicted != *la.CounterfactualProb || cf.Prob != served.Prob {
+		t.Errorf("Counterfactual: %+v, %v", cf, err)
+	}
+	if _, err := sn.Counterfactual(context.Background(), Question{Text: text, Position: pos}); !errors.Is(err, ErrRetrainInput) {
+		t.Errorf("nothing to remove: %v", err)
+	}
 	real, err := dir.Retrain(context.Background(), sn.Step, text, pos, top, nil)
 	if err != nil {
 		t.Fatal(err)
