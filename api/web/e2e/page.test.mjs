@@ -8,7 +8,8 @@
 // the text highlighted by its best passages, clicks a token, checks the pattern table, the
 // coloured passages, training contexts with a highlighted target and a timeline, limits the
 // answer to a timeline bin's steps and back, switches the ranking and grouping, moves with
-// the arrow keys, shows an API error, fetches the plot endpoints, runs a few training steps
+// the arrow keys, checks a counterfactual by retraining, shows an API error, fetches the
+// plot endpoints, runs a few training steps
 // from the page (loss ticks apart, the served step caught up), and saves screenshots at
 // 1280 and 390 pixels wide.
 import { test, before, after } from 'node:test';
@@ -198,6 +199,18 @@ test('generate, click a token: contexts with a highlighted target and a timeline
 const outOfSelected = () => page.evaluate(() => {
   const i = +document.querySelector('#text .tok.selected').dataset.i;
   return window.spotlight.answer.tokens[i].layers.out;
+});
+
+test('check by retraining: a progress bar, then the real probability beside the memory’s', async () => {
+  const out = page.locator('#details .layer-card[data-layer=out]');
+  await out.locator('button.cf-check').click();
+  await page.waitForSelector('#details .layer-card[data-layer=out] .cf-progress');
+  await page.waitForFunction(() => /retrained without them: /.test(
+    document.querySelector('#details .layer-card[data-layer=out] .cf-retrain').textContent), null, { timeout: 120_000 });
+  const cf = (await out.locator('.stat', { hasText: 'counterfactual' }).textContent()).replace(/\s+/g, ' ').trim();
+  assert.match(cf, /final weights minus the listed tokens’ updates, rest of training unchanged/);
+  assert.match(cf, /retrained without them: [\d.e-]+ \(Δlog p [−+-]?[\d.e-]+ real vs [−+-]?[\d.e-]+ predicted; \d+ steps from step \d+/);
+  console.log('layer out: ' + cf);
 });
 
 test('a timeline bin limits the answer to its steps, and back', async () => {

@@ -303,7 +303,8 @@
       'the layer’s real output vs. the memory’s reconstruction'),
       la.counterfactual_prob !== undefined && la.counterfactual_prob !== null
         ? stat('counterfactual p', h('span', {}, num(t.prob, 3) + ' → ', h('strong', {}, num(la.counterfactual_prob, 3)),
-          h('span', { class: 'cf-note' }, ' final weights minus the listed tokens’ updates, rest of training unchanged — not a retraining')),
+          h('span', { class: 'cf-note' }, ' final weights minus the listed tokens’ updates, rest of training unchanged — not a retraining'),
+          top.length ? retrainView(t, top) : null),
         'probability of this token with the listed training tokens’ updates taken out of the final weights')
         : null);
 
@@ -352,6 +353,46 @@
       layer: layerName, bins: String(r.bins), temperature: String(r.temperature), seed: String(r.seed),
     });
     return '/v1/plots/timeline.png?' + q.toString();
+  }
+
+  // retrainView is the "check by retraining" button: a server job replays training without
+  // the listed tokens (POST /v1/counterfactual), polled until done, with a progress bar.
+  function retrainView(t, top) {
+    const out = h('span', { class: 'cf-retrain' });
+    const btn = h('button', { type: 'button', class: 'cf-check', title: 'replay training from the nearest kept checkpoint without the listed tokens' },
+      'check by retraining');
+    const ctx = Array.from(queryContext(t));
+    btn.onclick = async () => {
+      btn.disabled = true;
+      const bar = h('progress', { class: 'cf-progress', max: 1, value: 0 });
+      const note = h('span', { class: 'cf-status' }, 'retraining…');
+      out.replaceChildren(bar, ' ', note);
+      try {
+        let job = await api('POST', '/v1/counterfactual', {
+          text: ctx.join('') + t.token, position: ctx.length,
+          tokens: top.map((e) => ({ step: e.step, row: e.row, pos: e.pos })),
+        });
+        while (job.status === 'queued' || job.status === 'running') {
+          bar.value = job.progress;
+          note.textContent = 'retraining… ' + pct(job.progress);
+          await new Promise((r) => setTimeout(r, 300));
+          job = await api('GET', '/v1/counterfactual/' + encodeURIComponent(job.id));
+        }
+        if (job.status !== 'done') throw new Error('retrain ' + job.status + (job.error ? ': ' + job.error : ''));
+        const r = job.result;
+        bar.value = 1;
+        out.replaceChildren(h('span', { class: 'cf-result' },
+          'retrained without them: ', h('strong', {}, num(r.real_prob, 3)),
+          ' (Δlog p ' + signed(r.real_logp - r.logp) + ' real vs ' + signed(r.predicted_logp - r.logp) + ' predicted; ' +
+          r.replayed_steps + ' steps from step ' + r.from_step + ', ' + num(r.seconds, 2) + ' s)'));
+      } catch (e) {
+        out.replaceChildren(h('span', { class: 'cf-error' }, e.message));
+        btn.disabled = false;
+        out.append(' ', btn);
+      }
+    };
+    out.append(btn);
+    return out;
   }
 
   function stat(label, value, title) {
