@@ -111,6 +111,10 @@ func TestCounterfactualOneAtATime(t *testing.T) {
 	}
 	t.Cleanup(func() { dir.Close() })
 	s := MustServe(t, dir, api.Options{})
+	info := decode[api.ModelInfo](t, s.call(t, "GET", "/v1/model", ""))
+	if len(info.KeptCheckpoints) != 1 || info.KeptCheckpoints[0].Step != 0 || info.KeptBytes != info.KeptCheckpoints[0].Bytes || info.KeptBytes <= 0 {
+		t.Errorf("model info: kept %+v, %d bytes", info.KeptCheckpoints, info.KeptBytes)
+	}
 	body := fmt.Sprintf(`{"text":%q,"position":5,"tokens":[{"step":1,"row":0,"pos":0}]}`, cfText)
 	r := s.call(t, "POST", "/v1/counterfactual", body)
 	if r.Status != http.StatusAccepted {

@@ -33,6 +33,9 @@ type ModelInfo struct {
 	Layers      []datadir.LayerStats `json:"layers"`
 	MemoryBytes int64                `json:"memory_bytes"` // the data directory on disk
 	Training    TrainStatus          `json:"training"`
+	// KeptCheckpoints are the checkpoints kept for retraining, KeptBytes what they take.
+	KeptCheckpoints []datadir.KeptCheckpoint `json:"kept_checkpoints"`
+	KeptBytes       int64                    `json:"kept_checkpoint_bytes"`
 }
 
 func (s *Server) getModel(c echo.Context) error {
@@ -43,6 +46,12 @@ func (s *Server) getModel(c echo.Context) error {
 		return err
 	}
 	info := ModelInfo{Step: sn.Step, Config: sn.Model.Cfg, MemoryBytes: disk, Training: s.trainStatus(), Layers: layers}
+	if info.KeptCheckpoints, err = s.dir.Store.KeptCheckpoints(); err != nil {
+		return err
+	}
+	for _, k := range info.KeptCheckpoints {
+		info.KeptBytes += k.Bytes
+	}
 	for _, r := range sn.Model.Tok.Vocab() {
 		info.Vocabulary = append(info.Vocabulary, string(r))
 	}

@@ -112,6 +112,9 @@ func hasFiles(dir string) bool {
 // unless told otherwise (Store.SetKeepEvery).
 const DefaultKeepEvery = dualmem.DefaultKeepEvery
 
+// KeptCheckpoint is one checkpoint kept for retraining: its step and stored size.
+type KeptCheckpoint = dualmem.KeptCheckpoint
+
 // Errors of a data directory that callers tell apart (the store's own, so errors.Is works
 // on what any datadir or store call returns).
 var (

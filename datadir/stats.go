@@ -25,8 +25,8 @@ type Stats struct {
 	DiskBytes int64        `json:"disk_bytes"`
 	// Kept are the checkpoints kept for retraining (GET /v1/counterfactual starts from
 	// them), KeptBytes what they take.
-	Kept      []dualmem.KeptCheckpoint `json:"kept_checkpoints"`
-	KeptBytes int64                    `json:"kept_checkpoint_bytes"`
+	Kept      []KeptCheckpoint `json:"kept_checkpoints"`
+	KeptBytes int64            `json:"kept_checkpoint_bytes"`
 }
 
 // Stats reads sizes from the store and evaluates the held-out loss of the last checkpoint.

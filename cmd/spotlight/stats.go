@@ -79,7 +79,8 @@ func (c *StatsCommand) viaServer() error {
 		_, err := os.Stdout.Write(raw)
 		return err
 	}
-	st := &datadir.Stats{Config: info.Config, Step: info.Step, Precision: info.Config.Precision, Layers: info.Layers, DiskBytes: info.MemoryBytes}
+	st := &datadir.Stats{Config: info.Config, Step: info.Step, Precision: info.Config.Precision, Layers: info.Layers, DiskBytes: info.MemoryBytes,
+		Kept: info.KeptCheckpoints, KeptBytes: info.KeptBytes}
 	if info.Step > 0 {
 		var step api.StepInfo
 		if err := srv.do("GET", fmt.Sprintf("/v1/steps/%d", info.Step), nil, &step, nil); err != nil {
