@@ -133,7 +133,7 @@ func (s *Server) reserveJob() error {
 }
 
 // checkJob refuses a request that names something the served checkpoint does not have,
-// before it may wait for the job slot.
+// before the job slot is asked for: a bad request is a 400 even while a job runs.
 func (s *Server) checkJob(req CounterfactualRequest) error {
 	sn := s.acquire()
 	defer s.release(sn)
