@@ -108,6 +108,7 @@ checkpoint just before the first masked step.`,
 	fl.Float64Var(&lr, "lr", 0, "peak learning rate (default: the preset's)")
 	fl.Float64Var(&momentum, "momentum", 0, "heavy-ball momentum (default: the preset's)")
 	_ = cmd.MarkFlagRequired("data")
+	cmd.AddCommand(newEvalLDSCmd())
 	return cmd
 }
 
