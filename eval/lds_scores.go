@@ -135,10 +135,7 @@ func scoreAll(ctx context.Context, base *run, opts LDSOptions, contexts [][]int3
 	n := cfg.Batch * cfg.Ctx
 	units := make([]int, n)
 	score := make([]float64, n*Q)
-	alpha := map[string][]float32{}
-	for _, l := range cfg.LayerTable() {
-		alpha[l.Name] = make([]float32, n*Q)
-	}
+	alpha := make([]float32, n*Q)
 	timed := func(m *method, f func()) {
 		t := time.Now()
 		f()
@@ -153,13 +150,7 @@ func scoreAll(ctx context.Context, base *run, opts LDSOptions, contexts [][]int3
 		sw := form.SW[step-1]
 		for _, sp := range spots {
 			timed(sp.m, func() {
-				clear(score)
-				for _, name := range strings.Split(sp.m.layers, ",") {
-					l, _ := cfg.Layer(name)
-					ls := st.Layers[name]
-					gemmT(ls.Keys, n, final.X[name], Q, l.DIn, alpha[name])
-					dual(alpha[name], ls.Grads, n, l.DOut, final.DY[sp.obj][name], Q, sw, score)
-				}
+				spotlightScores(cfg, st, final, sp.obj, strings.Split(sp.m.layers, ","), sw, alpha, score)
 				sp.m.add(subs, Q, units, score)
 			})
 		}
@@ -196,6 +187,21 @@ func scoreAll(ctx context.Context, base *run, opts LDSOptions, contexts [][]int3
 	}
 	out = append(append(out, grads...), bm25, ngram, random)
 	return out, tr.Restore(base.snaps[T])
+}
+
+// spotlightScores sets score [n][Q] to each token's contribution, in the dual memory, to
+// objective obj of each query, summed over layers: α·s_t·(g·∂obj/∂y), exact for the logit
+// at `out`. sw is the step's dual-form coefficient s_t; alpha is scratch [n][Q].
+func spotlightScores(cfg lm.Config, st *lm.Step, ps *probeSet, obj lm.Objective, layers []string, sw float64,
+	alpha []float32, score []float64) {
+	n, Q := st.Tokens(), len(score)/st.Tokens()
+	clear(score)
+	for _, name := range layers {
+		l, _ := cfg.Layer(name)
+		ls := st.Layers[name]
+		gemmT(ls.Keys, n, ps.X[name], Q, l.DIn, alpha)
+		dual(alpha, ls.Grads, n, l.DOut, ps.DY[obj][name], Q, sw, score)
+	}
 }
 
 // gradientMethods are the field's gradient baselines: the per-token gradient inner product
