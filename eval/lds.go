@@ -23,6 +23,7 @@ type LDSOptions struct {
 	Seed        uint64    // draws of the subsets and the random score
 	Workers     int       // retrains run at once, each on its own trainer (default 1)
 	Bootstrap   int       // resamples of the queries for the 95% interval (default 2000)
+	Singles     int       // extra retrains that each drop one random unit: the chaos probe
 	Log         func(format string, args ...any)
 }
 
@@ -36,6 +37,10 @@ type LDSReport struct {
 	NoiseFloor Num     `json:"noise_floor"` // mean over queries of the std across subsets of the real Δloss (nats)
 	// MeanAbsDLoss is the mean over queries and subsets of |real Δloss| (nats).
 	MeanAbsDLoss Num `json:"mean_abs_dloss"`
+	// SingleDLoss is the mean over queries of the RMS Δloss of retrains that drop one random
+	// unit each. In a regime where the loss responds linearly to the data it is about
+	// noise_floor/√(units dropped per subset); where training is chaotic it approaches it.
+	SingleDLoss  Num `json:"single_dloss"`
 	QueryLoss    Num `json:"query_loss"`    // mean loss of the queries under the model the retrains change
 	HeldOutLoss  Num `json:"held_out_loss"` // mean next-token loss over held-out windows' last tokens
 	// ReproduceMaxAbsDLoss is the largest |Δloss| of a rerun with nothing dropped (0: exact).
@@ -91,6 +96,8 @@ func (o *LDSOptions) validate() error {
 		return errors.New("lds: --queries must be at least 2 (a bootstrap over queries)")
 	case o.Checkpoints < 1:
 		return errors.New("lds: --checkpoints must be positive")
+	case o.Singles < 0:
+		return errors.New("lds: --singles must be non-negative")
 	case o.Bootstrap < 100:
 		return errors.New("lds: --bootstrap must be at least 100")
 	}
@@ -137,8 +144,8 @@ func RunLDS(ctx context.Context, opts LDSOptions) (*LDSReport, error) {
 
 	perStep := cfg.Batch * cfg.Ctx
 	units := cfg.Steps * perStep
-	if opts.CrossSeed {
-		units = len(base.tr.Tok.EncodeCorpus(opts.Corpus)) + 1
+	if opts.CrossSeed { // target offsets of training windows lie below the held-out split
+		units = int(float64(len(base.tr.Tok.EncodeCorpus(opts.Corpus))) * (1 - lm.HeldOutFrac))
 	}
 	subs := drawSubsets(units, opts.Subsets, opts.Drop, opts.Seed)
 	if !opts.CrossSeed {
@@ -181,6 +188,24 @@ func RunLDS(ctx context.Context, opts LDSOptions) (*LDSReport, error) {
 	real, err := retrainAll(ctx, ref, opts, subs, unitOf, contexts, targets)
 	if err != nil {
 		return nil, err
+	}
+	rep.SingleDLoss = Num(math.NaN())
+	if opts.Singles > 0 {
+		one := singleSubsets(units, opts.Singles, opts.Seed, perStep, opts.CrossSeed)
+		got, err := retrainAll(ctx, ref, opts, one, unitOf, contexts, targets)
+		if err != nil {
+			return nil, err
+		}
+		var s float64
+		for q := range opts.Queries {
+			var sq float64
+			for m := range opts.Singles {
+				d := got[m*opts.Queries+q] - refLoss[q]
+				sq += d * d
+			}
+			s += math.Sqrt(sq/float64(opts.Singles)) / float64(opts.Queries)
+		}
+		rep.SingleDLoss = Num(s)
 	}
 	rep.RetrainSeconds = time.Since(rstart).Seconds()
 	Q, M := opts.Queries, opts.Subsets
@@ -302,7 +327,7 @@ func replay(ctx context.Context, tr *lm.Trainer, snaps map[int][]byte, from int,
 // retrainAll retrains once per subset and returns the query losses, [M][Q] flat.
 func retrainAll(ctx context.Context, ref *run, opts LDSOptions, subs *subsets, unitOf func(int, int, *lm.Batch) int,
 	contexts [][]int32, targets []int32) ([]float64, error) {
-	M, Q := opts.Subsets, opts.Queries
+	M, Q := subs.M, opts.Queries
 	out := make([]float64, M*Q)
 	trainers := []*lm.Trainer{ref.tr}
 	text := opts.Corpus

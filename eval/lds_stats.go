@@ -62,8 +62,14 @@ func (r *LDSReport) Table() string {
 	}
 	f("\nmodel: d=%d blocks=%d ctx=%d batch=%d steps=%d lr=%g momentum=%g; held-out loss %.4f; train %.0fs, retrains %.0fs\n",
 		c.D, c.Blocks, c.Ctx, c.Batch, c.Steps, c.LR, c.Momentum, float64(r.HeldOutLoss), r.TrainSeconds, r.RetrainSeconds)
-	f("noise floor: std of the real Δloss across subsets %.4g nats (mean |Δloss| %.4g, query loss %.3f); rerun with nothing dropped: max |Δloss| %.3g\n\n",
+	f("noise floor: std of the real Δloss across subsets %.4g nats (mean |Δloss| %.4g, query loss %.3f); rerun with nothing dropped: max |Δloss| %.3g\n",
 		float64(r.NoiseFloor), float64(r.MeanAbsDLoss), float64(r.QueryLoss), float64(r.ReproduceMaxAbsDLoss))
+	if !math.IsNaN(float64(r.SingleDLoss)) {
+		n := r.Drop * float64(r.Config.Steps*r.Config.Batch*r.Config.Ctx)
+		f("chaos probe: dropping ONE random %s moves the query loss by %.4g nats RMS, %.2f of the noise floor (a linear response would give %.3f)\n",
+			r.Unit, float64(r.SingleDLoss), float64(r.SingleDLoss)/float64(r.NoiseFloor), 1/math.Sqrt(n))
+	}
+	f("\n")
 	f("%-28s %-34s %7s  %-17s %8s\n", "method", "layers", "LDS", "95% CI", "seconds")
 	for _, m := range r.Methods {
 		f("%-28s %-34s %7.3f  [%6.3f, %6.3f] %8.1f\n", m.Name, m.Layers, float64(m.LDS), float64(m.CI[0]), float64(m.CI[1]), m.Seconds)

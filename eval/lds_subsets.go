@@ -69,3 +69,20 @@ func (s *subsets) first(m int) int {
 	}
 	return s.steps[m]
 }
+
+// singleSubsets are k retrains that each drop one random unit (token units record their step).
+func singleSubsets(units, k int, seed uint64, perStep int, offsets bool) *subsets {
+	rng := rand.New(rand.NewPCG(seed, 0x51e))
+	s := &subsets{M: k, drops: make([][]int32, k)}
+	if !offsets {
+		s.steps = make([]int, k)
+	}
+	for m := range k {
+		u := rng.IntN(units)
+		s.drops[m] = []int32{int32(u)}
+		if !offsets {
+			s.steps[m] = u/perStep + 1
+		}
+	}
+	return s
+}

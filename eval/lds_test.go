@@ -20,7 +20,7 @@ func TestRunLDS(t *testing.T) {
 	text := string(corpora.Default()[:40000])
 	for _, cross := range []bool{false, true} {
 		rep, err := RunLDS(context.Background(), LDSOptions{Corpus: text, Config: smallConfig(40), Subsets: 6,
-			Queries: 6, Checkpoints: 2, CrossSeed: cross, Seed: 3, Bootstrap: 200})
+			Queries: 6, Checkpoints: 2, CrossSeed: cross, Seed: 3, Bootstrap: 200, Singles: 1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -29,6 +29,9 @@ func TestRunLDS(t *testing.T) {
 		}
 		if !(rep.NoiseFloor > 0) || !(rep.MeanAbsDLoss > 0) {
 			t.Fatalf("cross=%v: retrains without 1%% of the data changed nothing: %+v", cross, rep)
+		}
+		if !(rep.SingleDLoss >= 0) {
+			t.Fatalf("cross=%v: single-unit retrain gave %v", cross, rep.SingleDLoss)
 		}
 		if got, want := rep.Unit, map[bool]string{false: "token", true: "offset"}[cross]; got != want {
 			t.Fatalf("unit %q, want %q", got, want)
@@ -75,7 +78,7 @@ func TestRunLDS(t *testing.T) {
 }
 
 func TestLDSBadOptions(t *testing.T) {
-	for _, o := range []LDSOptions{{Subsets: 2}, {Drop: 1.5}, {Drop: -0.1}, {Queries: 1}, {Checkpoints: -1}, {Bootstrap: 10}} {
+	for _, o := range []LDSOptions{{Subsets: 2}, {Drop: 1.5}, {Drop: -0.1}, {Queries: 1}, {Checkpoints: -1}, {Bootstrap: 10}, {Singles: -1}} {
 		o.Corpus, o.Config = "x", smallConfig(10)
 		if _, err := RunLDS(context.Background(), o); err == nil || !strings.HasPrefix(err.Error(), "lds: ") {
 			t.Fatalf("%+v: err %v", o, err)

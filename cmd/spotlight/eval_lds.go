@@ -90,6 +90,7 @@ still come from the seed run.`,
 	fl.Uint64Var(&opts.Seed, "seed", 1, "seed of the subsets and the random score")
 	fl.IntVar(&opts.Workers, "workers", 1, "retrains run at once, each on its own trainer")
 	fl.IntVar(&opts.Bootstrap, "bootstrap", 2000, "bootstrap resamples of the queries for the 95% interval")
+	fl.IntVar(&opts.Singles, "singles", 2, "extra retrains dropping one random token each (the chaos probe; 0 skips)")
 	fl.IntVar(&steps, "steps", 0, "training steps (default: the preset's)")
 	fl.IntVar(&d, "d", 0, "model width (default: the preset's)")
 	fl.IntVar(&heads, "heads", 0, "attention heads (default: the preset's)")
