@@ -40,9 +40,9 @@ type LDSReport struct {
 	// SingleDLoss is the mean over queries of the RMS Δloss of retrains that drop one random
 	// unit each. In a regime where the loss responds linearly to the data it is about
 	// noise_floor/√(units dropped per subset); where training is chaotic it approaches it.
-	SingleDLoss  Num `json:"single_dloss"`
-	QueryLoss    Num `json:"query_loss"`    // mean loss of the queries under the model the retrains change
-	HeldOutLoss  Num `json:"held_out_loss"` // mean next-token loss over held-out windows' last tokens
+	SingleDLoss Num `json:"single_dloss"`
+	QueryLoss   Num `json:"query_loss"`    // mean loss of the queries under the model the retrains change
+	HeldOutLoss Num `json:"held_out_loss"` // mean next-token loss over held-out windows' last tokens
 	// ReproduceMaxAbsDLoss is the largest |Δloss| of a rerun with nothing dropped (0: exact).
 	ReproduceMaxAbsDLoss Num            `json:"reproduce_max_abs_dloss"`
 	Methods              []MethodResult `json:"methods"`
