@@ -2,6 +2,7 @@ package eval
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -109,8 +110,9 @@ func scoreAll(ctx context.Context, base *run, opts LDSOptions, contexts [][]int3
 		return &method{name: name, layers: strings.Join(layerSet(cfg, all), ","), pred: make([]float64, M*Q)}
 	}
 	type spot struct {
-		m   *method
-		obj lm.Objective
+		m    *method
+		obj  lm.Objective
+		from int // first step counted
 	}
 	var spots []spot
 	for _, all := range []bool{false, true} {
@@ -121,8 +123,15 @@ func scoreAll(ctx context.Context, base *run, opts LDSOptions, contexts [][]int3
 			if all && o.obj == lm.ObjLogit {
 				continue // the logit's hidden-layer gradient ranks like the margin's; keep the table short
 			}
-			spots = append(spots, spot{newMethod(o.name, all), o.obj})
+			spots = append(spots, spot{newMethod(o.name, all), o.obj, 1})
 		}
+	}
+	// The memory's counterfactual keeps the rest of training fixed, so it credits early tokens
+	// with effects that later steps largely undo in a retrain; counting only the most recent
+	// steps is the simplest correction (a heuristic window over the same exact scores).
+	for _, w := range []int{2, 10} {
+		m := newMethod(fmt.Sprintf("spotlight log p, last 1/%d of steps", w), false)
+		spots = append(spots, spot{m, lm.ObjLogP, T - T/w + 1})
 	}
 	bm25, ngram, random := newMethod("bm25 (same target)", false), newMethod("n-gram suffix (same target)", false),
 		newMethod("random", false)
@@ -149,6 +158,9 @@ func scoreAll(ctx context.Context, base *run, opts LDSOptions, contexts [][]int3
 		}
 		sw := form.SW[step-1]
 		for _, sp := range spots {
+			if step < sp.from {
+				continue
+			}
 			timed(sp.m, func() {
 				spotlightScores(cfg, st, final, sp.obj, strings.Split(sp.m.layers, ","), sw, alpha, score)
 				sp.m.add(subs, Q, units, score)
