@@ -129,7 +129,7 @@ func scoreAll(ctx context.Context, base *run, opts LDSOptions, contexts [][]int3
 	// The memory's counterfactual keeps the rest of training fixed, so it credits early tokens
 	// with effects that later steps largely undo in a retrain; counting only the most recent
 	// steps is the simplest correction (a heuristic window over the same exact scores).
-	for _, w := range []int{2, 10} {
+	for _, w := range []int{2, 4, 10, 20, 50} {
 		m := newMethod(fmt.Sprintf("spotlight log p, last 1/%d of steps", w), false)
 		spots = append(spots, spot{m, lm.ObjLogP, T - T/w + 1})
 	}

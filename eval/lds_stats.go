@@ -70,9 +70,9 @@ func (r *LDSReport) Table() string {
 			r.Unit, float64(r.SingleDLoss), float64(r.SingleDLoss)/float64(r.NoiseFloor), 1/math.Sqrt(n))
 	}
 	f("\n")
-	f("%-28s %-34s %7s  %-17s %8s\n", "method", "layers", "LDS", "95% CI", "seconds")
+	f("%-36s %-28s %7s  %-17s %8s\n", "method", "layers", "LDS", "95% CI", "seconds")
 	for _, m := range r.Methods {
-		f("%-28s %-34s %7.3f  [%6.3f, %6.3f] %8.1f\n", m.Name, m.Layers, float64(m.LDS), float64(m.CI[0]), float64(m.CI[1]), m.Seconds)
+		f("%-36s %-28s %7.3f  [%6.3f, %6.3f] %8.1f\n", m.Name, m.Layers, float64(m.LDS), float64(m.CI[0]), float64(m.CI[1]), m.Seconds)
 	}
 	return string(b)
 }
