@@ -130,6 +130,9 @@ func scoreAll(ctx context.Context, base *run, opts LDSOptions, contexts [][]int3
 	// with effects that later steps largely undo in a retrain; counting only the most recent
 	// steps is the simplest correction (a heuristic window over the same exact scores).
 	for _, w := range []int{2, 4, 10, 20, 50} {
+		if T/w < 2 {
+			continue
+		}
 		m := newMethod(fmt.Sprintf("spotlight log p, last 1/%d of steps", w), false)
 		spots = append(spots, spot{m, lm.ObjLogP, T - T/w + 1})
 	}
