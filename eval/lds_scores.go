@@ -276,10 +276,10 @@ func gradientMethods(ctx context.Context, base *run, contexts [][]int32, targets
 					// ∇L_q = −∂log p/∂y; removing token j undoes a step along −∇L_j.
 					dual(alpha, ls.Grads, n, l.DOut, ps.DY[lm.ObjLogP][name], Q, -1, score)
 				}
-				tc[all].add(subs, Q, units, scaled(score, lr))
 				if c == T {
-					gd[all].add(subs, Q, units, scaled(score, 1/lr))
+					gd[all].add(subs, Q, units, score)
 				}
+				tc[all].add(subs, Q, units, scaled(score, lr))
 			}
 		}
 		// One pass serves both layer sets; each method is charged the passes it needs.
