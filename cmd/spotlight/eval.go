@@ -63,6 +63,7 @@ checkpoint just before the first masked step.
 
 ` + c.Hyper.presetTable()
 	_ = cmd.MarkFlagRequired("data")
+	cmd.AddCommand(newEvalLDSCmd())
 	return cmd
 }
 
