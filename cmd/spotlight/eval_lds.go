@@ -23,6 +23,8 @@ func newEvalLDSCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "lds",
 		Short: "Linear datamodeling score of Spotlight's and the field's attributions against real retraining",
+		Example: `  spotlight eval lds --d 32 --steps 300 --json
+  spotlight eval lds --d 32 --steps 300 --subsets 24 --queries 40 --corpus notes.txt`,
 		Long: `lds trains a model (in memory; nothing is written to disk), draws --subsets random drops
 that each remove a --drop share of the training tokens — every token occurrence of every step
 independently, by masking its loss, not whole rows — and retrains once per subset from the
