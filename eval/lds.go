@@ -24,6 +24,7 @@ type LDSOptions struct {
 	Workers     int       // retrains run at once, each on its own trainer (default 1)
 	Bootstrap   int       // resamples of the queries for the 95% interval (default 2000)
 	Singles     int       // extra retrains that each drop one random unit: the chaos probe
+	Influence   bool      // also score by the exact influence through the whole run (lm.Trainer.Influence; costly)
 	Log         func(format string, args ...any)
 }
 

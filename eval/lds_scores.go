@@ -200,7 +200,15 @@ func scoreAll(ctx context.Context, base *run, opts LDSOptions, contexts [][]int3
 	for _, sp := range spots {
 		out = append(out, sp.m)
 	}
-	out = append(append(out, grads...), bm25, ngram, random)
+	out = append(out, grads...)
+	if opts.Influence {
+		m, err := influenceMethod(ctx, base, contexts, targets, subs, unitOf, newMethod("influence (exact metagradient)", false))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	out = append(out, bm25, ngram, random)
 	return out, tr.Restore(base.snaps[T])
 }
 
@@ -302,4 +310,33 @@ func scaled(s []float64, f float64) []float64 {
 		s[i] *= f
 	}
 	return s
+}
+
+// influenceMethod scores every training token by its exact influence through the whole run
+// (the derivative of the query's loss w.r.t. the token's loss weight, replayed backwards
+// through every recorded step). Dropping a token moves its weight from 1 to 0, so its
+// predicted loss change is minus that derivative.
+func influenceMethod(ctx context.Context, base *run, contexts [][]int32, targets []int32, subs *subsets,
+	unitOf func(int, int, *lm.Batch) int, m *method) (*method, error) {
+	start := time.Now()
+	tr, cfg := base.tr, base.tr.Cfg
+	scores, err := tr.Influence(ctx, contexts, targets, base.snaps)
+	if err != nil {
+		return nil, err
+	}
+	m.layers = "all parameters"
+	Q, n := len(contexts), cfg.Batch*cfg.Ctx
+	units, score := make([]int, n), make([]float64, n*Q)
+	for step := 1; step <= cfg.Steps; step++ {
+		b := tr.BatchAt(step)
+		for i := range units {
+			units[i] = unitOf(step, i, &b)
+			for q := range Q {
+				score[i*Q+q] = -scores[q][(step-1)*n+i]
+			}
+		}
+		m.add(subs, Q, units, score)
+	}
+	m.seconds = time.Since(start).Seconds()
+	return m, nil
 }

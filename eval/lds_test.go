@@ -20,7 +20,7 @@ func TestRunLDS(t *testing.T) {
 	text := string(corpora.Default()[:40000])
 	for _, cross := range []bool{false, true} {
 		rep, err := RunLDS(context.Background(), LDSOptions{Corpus: text, Config: smallConfig(40), Subsets: 6,
-			Queries: 6, Checkpoints: 2, CrossSeed: cross, Seed: 3, Bootstrap: 200, Singles: 1})
+			Queries: 6, Checkpoints: 2, CrossSeed: cross, Seed: 3, Bootstrap: 200, Singles: 1, Influence: !cross})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -61,7 +61,11 @@ func TestRunLDS(t *testing.T) {
 			}
 			names = append(names, m["name"].(string))
 		}
-		for _, want := range []string{"spotlight log p", "grad-dot", "tracin-cp", "random"} {
+		wants := []string{"spotlight log p", "grad-dot", "tracin-cp", "random"}
+		if !cross {
+			wants = append(wants, "influence (exact metagradient)")
+		}
+		for _, want := range wants {
 			if !slices.Contains(names, want) {
 				t.Fatalf("methods %v lack %q", names, want)
 			}

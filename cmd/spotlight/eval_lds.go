@@ -88,6 +88,7 @@ still come from the seed run.`,
 	fl.Float64Var(&opts.Drop, "drop", 0.01, "share of the training tokens each subset drops")
 	fl.IntVar(&opts.Queries, "queries", 50, "held-out query tokens")
 	fl.IntVar(&opts.Checkpoints, "checkpoints", 4, "TracIn-CP checkpoints, evenly spaced, the last one final")
+	fl.BoolVar(&opts.Influence, "influence", false, "also score by the exact influence through the whole run (a reverse replay per query: several training runs' time)")
 	fl.BoolVar(&opts.CrossSeed, "cross-seed", false, "retrain under seed+1 (subsets then drop corpus offsets)")
 	fl.Uint64Var(&opts.Seed, "seed", 1, "seed of the subsets and the random score")
 	fl.IntVar(&opts.Workers, "workers", 1, "retrains run at once, each on its own trainer")
