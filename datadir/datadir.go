@@ -16,6 +16,8 @@ import (
 type Dir struct {
 	Store *dualmem.Store
 	Cfg   lm.Config
+
+	influence influenceCache // recent Influence runs
 }
 
 // Create validates everything first (config, corpus), so bad input writes nothing, then

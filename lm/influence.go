@@ -58,6 +58,9 @@ import (
 type InfluenceOptions struct {
 	Float64    bool // replay and differentiate in float64 (from the float32 snapshots)
 	QueryBatch int  // queries carried through one reverse pass; default 4
+	// Progress (may be nil) is called after each reversed step: done of total, over all
+	// query batches.
+	Progress func(done, total int)
 }
 
 // InfluenceResult is the influence of every token of a run on each query.
@@ -107,9 +110,16 @@ func (t *Trainer) InfluenceRun(ctx context.Context, queries [][]int32, targets [
 	}
 	defer ex.finalize()
 	res := &InfluenceResult{From: keys[0], To: keys[len(keys)-1]}
+	steps := res.To - res.From
+	total, done := (len(queries)+q-1)/q*steps, 0
+	report := func() {
+		if done++; opts.Progress != nil {
+			opts.Progress(done, total)
+		}
+	}
 	for lo := 0; lo < len(queries); lo += q {
 		hi := min(lo+q, len(queries))
-		if err := t.influenceBatch(ctx, ex, queries[lo:hi], targets[lo:hi], snaps, keys, res); err != nil {
+		if err := t.influenceBatch(ctx, ex, queries[lo:hi], targets[lo:hi], snaps, keys, res, report); err != nil {
 			return nil, err
 		}
 	}
@@ -154,7 +164,7 @@ func (t *Trainer) checkInfluence(queries [][]int32, targets []int32, snaps map[i
 
 // influenceBatch runs the reverse pass for up to ex.queries queries and appends their scores.
 func (t *Trainer) influenceBatch(ctx context.Context, ex *influenceExecs, queries [][]int32, targets []int32,
-	snaps map[int][]byte, keys []int, res *InfluenceResult) error {
+	snaps map[int][]byte, keys []int, res *InfluenceResult, report func()) error {
 	c, n := t.Cfg, len(queries)
 	perStep := c.Batch * c.Ctx
 	scores := make([][]float64, n)
@@ -199,6 +209,7 @@ func (t *Trainer) influenceBatch(ctx context.Context, ex *influenceExecs, querie
 			for i := range n {
 				copy(scores[i][(s-res.From-1)*perStep:], sc[i])
 			}
+			report()
 		}
 	}
 	res.Scores = append(res.Scores, scores...)
