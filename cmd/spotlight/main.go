@@ -50,7 +50,7 @@ func newRoot() *cobra.Command {
 	}
 	group(root)
 	root.PersistentFlags().BoolVarP(&verbose, "verbose", "v", false, "debug logging on stderr")
-	root.AddCommand(newTrainCmd(), newVerifyCmd(), newStatsCmd(), newCounterfactualCmd(), newEvalCmd(), newBenchCmd(), newServeCmd(), newHealthcheckCmd(), newGenerateCmd())
+	root.AddCommand(newTrainCmd(), newVerifyCmd(), newStatsCmd(), newCounterfactualCmd(), newInfluenceCmd(), newEvalCmd(), newBenchCmd(), newServeCmd(), newHealthcheckCmd(), newGenerateCmd())
 	return root
 }
 
