@@ -141,3 +141,23 @@ func TestInfluenceBadInput(t *testing.T) {
 		}
 	}
 }
+
+// The cache keeps the influenceCacheSize most recently used runs.
+func TestInfluenceCache(t *testing.T) {
+	var c influenceCache
+	key := func(i int) influenceKey { return influenceKey{step: i, text: "x", position: 1} }
+	for i := range influenceCacheSize {
+		c.put(&influenceRun{key: key(i)})
+	}
+	if c.get(key(0)) == nil { // 0 is now the most recent; 1 the least
+		t.Fatal("run 0 missing")
+	}
+	c.put(&influenceRun{key: key(influenceCacheSize)})
+	if c.get(key(1)) != nil || c.get(key(0)) == nil || c.get(key(influenceCacheSize)) == nil || len(c.runs) != influenceCacheSize {
+		t.Errorf("after one more: %d runs, run 1 kept %v", len(c.runs), c.get(key(1)) != nil)
+	}
+	c.put(&influenceRun{key: key(0), loss: 7})
+	if r := c.get(key(0)); r == nil || r.loss != 7 || len(c.runs) != influenceCacheSize {
+		t.Errorf("replacing run 0: %v, %d runs", r, len(c.runs))
+	}
+}
