@@ -1,7 +1,6 @@
 package query
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"index/suffixarray"
@@ -9,11 +8,11 @@ import (
 	"runtime"
 	"sort"
 	"sync"
-	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/spotlight-lm/spotlight/dualmem"
 	"github.com/spotlight-lm/spotlight/lm"
+	"golang.org/x/sync/errgroup"
 )
 
 // Engine answers queries against one checkpoint: the model plus every captured layer's
@@ -37,11 +36,10 @@ type Engine struct {
 	runeAt []int32 // byte offset → rune offset in text
 	pass   passageIdx
 	// Every layer holds the same training tokens in the same order, so the per-token indexes
-	// are built once and shared: groups maps each layer to the same slice (memory token →
-	// passage of its target), and byTarget lists, per vocabulary token, the memory tokens
-	// trained to predict it.
-	groups   map[string][]int32
-	byTarget targetIndex
+	// are built once for all of them: passageOf maps a memory token to the passage of its
+	// target, and byTarget lists, per vocabulary token, the memory tokens trained to predict it.
+	passageOf []int32
+	byTarget  targetIndex
 
 	mu     sync.RWMutex // Close waits for requests in flight
 	closed bool
@@ -64,8 +62,7 @@ func (e *Engine) Next(model *lm.Model, store *dualmem.Store) (*Engine, error) {
 
 func newEngine(prev *Engine, model *lm.Model, store *dualmem.Store, progress func(layer string, done, total int)) (*Engine, error) {
 	meta := store.Meta()
-	e := &Engine{model: model, meta: meta, layers: map[string]*dualmem.Scanner{}, table: map[string]lm.Layer{},
-		groups: map[string][]int32{}}
+	e := &Engine{model: model, meta: meta, layers: map[string]*dualmem.Scanner{}, table: map[string]lm.Layer{}}
 	var before map[string]*dualmem.Scanner
 	if prev != nil {
 		e.text, e.corpus, e.runeAt, e.sa, e.pass = prev.text, prev.corpus, prev.runeAt, prev.sa, prev.pass
@@ -86,10 +83,8 @@ func newEngine(prev *Engine, model *lm.Model, store *dualmem.Store, progress fun
 		}
 		e.layers[spec.Name] = dualmem.NewScannerFrom(before[spec.Name], mem, meta)
 		if i == 0 {
-			e.groups[spec.Name] = passageGroups(mem, e.pass.of)
+			e.passageOf = passageGroups(mem, e.pass.of)
 			e.byTarget = newTargetIndex(mem.Targets, model.Tok.Size())
-		} else {
-			e.groups[spec.Name] = e.groups[meta.Layers[0].Name]
 		}
 	}
 	// Hidden layers' output-vector check needs the dual weights (one pass over the memory);
@@ -307,7 +302,7 @@ func (e *Engine) explain(ctx context.Context, req Request, contexts [][]int32, t
 			qs[i], objs[i] = e.query(name, req.RankBy, probes[i], tok)
 		}
 		opt := dualmem.ScanOptions{TopK: 4*req.TopK + 64, From: from, To: to,
-			Groups: e.groups[name], NGroups: len(e.pass.starts) - 1}
+			Groups: e.passageOf, NGroups: len(e.pass.starts) - 1}
 		res, err := sc.Scan(ctx, qs, opt)
 		// Rarely, more than the spare hits share windows with better ones: scan again with more.
 		for err == nil && opt.TopK < to-from && shortOfWindows(sc, req, res, opt.TopK) {
@@ -358,38 +353,20 @@ func (e *Engine) sharedAll(ctx context.Context, sc *dualmem.Scanner, contexts []
 }
 
 // parallel runs fn(0..n-1) on every core and returns the first error; it stops starting
-// new calls once ctx is done.
+// new calls once ctx is done or a call failed.
 func parallel(ctx context.Context, n int, fn func(i int) error) error {
-	var (
-		next atomic.Int64
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		ferr error
-	)
-	for range min(n, runtime.GOMAXPROCS(0)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n {
-					return
-				}
-				err := ctx.Err()
-				if err == nil {
-					err = fn(i)
-				}
-				if err != nil {
-					mu.Lock()
-					ferr = cmp.Or(ferr, err)
-					mu.Unlock()
-					return
-				}
-			}
-		}()
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(runtime.GOMAXPROCS(0))
+	for i := range n {
+		if gctx.Err() != nil {
+			break
+		}
+		g.Go(func() error { return fn(i) })
 	}
-	wg.Wait()
-	return ferr
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	return ctx.Err()
 }
 
 // probeChunk is how many contexts explain probes between checks of its context: a

@@ -38,7 +38,7 @@ func TestPatternsAndPassagesMatchBruteForce(t *testing.T) {
 			q = dualmem.Query{X: x, U: u, Token: -1}
 		}
 		G := len(e.pass.starts) - 1
-		res, err := sc.Scan(context.Background(), []dualmem.Query{q}, dualmem.ScanOptions{TopK: 5, Groups: e.groups[layer], NGroups: G})
+		res, err := sc.Scan(context.Background(), []dualmem.Query{q}, dualmem.ScanOptions{TopK: 5, Groups: e.passageOf, NGroups: G})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -125,7 +125,7 @@ func TestPatternsAndPassagesMatchBruteForce(t *testing.T) {
 		sums := make([]float64, G)
 		for j := range sc.N {
 			_, c := sc.Score(q, j)
-			sums[e.groups[layer][j]] += c
+			sums[e.passageOf[j]] += c
 		}
 		best := math.Inf(-1)
 		for _, s := range sums {
