@@ -91,20 +91,17 @@ func (d *Dir) Retrain(ctx context.Context, step int, text string, position int, 
 		return nil, err
 	}
 	r := &Retrained{Step: step, From: tr.Step, Replayed: step - tr.Step, Removed: len(remove)}
-	for tr.Step < step {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		b := tr.BatchAt(tr.Step + 1)
-		for _, i := range byStep[tr.Step+1] {
+	err = tr.Replay(ctx, step, func(s int, b *lm.Batch) {
+		for _, i := range byStep[s] {
 			b.Mask[i] = 0
 		}
-		if _, err := tr.TrainStep(b); err != nil {
-			return nil, err
-		}
+	}, func(s int, _ *lm.Batch, _ *lm.Step) {
 		if progress != nil {
-			progress(tr.Step-r.From, r.Replayed)
+			progress(s-r.From, r.Replayed)
 		}
+	})
+	if err != nil {
+		return nil, err
 	}
 	ps, err := tr.Probe([][]int32{contexts}, []int32{target})
 	if err != nil {

@@ -304,17 +304,13 @@ func retrain(ctx context.Context, eng *query.Engine, tr *lm.Trainer, text string
 		if err := tr.Restore(snaps[from]); err != nil {
 			return nil, err
 		}
-		for tr.Step < T {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-			b := tr.BatchAt(tr.Step + 1)
-			for _, i := range byStep[tr.Step+1] {
+		err := tr.Replay(ctx, T, func(step int, b *lm.Batch) {
+			for _, i := range byStep[step] {
 				b.Mask[i] = 0
 			}
-			if _, err := tr.TrainStep(b); err != nil {
-				return nil, err
-			}
+		}, nil)
+		if err != nil {
+			return nil, err
 		}
 		retrains.Add(1)
 		cs, ts := make([][]int32, len(qs)), make([]int32, len(qs))

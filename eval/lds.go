@@ -305,24 +305,7 @@ func replay(ctx context.Context, tr *lm.Trainer, snaps map[int][]byte, from int,
 	if err := tr.Restore(snaps[at]); err != nil {
 		return err
 	}
-	for tr.Step < tr.Cfg.Steps {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		step := tr.Step + 1
-		b := tr.BatchAt(step)
-		if mask != nil {
-			mask(step, &b)
-		}
-		st, err := tr.TrainStep(b)
-		if err != nil {
-			return err
-		}
-		if feed != nil {
-			feed(step, &b, st)
-		}
-	}
-	return nil
+	return tr.Replay(ctx, tr.Cfg.Steps, mask, feed)
 }
 
 // retrainAll retrains once per subset and returns the query losses, [M][Q] flat.

@@ -176,6 +176,31 @@ func (t *Trainer) Train(ctx context.Context, mem Memory, until int, progress fun
 	return nil
 }
 
+// Replay trains from the current step to step until on the run's own batches (they depend
+// only on the seed and the step, so this repeats the run exactly), without capturing:
+// mask, if not nil, edits each batch before its step (a retraining without some tokens),
+// and after, if not nil, gets what each step captured. It stops when ctx is done.
+func (t *Trainer) Replay(ctx context.Context, until int, mask func(step int, b *Batch), after func(step int, b *Batch, st *Step)) error {
+	for t.Step < until {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		step := t.Step + 1
+		b := t.BatchAt(step)
+		if mask != nil {
+			mask(step, &b)
+		}
+		st, err := t.TrainStep(b)
+		if err != nil {
+			return err
+		}
+		if after != nil {
+			after(step, &b, st)
+		}
+	}
+	return nil
+}
+
 func (t *Trainer) commit(mem Memory) error {
 	ckpt, err := t.Checkpoint()
 	if err != nil {
