@@ -112,22 +112,32 @@ func (d *Dir) Retrain(ctx context.Context, step int, text string, position int, 
 	return r, nil
 }
 
-// trainerAt is a trainer restored to the nearest checkpoint at or before step. A data
-// directory written before checkpoints were kept has only its last one; its step 0 is
-// rebuilt from the config, as the run began (initialisation depends only on the seed).
+// trainerAt is a trainer restored to the nearest kept checkpoint at or before step.
 func (d *Dir) trainerAt(step int) (*lm.Trainer, error) {
-	_, ckpt, err := d.Store.CheckpointAt(step)
-	if errors.Is(err, dualmem.ErrNotFound) {
-		tr, err := lm.NewTrainer(d.Cfg, string(d.Corpus()))
-		if err != nil {
-			return nil, fmt.Errorf("rebuilding the step-0 checkpoint: %w", err)
-		}
-		return tr, nil
-	}
+	_, ckpt, err := d.keptCheckpoint(step)
 	if err != nil {
 		return nil, err
 	}
 	return lm.ResumeTrainer(ckpt, string(d.Corpus()))
+}
+
+// keptCheckpoint is the nearest kept checkpoint at or before step and its step. A data
+// directory written before checkpoints were kept has only its last one; its step 0 is
+// rebuilt from the config, as the run began (initialisation depends only on the seed).
+func (d *Dir) keptCheckpoint(step int) (int, []byte, error) {
+	at, ckpt, err := d.Store.CheckpointAt(step)
+	if !errors.Is(err, dualmem.ErrNotFound) {
+		return at, ckpt, err
+	}
+	tr, err := lm.NewTrainer(d.Cfg, string(d.Corpus()))
+	if err != nil {
+		return 0, nil, fmt.Errorf("rebuilding the step-0 checkpoint: %w", err)
+	}
+	defer tr.Close()
+	if ckpt, err = tr.Checkpoint(); err != nil {
+		return 0, nil, fmt.Errorf("rebuilding the step-0 checkpoint: %w", err)
+	}
+	return 0, ckpt, nil
 }
 
 // Predict is the memory's answer to the same question: the target's probability under the

@@ -2,10 +2,11 @@ package datadir
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -201,18 +202,8 @@ func (d *Dir) influenceSnapshots(step int) (map[int][]byte, error) {
 		snaps[at] = ck
 	}
 	if _, ok := snaps[0]; !ok {
-		_, ck, err := d.Store.CheckpointAt(0)
-		if errors.Is(err, dualmem.ErrNotFound) {
-			tr, err := lm.NewTrainer(d.Cfg, string(d.Corpus()))
-			if err != nil {
-				return nil, fmt.Errorf("rebuilding the step-0 checkpoint: %w", err)
-			}
-			ck, err = tr.Checkpoint()
-			tr.Close()
-			if err != nil {
-				return nil, fmt.Errorf("rebuilding the step-0 checkpoint: %w", err)
-			}
-		} else if err != nil {
+		_, ck, err := d.keptCheckpoint(0)
+		if err != nil {
 			return nil, err
 		}
 		snaps[0] = ck
@@ -221,14 +212,11 @@ func (d *Dir) influenceSnapshots(step int) (map[int][]byte, error) {
 }
 
 func keptList(kept []dualmem.KeptCheckpoint) string {
-	s := ""
+	steps := make([]string, len(kept))
 	for i, k := range kept {
-		if i > 0 {
-			s += ", "
-		}
-		s += fmt.Sprint(k.Step)
+		steps[i] = strconv.Itoa(k.Step)
 	}
-	return s
+	return strings.Join(steps, ", ")
 }
 
 // influenceAnswer ranks a run's scores and describes the topK tokens of each ranking.
