@@ -6,6 +6,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -47,7 +48,7 @@ func answerFormat(c echo.Context) (format, error) {
 			}
 		}
 		return format{}, &Error{Status: http.StatusBadRequest, Code: CodeInvalidInput, Field: "format",
-			Message: "format: want json, csv or jsonl, got " + quote(name)}
+			Message: "format: want json, csv or jsonl, got " + strconv.Quote(name)}
 	}
 	for _, part := range strings.Split(c.Request().Header.Get(echo.HeaderAccept), ",") {
 		mt, _, err := mime.ParseMediaType(strings.TrimSpace(part))
@@ -62,5 +63,3 @@ func answerFormat(c echo.Context) (format, error) {
 	}
 	return formats[0], nil
 }
-
-func quote(s string) string { b, _ := json.Marshal(s); return string(b) }
