@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 )
 
@@ -66,4 +67,38 @@ func TestKilledRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	closeEnough(t, "step 4 grads", st.Layers["block0.ff1"].Grads, fresh.Layers["block0.ff1"].Grads, 0)
+}
+
+// A writer killed between creating a memtable file and sizing it leaves a zero-length one:
+// every kind of open still takes the directory up, and it holds what was committed.
+func TestEmptyMemtableLeftByKill(t *testing.T) {
+	dir := t.TempDir()
+	rng := rand.New(rand.NewPCG(5, 6))
+	s := mustCreate(t, dir, testMeta(F32), rng)
+	appendSteps(t, s, 1, 2, rng)
+	if err := s.Commit(2, []byte("at 2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for name, open := range map[string]func(string) (*Store, error){"OpenReadOnly": OpenReadOnly, "Open": Open} {
+		if err := os.WriteFile(filepath.Join(dir, "db", "00099.mem"), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		s, err := open(dir)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if s.Steps() != 2 {
+			t.Fatalf("%s: Steps %d, want 2", name, s.Steps())
+		}
+		s.Close()
+	}
+	if err := os.WriteFile(filepath.Join(dir, "db", "00099.mem"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkCreatable(dir); !errors.Is(err, ErrExists) {
+		t.Fatalf("checkCreatable: %v, want ErrExists", err)
+	}
 }

@@ -120,6 +120,9 @@ func openDB(dir string, readOnly, repair bool) (*badger.DB, error) {
 	// with new pages. So it needs the room of a read-write open either way.
 	err := canWrite(path, readOnly && !hasMemtables(path))
 	if err == nil {
+		err = dropEmptyMemtables(path)
+	}
+	if err == nil {
 		db, err = badger.Open(badgerOptions(path, readOnly))
 	}
 	if err != nil && readOnly && repair && strings.Contains(err.Error(), badger.ErrTruncateNeeded.Error()) {
@@ -141,6 +144,26 @@ func openDB(dir string, readOnly, repair bool) (*badger.DB, error) {
 		return nil, fmt.Errorf("%s: %w", dir, ErrLocked)
 	}
 	return nil, fmt.Errorf("%s: opening database: %w", dir, err)
+}
+
+// dropEmptyMemtables removes the zero-length memtable files a writer killed between creating
+// one and sizing it leaves. They never held an entry, and Badger cannot open a database that
+// has one (it sizes it as a new file and then refuses it as one).
+func dropEmptyMemtables(path string) error {
+	ents, _ := os.ReadDir(path)
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".mem") {
+			continue
+		}
+		if fi, err := e.Info(); err != nil || fi.Size() != 0 {
+			continue
+		}
+		slog.Warn("removing an empty memtable left by a killed run", "path", filepath.Join(path, e.Name()))
+		if err := os.Remove(filepath.Join(path, e.Name())); err != nil {
+			return fmt.Errorf("%w (%v)", ErrNotWritable, err)
+		}
+	}
+	return nil
 }
 
 // canWrite checks, before a read-write open of the database at path, that the directory
