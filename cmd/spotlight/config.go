@@ -99,6 +99,19 @@ func (f *configFlags) config(preset string) (lm.Config, error) {
 	return c, nil
 }
 
+// fitted is config for a run that --steps may shorten: a preset warmup as long as the run
+// becomes a tenth of it, unless --warmup is set too.
+func (f *configFlags) fitted(preset string) (lm.Config, error) {
+	c, err := f.config(preset)
+	if err != nil {
+		return c, err
+	}
+	if f.fs.Changed("steps") && !f.fs.Changed("warmup") && c.Warmup >= c.Steps {
+		c.Warmup = c.Steps / 10
+	}
+	return c, c.Validate()
+}
+
 // anySet names the first of these flags (or of the hyperparameters) the user set, or "".
 func (f *configFlags) anySet(names ...string) string {
 	for _, h := range f.hypers {

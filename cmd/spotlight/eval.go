@@ -72,7 +72,7 @@ func (c *EvalCommand) Run(ctx context.Context) error {
 	if err := checkData(c.Data); err != nil {
 		return err
 	}
-	cfg, err := c.config()
+	cfg, err := c.Hyper.fitted(c.Preset)
 	if err != nil {
 		return err
 	}
@@ -101,19 +101,6 @@ func (c *EvalCommand) Run(ctx context.Context) error {
 	}
 	fmt.Print(rep.Table(o))
 	return nil
-}
-
-// config is the preset with the flags applied; a shortened run gets a warmup that fits.
-func (c *EvalCommand) config() (lm.Config, error) {
-	cfg, err := c.Hyper.config(c.Preset)
-	if err != nil {
-		return cfg, err
-	}
-	set := c.Hyper.fs.Changed
-	if set("steps") && !set("warmup") && cfg.Warmup >= cfg.Steps {
-		cfg.Warmup = cfg.Steps / 10
-	}
-	return cfg, cfg.Validate()
 }
 
 func parseKs(flag, s string) ([]int, error) {

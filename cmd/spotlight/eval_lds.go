@@ -8,17 +8,15 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spotlight-lm/spotlight/corpora"
 	"github.com/spotlight-lm/spotlight/eval"
-	"github.com/spotlight-lm/spotlight/lm"
 )
 
 // newEvalLDSCmd is `spotlight eval lds`; the eval command adds it as its subcommand.
 func newEvalLDSCmd() *cobra.Command {
 	var (
-		corpus, preset              string
-		asJSON                      bool
-		opts                        eval.LDSOptions
-		steps, d, heads, ctx, batch int
-		lr, momentum                float64
+		corpus, preset string
+		asJSON         bool
+		opts           eval.LDSOptions
+		hyper          *configFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "lds",
@@ -43,24 +41,8 @@ position), since token occurrences do not carry over to another batch order; the
 still come from the seed run.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := lm.Preset(preset)
+			cfg, err := hyper.fitted(preset)
 			if err != nil {
-				return err
-			}
-			set := cmd.Flags().Changed
-			for name, apply := range map[string]func(){
-				"steps": func() { cfg.Steps = steps }, "d": func() { cfg.D = d }, "heads": func() { cfg.Heads = heads },
-				"ctx": func() { cfg.Ctx = ctx }, "batch": func() { cfg.Batch = batch },
-				"lr": func() { cfg.LR = lr }, "momentum": func() { cfg.Momentum = momentum },
-			} {
-				if set(name) {
-					apply()
-				}
-			}
-			if set("steps") && cfg.Warmup >= cfg.Steps {
-				cfg.Warmup = cfg.Steps / 10
-			}
-			if err := cfg.Validate(); err != nil {
 				return err
 			}
 			_, text, err := corpora.Load(corpus)
@@ -94,12 +76,7 @@ still come from the seed run.`,
 	fl.IntVar(&opts.Workers, "workers", 1, "retrains run at once, each on its own trainer")
 	fl.IntVar(&opts.Bootstrap, "bootstrap", 2000, "bootstrap resamples of the queries for the 95% interval")
 	fl.IntVar(&opts.Singles, "singles", 2, "extra retrains dropping one random token each (the chaos probe; 0 skips)")
-	fl.IntVar(&steps, "steps", 0, "training steps (default: the preset's)")
-	fl.IntVar(&d, "d", 0, "model width (default: the preset's)")
-	fl.IntVar(&heads, "heads", 0, "attention heads (default: the preset's)")
-	fl.IntVar(&ctx, "ctx", 0, "context length (default: the preset's)")
-	fl.IntVar(&batch, "batch", 0, "rows per batch (default: the preset's)")
-	fl.Float64Var(&lr, "lr", 0, "peak learning rate (default: the preset's)")
-	fl.Float64Var(&momentum, "momentum", 0, "heavy-ball momentum (default: the preset's)")
+	hyper = bindConfig(fl, "seed", "checkpoint-every") // --seed seeds the subsets; nothing is checkpointed
+	cmd.Long += "\n\n" + hyper.presetTable()
 	return cmd
 }
