@@ -120,7 +120,8 @@ func (s *Server) postInfluence(c echo.Context) error {
 		return err
 	}
 	sn := s.acquire()
-	step, err := checkTarget(sn, req.Text, req.Position)
+	step := sn.Step
+	token, err := checkTarget(sn, req.Text, req.Position)
 	s.release(sn)
 	if err != nil {
 		return err
@@ -132,9 +133,9 @@ func (s *Server) postInfluence(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	job := &infJob{InfluenceJob: InfluenceJob{Status: JobQueued, Step: step, Text: req.Text, Position: req.Position, TopK: req.TopK}}
+	job := &infJob{InfluenceJob: InfluenceJob{Status: JobQueued, Step: step, Text: req.Text, Position: req.Position, Token: token, TopK: req.TopK}}
 	if cached != nil {
-		job.Status, job.Progress, job.Token, job.Result = JobDone, 1, cached.Token, influenceResult(cached)
+		job.Status, job.Progress, job.Result = JobDone, 1, influenceResult(cached)
 		view, err := s.fileInfluence(job, false)
 		if err != nil {
 			return err
@@ -152,16 +153,17 @@ func (s *Server) postInfluence(c echo.Context) error {
 }
 
 // checkTarget refuses a text and position the snapshot's tokenizer cannot ask about and
-// returns the snapshot's step.
-func checkTarget(sn *snapshot, text string, position int) (int, error) {
-	if _, _, err := datadir.Target(sn.Model.Tok, text, position); err != nil {
+// returns the character at position.
+func checkTarget(sn *snapshot, text string, position int) (string, error) {
+	_, target, err := datadir.Target(sn.Model.Tok, text, position)
+	if err != nil {
 		var unk *lm.UnknownCharsError
 		if errors.As(err, &unk) {
-			return 0, inputError("text", err)
+			return "", inputError("text", err)
 		}
-		return 0, inputError("position", err)
+		return "", inputError("position", err)
 	}
-	return sn.Step, nil
+	return sn.Model.Tok.DecodeOne(target), nil
 }
 
 // reserveInfluence claims the one influence slot or fails with 429.
@@ -227,7 +229,7 @@ func (s *Server) runInfluence(ctx context.Context, job *infJob) {
 			j.Status, j.Error = JobFailed, err.Error()
 			s.log.Error("influence run failed", "id", j.ID, "err", err)
 		default:
-			j.Status, j.Progress, j.Token, j.Result = JobDone, 1, a.Token, influenceResult(a)
+			j.Status, j.Progress, j.Result = JobDone, 1, influenceResult(a)
 		}
 	})
 	s.inf.mu.Lock()

@@ -46,7 +46,7 @@ func TestInfluenceJob(t *testing.T) {
 	}
 	j := decode[api.InfluenceJob](t, r)
 	if !strings.HasPrefix(j.ID, "inf-") || (j.Status != api.JobQueued && j.Status != api.JobRunning) || j.Result != nil ||
-		j.Text != cfText || j.Position != pos || j.TopK != 5 || j.Step != 20 {
+		j.Text != cfText || j.Position != pos || j.TopK != 5 || j.Step != 20 || j.Token != string(cfText[pos]) {
 		t.Fatalf("started: %+v", j)
 	}
 	j = waitInfluence(t, s, j.ID)

@@ -218,12 +218,13 @@ test('exact influence: a progress bar, then the training tokens by influence wit
   const card = page.locator('#details .influence-card');
   await card.locator('button.inf-run').click();
   await page.waitForSelector('#details .influence-card .inf-progress');
-  await page.waitForSelector('#details .influence-card .influence-list', { timeout: 300_000 });
+  await page.waitForSelector('#details .influence-card .influence-list.supporting', { timeout: 300_000 });
   const summary = (await card.locator('.inf-summary').textContent()).replace(/\s+/g, ' ').trim();
   console.log('exact influence: ' + summary);
-  assert.match(summary, /[\d,]+ training tokens scored in [\d.]+ s\. Removing the 10 below changes the loss by [−+-]?[\d.e-]+ to first order/);
-  const items = card.locator('.influence-list .ctx');
+  assert.match(summary, /[\d,]+ training tokens scored in [\d.]+ s\. Removing the 10 of largest \|influence\| changes the loss by [−+-]?[\d.e-]+ to first order/);
+  const items = card.locator('.influence-list.supporting .ctx');
   assert.equal(await items.count(), 10);
+  assert.equal(await card.locator('.influence-list.opposing .ctx').count(), 10);
   const meta = await items.first().locator('.ctx-meta').textContent();
   const [, step, row, pos] = /step (\d+) · row (\d+) · pos (\d+)/.exec(meta).map(Number);
   assert.equal(await items.first().locator('mark.target').count(), 1);
@@ -239,7 +240,9 @@ test('exact influence: a progress bar, then the training tokens by influence wit
   });
   assert.equal(job.status, 'done');
   assert.ok(job.result.cached);
-  assert.deepEqual([job.result.top[0].step, job.result.top[0].row, job.result.top[0].pos], [step, row, pos]);
+  const s0 = job.result.supporting[0];
+  assert.deepEqual([s0.step, s0.row, s0.pos], [step, row, pos]);
+  assert.ok(s0.influence < 0, 'the first supporting token lowered the loss');
 
   await card.locator('button.inf-check').click();
   await page.waitForFunction(() => /retrained without them: /.test(document.querySelector('#details .influence-card .inf-retrain').textContent),

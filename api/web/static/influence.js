@@ -1,8 +1,8 @@
 // The exact-influence view of one token: a button that asks the server for the derivative
 // of the token's loss with respect to every training token's loss weight through the whole
 // recorded run (POST /v1/influence, a background job), a progress bar while it runs, then
-// the training tokens of largest influence with their contexts, and a check by retraining
-// without the most supporting ones (POST /v1/counterfactual with rank_by influence).
+// the most supporting and most opposing training tokens with their contexts, and a check by
+// retraining without the most supporting ones (POST /v1/counterfactual with rank_by influence).
 'use strict';
 
 (function (SL) {
@@ -32,9 +32,9 @@
       h('span', { class: 'bar-value' }, signed(v)));
   }
 
-  function tokenList(tokens) {
+  function tokenList(tokens, kind) {
     const m = Math.max(1e-30, ...tokens.map((e) => Math.abs(e.influence)));
-    return h('ol', { class: 'contexts influence-list' }, tokens.map((e, k) => h('li', { class: 'ctx' },
+    return h('ol', { class: 'contexts influence-list ' + kind }, tokens.map((e, k) => h('li', { class: 'ctx' },
       h('div', { class: 'ctx-meta' }, '#' + (k + 1) + ' · step ' + e.step + ' · row ' + e.row + ' · pos ' + e.pos +
         ' · offset ' + e.offset + ' · Δloss without it ' + signed(e.delta_loss)),
       h('div', { class: 'ctx-text', title: 'training context; the highlighted character is the target it was trained to predict' },
@@ -88,10 +88,13 @@
         out.replaceChildren(
           h('p', { class: 'inf-summary' }, 'Loss ' + num(r.loss) + ' (p ' + num(r.prob, 3) + ') after step ' + r.checkpoint + '; ' +
             r.scored.toLocaleString('en') + ' training tokens scored ' + (r.cached ? 'earlier (cached)' : 'in ' + num(r.seconds, 2) + ' s') +
-            '. Removing the ' + r.top.length + ' below changes the loss by ', h('strong', {}, signed(r.predicted_delta_loss)),
+            '. Removing the ' + r.top.length + ' of largest |influence| changes the loss by ', h('strong', {}, signed(r.predicted_delta_loss)),
             ' to first order (minus the sum of their influences).'),
-          tokenList(r.top),
-          retrainCheck(text, position, k));
+          h('h4', {}, 'Most supporting: removing them raises the loss by ' + signed(r.predicted_delta_loss_supporting) + ' (first order)'),
+          tokenList(r.supporting, 'supporting'),
+          retrainCheck(text, position, k),
+          h('h4', {}, 'Most opposing: removing them lowers the loss by ' + num(-r.predicted_delta_loss_opposing) + ' (first order)'),
+          tokenList(r.opposing, 'opposing'));
       } catch (e) {
         out.replaceChildren(h('span', { class: 'cf-error' }, e.message), ' ', btn);
         btn.disabled = false;
