@@ -25,18 +25,27 @@ const (
 	JobCancelled = "cancelled"
 )
 
+// RankInfluence ranks a counterfactual's top k by exact influence (POST /v1/influence's
+// supporting list): the tokens whose removal raises the token's loss most.
+const RankInfluence = "influence"
+
 // keptJobs is how many counterfactual jobs GET still answers for, newest first.
 const keptJobs = 16
 
 // CounterfactualRequest is the body of POST /v1/counterfactual: the token at Position of
-// Text, and what to remove: the top TopK training tokens of its `out` attribution ranked by
-// RankBy, or the training tokens listed in Tokens.
+// Text (or the generated token Generated of Prompt's continuation, as tokenRef says), and
+// what to remove: the top TopK training tokens of its `out` attribution ranked by RankBy,
+// or the training tokens listed in Tokens.
 type CounterfactualRequest struct {
-	Text     string               `json:"text"`
-	Position int                  `json:"position"`
-	TopK     int                  `json:"top_k"`
-	RankBy   string               `json:"rank_by"`
-	Tokens   []datadir.TrainToken `json:"tokens"`
+	Text        string               `json:"text"`
+	Position    int                  `json:"position"`
+	Prompt      string               `json:"prompt"`
+	Generated   int                  `json:"generated"`
+	Temperature *float64             `json:"temperature"`
+	Seed        uint64               `json:"seed"`
+	TopK        int                  `json:"top_k"`
+	RankBy      string               `json:"rank_by"`
+	Tokens      []datadir.TrainToken `json:"tokens"`
 }
 
 // CounterfactualResult compares the memory's prediction with a real retrain.
@@ -48,11 +57,14 @@ type CounterfactualResult struct {
 	PredictedProb float64 `json:"predicted_prob"`
 	PredictedLogP float64 `json:"predicted_logp"`
 	// RealProb is the model retrained without them, every later step replayed.
-	RealProb      float64 `json:"real_prob"`
-	RealLogP      float64 `json:"real_logp"`
-	FromStep      int     `json:"from_step"` // the kept checkpoint the replay started from
-	ReplayedSteps int     `json:"replayed_steps"`
-	Seconds       float64 `json:"seconds"`
+	RealProb float64 `json:"real_prob"`
+	RealLogP float64 `json:"real_logp"`
+	// InfluencePredictedLogP (rank_by influence only) is log p predicted from the exact
+	// influence to first order: LogP minus the removed tokens' predicted Δloss.
+	InfluencePredictedLogP *float64 `json:"influence_predicted_logp,omitempty"`
+	FromStep               int      `json:"from_step"` // the kept checkpoint the replay started from
+	ReplayedSteps          int      `json:"replayed_steps"`
+	Seconds                float64  `json:"seconds"`
 }
 
 // CounterfactualJob is the body of every /v1/counterfactual answer.
@@ -73,6 +85,11 @@ type cfJob struct {
 	CounterfactualJob
 	cancel context.CancelFunc
 	done   chan struct{}
+	// byInfluence: the job first ranks by influence, then predicts from the memory of sn
+	// (held until then) without those topK tokens.
+	byInfluence bool
+	topK        int
+	sn          *snapshot
 }
 
 // counterfactuals holds the jobs; one runs at a time.
@@ -95,6 +112,10 @@ func (s *Server) postCounterfactual(c echo.Context) error {
 	if (req.TopK > 0) == (len(req.Tokens) > 0) || req.TopK < 0 {
 		return &Error{Status: http.StatusBadRequest, Code: CodeInvalidInput, Field: "top_k",
 			Message: "say what to remove: top_k (1.." + strconv.Itoa(query.MaxTopK) + ") or tokens, not both and not neither"}
+	}
+	var err error
+	if req.Text, req.Position, err = s.resolveToken(req.tokenRef()); err != nil {
+		return err
 	}
 	if err := s.checkJob(req); err != nil {
 		return err
@@ -140,15 +161,18 @@ func (s *Server) checkJob(req CounterfactualRequest) error {
 	if sn.Engine.Scanner(lm.OutLayer) == nil {
 		return &Error{Status: http.StatusBadRequest, Code: CodeInvalidInput, Message: "the out layer has no memory: the prediction needs it"}
 	}
-	if _, _, err := datadir.Target(sn.Model.Tok, req.Text, req.Position); err != nil {
-		var unk *lm.UnknownCharsError
-		if errors.As(err, &unk) {
-			return inputError("text", err)
-		}
-		return inputError("position", err)
+	if _, err := checkTarget(sn, req.Text, req.Position); err != nil {
+		return err
 	}
 	if err := datadir.CheckTokens(sn.Model.Cfg, sn.Step, req.Tokens); err != nil {
 		return inputError("tokens", err)
+	}
+	if req.RankBy == RankInfluence {
+		if req.TopK > datadir.MaxInfluenceTopK {
+			return &Error{Status: http.StatusBadRequest, Code: CodeInvalidInput, Field: "top_k",
+				Message: "top_k " + strconv.Itoa(req.TopK) + " outside 1.." + strconv.Itoa(datadir.MaxInfluenceTopK)}
+		}
+		return nil
 	}
 	ar := query.AttributeRequest{Text: req.Text, TopK: req.TopK, RankBy: req.RankBy}
 	return ar.Normalize(sn.Model.Cfg)
@@ -167,6 +191,9 @@ func (s *Server) prepareJob(ctx context.Context, req CounterfactualRequest) (*cf
 		return nil, err
 	}
 	defer release()
+	if req.RankBy == RankInfluence && req.TopK > 0 {
+		return s.prepareInfluenceJob(sn, req)
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.opts.QueryTimeout)
 	defer cancel()
 	p, err := sn.Counterfactual(ctx, datadir.Question{Text: req.Text, Position: req.Position, TopK: req.TopK,
@@ -198,6 +225,9 @@ func (s *Server) startJob(job *cfJob) (CounterfactualJob, error) {
 	if s.cf.closed {
 		cancel()
 		s.cf.busy = false
+		if job.sn != nil {
+			s.release(job.sn)
+		}
 		return CounterfactualJob{}, errorf(http.StatusServiceUnavailable, CodeUnavailable, "the server is shutting down")
 	}
 	s.cf.next++
@@ -215,9 +245,18 @@ func (s *Server) runJob(ctx context.Context, job *cfJob, res *CounterfactualResu
 	defer s.bg.Done()
 	defer close(job.done)
 	s.setJob(job, func(j *CounterfactualJob) { j.Status = JobRunning })
-	r, err := s.dir.Retrain(ctx, job.Step, job.Text, job.Position, job.Removed, func(done, total int) {
-		s.setJob(job, func(j *CounterfactualJob) { j.Progress = float64(done) / float64(total) })
-	})
+	var r *datadir.Retrained
+	var err error
+	share := 1.0 // of the progress, the retrain's
+	if job.byInfluence {
+		share = 0.5
+		err = s.rankByInfluence(ctx, job, res)
+	}
+	if err == nil {
+		r, err = s.dir.Retrain(ctx, job.Step, job.Text, job.Position, job.Removed, func(done, total int) {
+			s.setJob(job, func(j *CounterfactualJob) { j.Progress = 1 - share + share*float64(done)/float64(total) })
+		})
+	}
 	s.setJob(job, func(j *CounterfactualJob) {
 		switch {
 		case errors.Is(err, context.Canceled):
@@ -234,6 +273,58 @@ func (s *Server) runJob(ctx context.Context, job *cfJob, res *CounterfactualResu
 	s.cf.mu.Lock()
 	s.cf.busy = false
 	s.cf.mu.Unlock()
+}
+
+// prepareInfluenceJob is prepareJob for rank_by influence: the tokens to remove are known
+// only after the influence run, so the job keeps a reference to the snapshot for the
+// memory's prediction that follows it.
+func (s *Server) prepareInfluenceJob(sn *snapshot, req CounterfactualRequest) (*cfJob, error) {
+	contexts, target, err := datadir.Target(sn.Model.Tok, req.Text, req.Position)
+	if err != nil {
+		return nil, inputError("position", err)
+	}
+	ps, err := sn.Model.Probe([][]int32{contexts}, []int32{target})
+	if err != nil {
+		return nil, err
+	}
+	p := lm.Probabilities(ps[0].Logits, 1)[target]
+	s.retain(sn)
+	return &cfJob{CounterfactualJob: CounterfactualJob{Status: JobQueued, Step: sn.Step, Text: req.Text, Position: req.Position,
+		Token: sn.Model.Tok.DecodeOne(target), Removed: []datadir.TrainToken{}, Result: &CounterfactualResult{Prob: p, LogP: math.Log(p)}},
+		byInfluence: true, topK: req.TopK, sn: sn}, nil
+}
+
+// rankByInfluence runs the influence of a rank_by influence job (the first half of its
+// progress), removes its top k supporting tokens, and fills in the memory's prediction
+// without them and the influence's own, then lets the job's snapshot go.
+func (s *Server) rankByInfluence(ctx context.Context, job *cfJob, res *CounterfactualResult) error {
+	defer func() {
+		s.release(job.sn)
+		job.sn = nil
+	}()
+	a, err := s.dir.Influence(ctx, job.Step, job.Text, job.Position, job.topK, func(done, total int) {
+		s.setJob(job, func(j *CounterfactualJob) { j.Progress = 0.5 * float64(done) / float64(total) })
+	})
+	if err != nil {
+		return err
+	}
+	removed := make([]datadir.TrainToken, len(a.Supporting))
+	for i, t := range a.Supporting {
+		removed[i] = datadir.TrainToken{Step: t.Step, Row: t.Row, Pos: t.Pos}
+	}
+	release, err := s.waitQuery(ctx)
+	if err != nil {
+		return err
+	}
+	pred, err := job.sn.Predict(job.Text, job.Position, removed)
+	release()
+	if err != nil {
+		return err
+	}
+	logp := res.LogP - a.DeltaLossSupporting
+	res.PredictedProb, res.PredictedLogP, res.InfluencePredictedLogP = pred, math.Log(pred), &logp
+	s.setJob(job, func(j *CounterfactualJob) { j.Removed = removed })
+	return nil
 }
 
 func (s *Server) setJob(job *cfJob, f func(*CounterfactualJob)) {

@@ -13,6 +13,7 @@ import (
 	"github.com/spotlight-lm/spotlight/api"
 	"github.com/spotlight-lm/spotlight/corpora"
 	"github.com/spotlight-lm/spotlight/datadir"
+	"github.com/spotlight-lm/spotlight/query"
 )
 
 const cfText = "the light of the sun"
@@ -143,5 +144,49 @@ func TestCounterfactualOneAtATime(t *testing.T) {
 	}
 	if got := s.call(t, "GET", "/v1/counterfactual/"+first.ID, ""); decode[api.CounterfactualJob](t, got).Status != api.JobCancelled {
 		t.Errorf("cancelled job now: %s", got.Body)
+	}
+}
+
+// A token named by prompt and generated index is the one /v1/generate produced: the job
+// asks about the same text and position, and answers what the text form answers.
+func TestCounterfactualFromPrompt(t *testing.T) {
+	s := sharedServer(t)
+	const prompt, index = "the light", 4
+	for _, sampling := range []string{`"temperature":0.8,"seed":3`, `"temperature":0`, `"seed":5`} {
+		t.Run(sampling, func(t *testing.T) {
+			gen := decode[query.Answer](t, s.call(t, "POST", "/v1/generate", fmt.Sprintf(`{"prompt":%q,"tokens":8,"top_k":1,%s}`, prompt, sampling)))
+			text, position := prompt+string([]rune(gen.Text)[:index+1]), len(prompt)+index
+			remove := `"tokens":[{"step":1,"row":0,"pos":0},{"step":7,"row":2,"pos":3}]`
+			r := s.call(t, "POST", "/v1/counterfactual", fmt.Sprintf(`{"prompt":%q,"generated":%d,%s,%s}`, prompt, index, sampling, remove))
+			if r.Status != http.StatusAccepted {
+				t.Fatalf("POST by prompt: %d %s", r.Status, r.Body)
+			}
+			byPrompt := waitJob(t, s, decode[api.CounterfactualJob](t, r).ID)
+			if byPrompt.Text != text || byPrompt.Position != position || byPrompt.Token != string([]rune(gen.Text)[index]) {
+				t.Fatalf("by prompt: text %q position %d token %q, want %q %d", byPrompt.Text, byPrompt.Position, byPrompt.Token, text, position)
+			}
+			r = s.call(t, "POST", "/v1/counterfactual", fmt.Sprintf(`{"text":%q,"position":%d,%s}`, text, position, remove))
+			if r.Status != http.StatusAccepted {
+				t.Fatalf("POST by text: %d %s", r.Status, r.Body)
+			}
+			byText := waitJob(t, s, decode[api.CounterfactualJob](t, r).ID)
+			a, b := byPrompt.Result, byText.Result
+			if byPrompt.Status != api.JobDone || byText.Status != api.JobDone || a.Prob != b.Prob || a.PredictedProb != b.PredictedProb ||
+				a.RealProb != b.RealProb || a.ReplayedSteps != b.ReplayedSteps {
+				t.Errorf("by prompt %+v, by text %+v", a, b)
+			}
+		})
+	}
+	for _, tc := range []struct{ name, body, field string }{
+		{"text and prompt", `{"text":"abc","position":1,"prompt":"the","top_k":1}`, "text"},
+		{"position and prompt", `{"position":1,"prompt":"the","top_k":1}`, "text"},
+		{"temperature without prompt", `{"text":"abc","position":1,"temperature":0.5,"top_k":1}`, "prompt"},
+		{"generated out of range", `{"prompt":"the","generated":5000,"top_k":1}`, "generated"},
+		{"empty text", `{"text":"","position":1,"top_k":1}`, "text"},
+	} {
+		r := s.call(t, "POST", "/v1/counterfactual", tc.body)
+		if code, _ := r.errorCode(t); r.Status != http.StatusBadRequest || code != "invalid_input" || !strings.Contains(string(r.Body), `"field":"`+tc.field+`"`) {
+			t.Errorf("%s: %d %s, want 400 invalid_input on %s", tc.name, r.Status, r.Body, tc.field)
+		}
 	}
 }

@@ -202,7 +202,7 @@ var recorded atomic.Int64
 // route is the OpenAPI path template of a request path.
 func route(path string) string {
 	path, _, _ = strings.Cut(path, "?")
-	path = regexp.MustCompile(`^/v1/counterfactual/[^/]+$`).ReplaceAllString(path, "/v1/counterfactual/{id}")
+	path = regexp.MustCompile(`^/v1/(counterfactual|influence)/[^/]+$`).ReplaceAllString(path, "/v1/$1/{id}")
 	return regexp.MustCompile(`^/v1/steps/[^/]+$`).ReplaceAllString(path, "/v1/steps/{step}")
 }
 

@@ -80,6 +80,7 @@ type Server struct {
 
 	train     training
 	cf        counterfactuals
+	inf       influences
 	committed chan struct{} // a commit happened: rebuild the snapshot
 	stop      chan struct{}
 	bg        sync.WaitGroup
@@ -149,6 +150,9 @@ func (s *Server) routes() *echo.Echo {
 	e.POST("/v1/counterfactual", s.postCounterfactual, s.requireJSON)
 	e.GET("/v1/counterfactual/:id", s.getCounterfactual)
 	e.DELETE("/v1/counterfactual/:id", s.deleteCounterfactual)
+	e.POST("/v1/influence", s.postInfluence, s.requireJSON)
+	e.GET("/v1/influence/:id", s.getInfluence)
+	e.DELETE("/v1/influence/:id", s.deleteInfluence)
 	web.RegisterPlots(e, s.plotGenerate)
 	if s.opts.Web != nil {
 		page := echo.WrapHandler(s.opts.Web)
@@ -239,6 +243,7 @@ func (s *Server) Close() {
 		s.train.mu.Unlock()
 		s.stopTraining()
 		s.stopCounterfactuals()
+		s.stopInfluences()
 		s.bg.Wait()
 		s.snapMu.Lock()
 		sn := s.snap
@@ -347,6 +352,16 @@ func (s *Server) requireJSON(next echo.HandlerFunc) echo.HandlerFunc {
 			return errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "send Content-Type: application/json")
 		}
 		return next(c)
+	}
+}
+
+// waitQuery waits for a slot of the query pool, for background jobs' short queries.
+func (s *Server) waitQuery(ctx context.Context) (release func(), err error) {
+	select {
+	case s.sem <- struct{}{}:
+		return func() { <-s.sem }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
 }
 

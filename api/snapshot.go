@@ -36,6 +36,13 @@ func (s *Server) acquire() *snapshot {
 	return s.snap
 }
 
+// retain takes one more reference to sn, which the caller holds, for a later release.
+func (s *Server) retain(sn *snapshot) {
+	s.snapMu.Lock()
+	sn.refs++
+	s.snapMu.Unlock()
+}
+
 func (s *Server) release(sn *snapshot) {
 	s.snapMu.Lock()
 	sn.refs--

@@ -115,6 +115,43 @@ func (c *influenceCache) put(r *influenceRun) {
 // progress (may be nil) is called after each reversed step; cancelling ctx stops the run.
 func (d *Dir) Influence(ctx context.Context, step int, text string, position int, topK int,
 	progress func(done, total int)) (*InfluenceAnswer, error) {
+	q, err := d.influenceQuestion(step, text, position, topK)
+	if err != nil {
+		return nil, err
+	}
+	if run := d.influence.get(q.key); run != nil {
+		return d.influenceAnswer(run, q.token, topK, true), nil
+	}
+	run, err := d.runInfluence(ctx, q.key, q.contexts, q.target, progress)
+	if err != nil {
+		return nil, err
+	}
+	d.influence.put(run)
+	return d.influenceAnswer(run, q.token, topK, false), nil
+}
+
+// CachedInfluence is Influence answered from the cache alone: nil when that run is not
+// cached (it never replays anything). Bad input fails as it does in Influence.
+func (d *Dir) CachedInfluence(step int, text string, position int, topK int) (*InfluenceAnswer, error) {
+	q, err := d.influenceQuestion(step, text, position, topK)
+	if err != nil {
+		return nil, err
+	}
+	if run := d.influence.get(q.key); run != nil {
+		return d.influenceAnswer(run, q.token, topK, true), nil
+	}
+	return nil, nil
+}
+
+// influenceQuestion is a validated influence question.
+type influenceQuestion struct {
+	key      influenceKey
+	contexts []int32
+	target   int32
+	token    string
+}
+
+func (d *Dir) influenceQuestion(step int, text string, position int, topK int) (*influenceQuestion, error) {
 	if topK < 1 || topK > MaxInfluenceTopK {
 		return nil, fmt.Errorf("%w: top k %d outside 1..%d", ErrRetrainInput, topK, MaxInfluenceTopK)
 	}
@@ -126,16 +163,7 @@ func (d *Dir) Influence(ctx context.Context, step int, text string, position int
 	if err != nil {
 		return nil, err
 	}
-	key := influenceKey{step, text, position}
-	run, cached := d.influence.get(key), true
-	if run == nil {
-		cached = false
-		if run, err = d.runInfluence(ctx, key, contexts, target, progress); err != nil {
-			return nil, err
-		}
-		d.influence.put(run)
-	}
-	return d.influenceAnswer(run, tok.DecodeOne(target), topK, cached), nil
+	return &influenceQuestion{influenceKey{step, text, position}, contexts, target, tok.DecodeOne(target)}, nil
 }
 
 // runInfluence replays the run to key.step from its snapshots and scores every token.

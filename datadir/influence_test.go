@@ -21,6 +21,9 @@ func TestInfluence(t *testing.T) {
 	}
 	defer dir.Close()
 	const text, pos, k = "the light of the sun", 12, 5
+	if c, err := dir.CachedInfluence(12, text, pos, k); c != nil || err != nil {
+		t.Fatalf("cached before any run: %v, %v", c, err)
+	}
 	var calls, last, total int
 	ans, err := dir.Influence(context.Background(), 12, text, pos, k, func(d, n int) { calls, last, total = calls+1, d, n })
 	if err != nil {
@@ -101,6 +104,12 @@ func TestInfluence(t *testing.T) {
 	}
 	if !again.Cached || calls != 0 || len(again.Top) != 2 || again.Top[1] != ans.Top[1] {
 		t.Errorf("second ask: cached %v, %d progress calls, top %v", again.Cached, calls, again.Top)
+	}
+	if c, err := dir.CachedInfluence(12, text, pos, 3); err != nil || c == nil || !c.Cached || c.Top[2] != ans.Top[2] || c.Loss != ans.Loss {
+		t.Errorf("CachedInfluence after the run: %+v, %v", c, err)
+	}
+	if _, err := dir.CachedInfluence(12, text, 99, 3); !errors.Is(err, ErrRetrainInput) {
+		t.Errorf("CachedInfluence of a position outside the text: %v", err)
 	}
 
 	// A kept step earlier than the last: snapshots 0, 4, 8.

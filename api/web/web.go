@@ -19,7 +19,7 @@ import (
 var files embed.FS
 
 // Static is the page's files: index.html, style.css and its scripts (util.js, charts.js,
-// evidence.js, app.js, loaded in that order).
+// evidence.js, influence.js, app.js, loaded in that order).
 var Static = func() fs.FS {
 	sub, err := fs.Sub(files, "static")
 	if err != nil {

@@ -29,7 +29,7 @@ func TestPageAndAssets(t *testing.T) {
 		t.Fatalf("GET / = %d %s", rec.Code, rec.Header().Get("Content-Type"))
 	}
 	body := rec.Body.String()
-	for _, want := range []string{`src="/static/util.js"`, `src="/static/charts.js"`, `src="/static/evidence.js"`, `src="/static/app.js"`,
+	for _, want := range []string{`src="/static/util.js"`, `src="/static/charts.js"`, `src="/static/evidence.js"`, `src="/static/influence.js"`, `src="/static/app.js"`,
 		`href="/static/style.css"`, `id="prompt"`, `id="text"`, `id="train-panel"`, `id="legend"`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("index.html lacks %s", want)
@@ -39,7 +39,7 @@ func TestPageAndAssets(t *testing.T) {
 		t.Error("index.html refers to another origin (no CDN allowed)")
 	}
 	for path, ctype := range map[string]string{"/static/util.js": "javascript", "/static/charts.js": "javascript",
-		"/static/evidence.js": "javascript", "/static/app.js": "javascript", "/static/style.css": "text/css"} {
+		"/static/evidence.js": "javascript", "/static/influence.js": "javascript", "/static/app.js": "javascript", "/static/style.css": "text/css"} {
 		rec := get(t, h, path)
 		if rec.Code != 200 || !strings.Contains(rec.Header().Get("Content-Type"), ctype) {
 			t.Errorf("GET %s = %d %s", path, rec.Code, rec.Header().Get("Content-Type"))

@@ -8,7 +8,8 @@
 // the text highlighted by its best passages, clicks a token, checks the pattern table, the
 // coloured passages, training contexts with a highlighted target and a timeline, limits the
 // answer to a timeline bin's steps and back, switches the ranking and grouping, moves with
-// the arrow keys, checks a counterfactual by retraining, shows an API error, fetches the
+// the arrow keys, checks a counterfactual by retraining, ranks the training tokens by exact
+// influence and checks that by retraining too, shows an API error, fetches the
 // plot endpoints, runs a few training steps
 // from the page (loss ticks apart, the served step caught up), and saves screenshots at
 // 1280 and 390 pixels wide.
@@ -211,6 +212,46 @@ test('check by retraining: a progress bar, then the real probability beside the 
   assert.match(cf, /final weights minus the listed tokens’ updates, rest of training unchanged/);
   assert.match(cf, /retrained without them: [\d.e-]+ \(Δlog p [−+-]?[\d.e-]+ real vs [−+-]?[\d.e-]+ predicted; \d+ steps from step \d+/);
   console.log('layer out: ' + cf);
+});
+
+test('exact influence: a progress bar, then the training tokens by influence with their contexts', async () => {
+  const card = page.locator('#details .influence-card');
+  await card.locator('button.inf-run').click();
+  await page.waitForSelector('#details .influence-card .inf-progress');
+  await page.waitForSelector('#details .influence-card .influence-list.supporting', { timeout: 300_000 });
+  const summary = (await card.locator('.inf-summary').textContent()).replace(/\s+/g, ' ').trim();
+  console.log('exact influence: ' + summary);
+  assert.match(summary, /[\d,]+ training tokens scored in [\d.]+ s\. Removing the 10 of largest \|influence\| changes the loss by [−+-]?[\d.e-]+ to first order/);
+  const items = card.locator('.influence-list.supporting .ctx');
+  assert.equal(await items.count(), 10);
+  assert.equal(await card.locator('.influence-list.opposing .ctx').count(), 10);
+  const meta = await items.first().locator('.ctx-meta').textContent();
+  const [, step, row, pos] = /step (\d+) · row (\d+) · pos (\d+)/.exec(meta).map(Number);
+  assert.equal(await items.first().locator('mark.target').count(), 1);
+  assert.ok((await items.first().locator('.ctx-before').textContent()).length >= 1, 'the first token shows its context');
+  // The same question again is answered from the server's cache, with the tokens the page lists.
+  const job = await page.evaluate(async () => {
+    const i = +document.querySelector('#text .tok.selected').dataset.i;
+    const a = window.spotlight.answer, t = a.tokens[i];
+    const before = (a.prompt || '') + Array.from(a.text).slice(0, t.index).join('');
+    const r = await fetch('/v1/influence', { method: 'POST', headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ text: before + t.token, position: Array.from(before).length, top_k: 10 }) });
+    return r.json();
+  });
+  assert.equal(job.status, 'done');
+  assert.ok(job.result.cached);
+  const s0 = job.result.supporting[0];
+  assert.deepEqual([s0.step, s0.row, s0.pos], [step, row, pos]);
+  assert.ok(s0.influence < 0, 'the first supporting token lowered the loss');
+
+  await card.locator('button.inf-check').click();
+  await page.waitForFunction(() => /retrained without them: /.test(document.querySelector('#details .influence-card .inf-retrain').textContent),
+    null, { timeout: 300_000 });
+  const check = (await card.locator('.inf-retrain').textContent()).replace(/\s+/g, ' ').trim();
+  console.log('influence check: ' + check);
+  assert.match(check, /Δloss [−+-]?[\d.e-]+ real vs [−+-]?[\d.e-]+ predicted by influence \(first order\) and [−+-]?[\d.e-]+ by the memory; \d+ steps from step \d+/);
+  await card.scrollIntoViewIfNeeded();
+  await shot('web-influence-1280.png');
 });
 
 test('a timeline bin limits the answer to its steps, and back', async () => {

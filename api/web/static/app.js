@@ -1,5 +1,5 @@
 // Spotlight's page: vanilla JS, no dependencies, talks only to the API it was served from.
-// util.js, charts.js and evidence.js load first and fill window.SL.
+// util.js, charts.js, evidence.js and influence.js load first and fill window.SL.
 'use strict';
 
 (function (SL) {
@@ -267,7 +267,8 @@
     const banner = h('div', { class: 'steps-banner' });
     stepsBanner(banner);
     const card = layers[layer] ? layerCard(t, layer, layers[layer]) : h('p', { class: 'muted' }, 'No layers in the answer.');
-    $('details').replaceChildren(head, tabs, banner, card);
+    const ctx = Array.from(queryContext(t));
+    $('details').replaceChildren(head, tabs, banner, card, SL.influenceView(ctx.join('') + t.token, ctx.length));
   }
 
   function verbatimView(v) {

@@ -1,5 +1,5 @@
 // Shared helpers of Spotlight's page: DOM building, number formatting and the API client.
-// Plain scripts loaded in order (util, charts, evidence, app) share the one namespace SL.
+// Plain scripts loaded in order (util, charts, evidence, influence, app) share the one namespace SL.
 'use strict';
 
 window.SL = (function () {
