@@ -52,7 +52,7 @@ func TestRunLDS(t *testing.T) {
 		if doc.Queries != 6 || doc.Subsets != 6 || doc.Drop != 0.01 || doc.NoiseFloor == nil || len(doc.Methods) < 10 {
 			t.Fatalf("document %s", b)
 		}
-		var names []string
+		var names, rows []string
 		for _, m := range doc.Methods {
 			for _, k := range []string{"name", "layers", "lds", "ci", "seconds"} {
 				if _, ok := m[k]; !ok {
@@ -60,6 +60,14 @@ func TestRunLDS(t *testing.T) {
 				}
 			}
 			names = append(names, m["name"].(string))
+			rows = append(rows, m["name"].(string)+" over "+m["layers"].(string))
+		}
+		linear := strings.Join(rep.Config.LayerNames(), ",")
+		for _, want := range []string{"grad-dot over all parameters", "tracin-cp over all parameters",
+			"grad-dot over " + linear, "tracin-cp over " + linear, "grad-dot over out", "tracin-cp over out"} {
+			if !slices.Contains(rows, want) {
+				t.Fatalf("methods %v lack %q", rows, want)
+			}
 		}
 		wants := []string{"spotlight log p", "grad-dot", "tracin-cp", "random"}
 		if !cross {
@@ -194,5 +202,59 @@ func TestLexicalSuffix(t *testing.T) {
 	lx.suffix(b, score)
 	if want := []float64{0, 0, 4, 1}; !slices.Equal(score, want) {
 		t.Fatalf("suffix scores %v, want %v", score, want)
+	}
+}
+
+// The all-parameter gradient baselines agree with the linear-layer ones they contain: the
+// linear layers hold most of the parameters, so per query the subset predictions of grad-dot
+// over all parameters and over ff1, ff2, out correlate strongly and with the same sign (a
+// wrong sign, token order or unit would break it), and likewise for TracIn-CP.
+func TestGradientMethodsAllParameters(t *testing.T) {
+	text := string(corpora.Default()[:40000])
+	cfg := smallConfig(12)
+	cfg.CheckpointEvery = 6
+	base, err := trainRun(context.Background(), cfg, text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer base.tr.Close()
+	cfg = base.tr.Cfg
+	opts := LDSOptions{Queries: 5, Subsets: 30, Drop: 0.05, Log: t.Logf}
+	contexts, targets := base.tr.HeldOut(opts.Queries)
+	perStep := cfg.Batch * cfg.Ctx
+	subs := drawSubsets(cfg.Steps*perStep, opts.Subsets, opts.Drop, 4)
+	unitOf := func(step, i int, _ *lm.Batch) int { return (step-1)*perStep + i }
+	newMethod := func(name string, all bool) *method {
+		return &method{name: name, layers: strings.Join(layerSet(cfg, all), ","), pred: make([]float64, opts.Subsets*opts.Queries)}
+	}
+	ms, err := gradientMethods(context.Background(), base, contexts, targets, subs, unitOf, newMethod, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byRow := map[string]*method{}
+	for _, m := range ms {
+		byRow[m.name+" over "+m.layers] = m
+		if !(m.seconds > 0) {
+			t.Errorf("%s over %s charged %v seconds", m.name, m.layers, m.seconds)
+		}
+	}
+	linear := strings.Join(cfg.LayerNames(), ",")
+	M, Q := opts.Subsets, opts.Queries
+	for _, name := range []string{"grad-dot", "tracin-cp"} {
+		all, lin := byRow[name+" over all parameters"], byRow[name+" over "+linear]
+		if all == nil || lin == nil {
+			t.Fatalf("%s: rows %v", name, byRow)
+		}
+		a, l := make([]float64, M), make([]float64, M)
+		for q := range Q {
+			for m := range M {
+				a[m], l[m] = all.pred[m*Q+q], lin.pred[m*Q+q]
+			}
+			r := Pearson(a, l)
+			t.Logf("%s query %d: correlation across subsets, all parameters vs linear layers %.3f", name, q, r)
+			if !(r > 0.5) {
+				t.Errorf("%s query %d: all-parameter and linear-layer predictions correlate %.3f", name, q, r)
+			}
+		}
 	}
 }

@@ -128,30 +128,17 @@ func (t *Trainer) InfluenceRun(ctx context.Context, queries [][]int32, targets [
 
 // checkInfluence validates the queries and snapshots and returns the snapshot steps, sorted.
 func (t *Trainer) checkInfluence(queries [][]int32, targets []int32, snaps map[int][]byte) ([]int, error) {
-	if len(queries) == 0 || len(queries) != len(targets) {
-		return nil, fmt.Errorf("influence: %d queries, %d targets (want the same, at least one)", len(queries), len(targets))
-	}
-	vocab := int32(t.Cfg.Vocab)
-	for i, qu := range queries {
-		if len(qu) == 0 {
-			return nil, fmt.Errorf("influence: query %d is empty", i)
-		}
-		if slices.ContainsFunc(qu, func(x int32) bool { return x < 0 || x >= vocab }) || targets[i] < 0 || targets[i] >= vocab {
-			return nil, fmt.Errorf("influence: query %d has a token outside the vocabulary [0, %d)", i, vocab)
-		}
+	if err := t.checkQueries("influence", queries, targets); err != nil {
+		return nil, err
 	}
 	if len(snaps) < 2 {
 		return nil, fmt.Errorf("influence: %d snapshots, need the run's first and last at least", len(snaps))
 	}
-	want, _ := json.Marshal(t.Cfg)
 	keys := make([]int, 0, len(snaps))
 	for step, ck := range snaps {
-		cfg, _, st, err := decodeCheckpoint(ck)
+		st, err := t.checkSnapshot(fmt.Sprintf("influence: snapshot %d", step), ck)
 		if err != nil {
-			return nil, fmt.Errorf("influence: snapshot %d: %w", step, err)
-		}
-		if got, _ := json.Marshal(cfg); string(got) != string(want) {
-			return nil, fmt.Errorf("influence: snapshot %d is from another run (config %s, want %s)", step, got, want)
+			return nil, err
 		}
 		if st.Step != step {
 			return nil, fmt.Errorf("influence: snapshot keyed %d was taken after step %d", step, st.Step)
@@ -160,6 +147,37 @@ func (t *Trainer) checkInfluence(queries [][]int32, targets []int32, snaps map[i
 	}
 	slices.Sort(keys)
 	return keys, nil
+}
+
+// checkQueries validates queries and their targets for this trainer's vocabulary; errors
+// start with what.
+func (t *Trainer) checkQueries(what string, queries [][]int32, targets []int32) error {
+	if len(queries) == 0 || len(queries) != len(targets) {
+		return fmt.Errorf("%s: %d queries, %d targets (want the same, at least one)", what, len(queries), len(targets))
+	}
+	vocab := int32(t.Cfg.Vocab)
+	for i, qu := range queries {
+		if len(qu) == 0 {
+			return fmt.Errorf("%s: query %d is empty", what, i)
+		}
+		if slices.ContainsFunc(qu, func(x int32) bool { return x < 0 || x >= vocab }) || targets[i] < 0 || targets[i] >= vocab {
+			return fmt.Errorf("%s: query %d has a token outside the vocabulary [0, %d)", what, i, vocab)
+		}
+	}
+	return nil
+}
+
+// checkSnapshot decodes a checkpoint of this trainer's run; what names it in errors.
+func (t *Trainer) checkSnapshot(what string, ck []byte) (*State, error) {
+	cfg, _, st, err := decodeCheckpoint(ck)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	want, _ := json.Marshal(t.Cfg)
+	if got, _ := json.Marshal(cfg); string(got) != string(want) {
+		return nil, fmt.Errorf("%s is from another run (config %s, want %s)", what, got, want)
+	}
+	return st, nil
 }
 
 // influenceBatch runs the reverse pass for up to ex.queries queries and appends their scores.

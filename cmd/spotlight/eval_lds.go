@@ -33,7 +33,8 @@ queries with a 95% bootstrap interval.
 
 Methods: Spotlight's dual-memory contributions to the query's logit, margin and log p (out,
 and summed over every captured layer), gradient dot product at the final weights and
-TracIn-CP over --checkpoints checkpoints (per-token gradients of the same linear layers),
+TracIn-CP over --checkpoints checkpoints (per-token gradients of the same linear layers, and
+of all parameters),
 BM25 and n-gram suffix matching of the contexts, and a random score.
 The noise floor is the std across subsets of the real Δloss (mean over queries).
 --cross-seed retrains under seed+1 and drops corpus offsets (every occurrence of a dropped
