@@ -22,7 +22,7 @@ type Request struct {
 	Bins        int      `json:"bins"`     // timeline bins over training steps
 	Passages    int      `json:"passages"` // training passages listed per token and layer
 	// Steps limits the answer to training steps [from, to] (inclusive); empty means all.
-	Steps []int `json:"steps,omitempty"`
+	Steps []int  `json:"steps,omitempty"`
 	Scan  string `json:"scan"` // one of ScanModes: how much of the memory an answer reads
 }
 
@@ -165,11 +165,11 @@ type DualCheck struct {
 
 // Bin is one slice of training time.
 type Bin struct {
-	FromStep     int     `json:"from_step"`
-	ToStep       int     `json:"to_step"`
-	Attention    float64 `json:"attention"`     // Σ α over the bin's tokens (signed attention mass)
+	FromStep     int      `json:"from_step"`
+	ToStep       int      `json:"to_step"`
+	Attention    float64  `json:"attention"`     // Σ α over the bin's tokens (signed attention mass)
 	AbsAttention *float64 `json:"abs_attention"` // Σ |α|; nil (null) when the scan omitted it
-	Contribution float64 `json:"contribution"`  // Σ contribution
+	Contribution float64  `json:"contribution"`  // Σ contribution
 }
 
 // AbsAttentionOrZero is AbsAttention, 0 when omitted (plots draw full answers only).
