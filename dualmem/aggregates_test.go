@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -325,5 +326,65 @@ func TestAggregatesFollowCommits(t *testing.T) {
 		for k := range ref.stepAlpha {
 			within(t, sc.Mem.Spec.Name+" StepAlpha", got.StepAlpha[k], ref.stepAlpha[k], ref.stepAbsAlpha[k], 1e-12)
 		}
+	}
+}
+
+// BenchmarkSumsReal compares SumsAll with a full Scan of 16 queries per layer on the data
+// directory named by $SPOTLIGHT_AGG_BENCH_DIR (opened read-only; its aggregate files must be
+// built), e.g. the default model.
+func BenchmarkSumsReal(b *testing.B) {
+	dir := os.Getenv("SPOTLIGHT_AGG_BENCH_DIR")
+	if dir == "" {
+		b.Skip("set SPOTLIGHT_AGG_BENCH_DIR to a data directory")
+	}
+	s, err := OpenReadOnly(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	mems, err := s.Memory(s.Steps(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 1))
+	for _, m := range mems {
+		sc := NewScanner(m, s.Meta())
+		qs := make([]Query, 16)
+		for i := range qs {
+			j := rng.IntN(sc.N)
+			qs[i] = Query{X: sc.Mem.Keys[j*sc.DIn : (j+1)*sc.DIn], Token: rng.IntN(sc.DOut)}
+			if m.Spec.Name != lm.OutLayer {
+				qs[i].Token, qs[i].U = -1, randF32(rng, sc.DOut, 1)
+			}
+		}
+		b.Run("sums/"+m.Spec.Name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := sc.SumsAll(context.Background(), qs, 0, 0); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run("scan/"+m.Spec.Name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := sc.Scan(context.Background(), qs, ScanOptions{TopK: 104}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkAggRecord is the capture-time cost of one step's aggregates for the default
+// model's layers (512 tokens a step, d=64: out 64→91, ff1 64→256, ff2 256→64).
+func BenchmarkAggRecord(b *testing.B) {
+	rng := rand.New(rand.NewPCG(2, 2))
+	const n = 512
+	for _, l := range [][2]int{{64, 91}, {64, 256}, {256, 64}} {
+		keys, grads := randF32(rng, n*l[0], 1), randF32(rng, n*l[1], 1e-3)
+		b.Run(strconv.Itoa(l[0])+"x"+strconv.Itoa(l[1]), func(b *testing.B) {
+			for b.Loop() {
+				aggRecord(l[0], l[1], n, keys, grads)
+			}
+		})
 	}
 }
