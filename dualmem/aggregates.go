@@ -89,22 +89,28 @@ func aggRecord(din, dout, n int, keys, grads []float32) []byte {
 	pay := asF64(rec[aggPrefix:])
 	g, kk := pay[:dout*din], pay[dout*din:]
 	if n > 0 {
-		k64, g64 := make([]float64, n*din), make([]float64, n*dout)
+		k64 := make([]float64, n*din)
 		for i, v := range keys[:n*din] {
 			k64[i] = float64(v)
 			kk[i%din] += float64(v)
 		}
-		for i, v := range grads[:n*dout] {
-			g64[i] = float64(v)
-		}
-		blas64.Gemm(blas.Trans, blas.NoTrans, 1,
-			blas64.General{Rows: n, Cols: dout, Stride: dout, Data: g64},
-			blas64.General{Rows: n, Cols: din, Stride: din, Data: k64},
-			0, blas64.General{Rows: dout, Cols: din, Stride: din, Data: g})
+		addOuter(g, din, dout, n, k64, grads[:n*dout])
 	}
 	binary.LittleEndian.PutUint32(rec, crc32.Checksum(rec[aggPrefix:], crcTable))
 	binary.LittleEndian.PutUint32(rec[4:], uint32(n))
 	return rec
+}
+
+// addOuterGemm adds Σ_j g_j k_jᵀ over n tokens to G [dout, din] with gonum's Gemm.
+func addOuterGemm(g []float64, din, dout, n int, k64 []float64, grads []float32) {
+	g64 := make([]float64, n*dout)
+	for i, v := range grads[:n*dout] {
+		g64[i] = float64(v)
+	}
+	blas64.Gemm(blas.Trans, blas.NoTrans, 1,
+		blas64.General{Rows: n, Cols: dout, Stride: dout, Data: g64},
+		blas64.General{Rows: n, Cols: din, Stride: din, Data: k64[:n*din]},
+		1, blas64.General{Rows: dout, Cols: din, Stride: din, Data: g})
 }
 
 // aggRecords is aggRecord for every layer of one step's segment data (stepData's order).
