@@ -197,9 +197,9 @@ func printAnswer(w io.Writer, a *query.Answer, tty bool) {
 			if la.FirstOrder {
 				kind = "first-order"
 			}
-			fmt.Fprintf(w, "  %s (%s): primal %.6g dual %.6g err %.1e; W0 %.4g bias %.4g +%s %s; top share %s",
+			fmt.Fprintf(w, "  %s (%s): primal %.6g dual %.6g err %.1e; W0 %.4g bias %.4g %s %s; top share %s",
 				name, kind, la.DualCheck.Primal, la.DualCheck.Dual, la.DualCheck.AbsErr, la.W0Term, la.BiasTerm,
-				figure("%.4g", la.PositiveTotal), figure("%.4g", la.NegativeTotal), figure("%.3f", la.TopShare))
+				figure("+%.4g", la.PositiveTotal), figure("%.4g", la.NegativeTotal), figure("%.3f", la.TopShare))
 			if la.Scan.Mode == query.ScanPruned {
 				fmt.Fprintf(w, "; pruned scan read %s of %s of keys and gradients", query.FormatBytes(la.Scan.BytesRead),
 					query.FormatBytes(la.Scan.BytesTotal))
