@@ -26,7 +26,9 @@ type LayerMemory struct {
 	Steps   []lm.StepInfo // the committed steps, Steps[k].Step == k+1
 	Initial lm.Initial
 
-	index *offsetIndex // shared by the layers of one Memory call; nil: NewScanner builds one
+	index  *offsetIndex // shared by the layers of one Memory call; nil: NewScanner builds one
+	agg    *aggView     // per-step aggregates (aggregates.go); nil without valid ones
+	aggErr error        // why agg is nil
 }
 
 // Tokens returns N, the number of training tokens in the memory.

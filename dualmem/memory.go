@@ -50,6 +50,7 @@ func (s *Store) Memory(steps int, progress func(layer string, done, total int)) 
 	for li, spec := range s.meta.Layers {
 		m := shared
 		m.Spec, m.Keys, m.Grads = spec, asF32(views[nTokenFiles+2*li]), asF32(views[nTokenFiles+2*li+1])
+		m.agg, m.aggErr = sg.aggView(li, steps)
 		if m.Initial, err = s.Initial(spec.Name); err != nil {
 			return nil, err
 		}

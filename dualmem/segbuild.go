@@ -61,6 +61,9 @@ func (s *Store) segments() *segments {
 // they are missing or stale; nil (and no error) on a read-only store without valid ones.
 func (s *Store) readSegments(progress func(layer string, done, total int)) (*segments, error) {
 	if sg := s.segments(); sg != nil || s.readOnly || !nativeLittleEndian() {
+		if sg != nil && !s.readOnly && sg.staleAggs() {
+			return sg, s.refreshAggs(sg, progress)
+		}
 		return sg, nil
 	}
 	// The writer must not append while the files are rebuilt: hold the writer side and
@@ -140,6 +143,7 @@ func (s *Store) buildSegments(n int, progress func(layer string, done, total int
 		}
 		for li, l := range s.meta.Layers {
 			var keys, grads []float32
+			aw := bufio.NewWriterSize(sg.aggs[li].out, 1<<20)
 			if err := scanSteps(txn, layerPrefix(li), n, func(t int, b []byte) error {
 				tok := infos[t-1].Tokens()
 				keys, grads = grow(keys, tok*l.DIn), grow(grads, tok*l.DOut)
@@ -150,12 +154,18 @@ func (s *Store) buildSegments(n int, progress func(layer string, done, total int
 				if err := errors.Join(put(nTokenFiles+2*li, bytesOf(keys), slot), put(nTokenFiles+2*li+1, bytesOf(grads), slot)); err != nil {
 					return err
 				}
+				if _, err := aw.Write(aggRecord(l.DIn, l.DOut, tok, keys, grads)); err != nil {
+					return err
+				}
 				if progress != nil {
 					progress(l.Name, t, n)
 				}
 				return nil
 			}); err != nil {
 				return fmt.Errorf("layer %q: %w", l.Name, err)
+			}
+			if err := aw.Flush(); err != nil {
+				return fmt.Errorf("layer %q: aggregates: %w", l.Name, err)
 			}
 		}
 		return nil
@@ -195,7 +205,7 @@ func grow(xs []float32, n int) []float32 {
 
 // segStepBytes is what one step of n tokens adds to the segment files.
 func segStepBytes(meta Meta, n int) int64 {
-	b := int64(24*n + 8 + 4*len(meta.Layers))
+	b := int64(24*n+8+4*len(meta.Layers)) + aggStepBytes(meta)
 	for _, l := range meta.Layers {
 		b += int64(4 * n * (l.DIn + l.DOut))
 	}

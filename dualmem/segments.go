@@ -71,7 +71,8 @@ type segments struct {
 	recs   []uint32 // per step: tokens, token-array CRC, one CRC per layer
 	starts []int64  // first token of each step, then the total
 	out    []*os.File
-	index  *os.File // nil when read-only
+	index  *os.File   // nil when read-only
+	aggs   []*aggFile // per layer (aggregates.go)
 }
 
 func (sg *segments) width() int    { return 2 + sg.nl }
@@ -85,7 +86,7 @@ func (sg *segments) steps() int {
 }
 
 func newSegments(dir string, meta Meta) *segments {
-	sg := &segments{dir: dir, specs: segSpecs(meta), nl: len(meta.Layers), starts: []int64{0}}
+	sg := &segments{dir: dir, specs: segSpecs(meta), nl: len(meta.Layers), starts: []int64{0}, aggs: newAggFiles(dir, meta)}
 	for _, sp := range sg.specs {
 		sg.files = append(sg.files, &mappedFile{path: filepath.Join(dir, sp.name)})
 	}
@@ -141,6 +142,7 @@ func (sg *segments) append(meta Meta, st *lm.Step) error {
 	if err != nil {
 		return err
 	}
+	aggs := aggRecords(meta, st.Tokens(), data)
 	sg.mu.Lock()
 	defer sg.mu.Unlock()
 	k, at := len(sg.starts)-1, sg.starts[len(sg.starts)-1]
@@ -151,6 +153,9 @@ func (sg *segments) append(meta Meta, st *lm.Step) error {
 		if _, err := sg.out[i].WriteAt(b, at*int64(sg.specs[i].elem)); err != nil {
 			return fmt.Errorf("segment %s: %w", sg.specs[i].name, err)
 		}
+	}
+	if err := sg.appendAggs(k, aggs); err != nil {
+		return err
 	}
 	rec := sg.record(st.Tokens(), data)
 	if _, err := sg.index.WriteAt(u32Bytes(rec), int64(segHeader+k*sg.recBytes())); err != nil {
@@ -174,7 +179,7 @@ func (sg *segments) sync() error {
 	sg.mu.Lock()
 	defer sg.mu.Unlock()
 	var errs []error
-	for _, f := range append(sg.out, sg.index) {
+	for _, f := range append(append(sg.out, sg.index), sg.aggOut()...) {
 		errs = append(errs, f.Sync())
 	}
 	return errors.Join(errs...)
@@ -194,6 +199,9 @@ func (sg *segments) truncate(c int) error {
 			return fmt.Errorf("segment %s: %w", sg.specs[i].name, err)
 		}
 	}
+	if err := sg.truncateAggs(c); err != nil {
+		return err
+	}
 	return sg.index.Truncate(int64(segHeader + c*sg.recBytes()))
 }
 
@@ -207,6 +215,7 @@ func (sg *segments) close() error {
 	if sg.index != nil {
 		errs = append(errs, sg.index.Close())
 	}
+	errs = append(errs, sg.closeAggs())
 	sg.out, sg.index = nil, nil
 	return errors.Join(errs...)
 }
@@ -242,6 +251,10 @@ func (sg *segments) openWriters(create bool) error {
 		return fmt.Errorf("segment index: %w", err)
 	}
 	sg.index = f
+	if err := sg.openAggWriters(create); err != nil {
+		sg.close()
+		return err
+	}
 	return nil
 }
 
@@ -300,6 +313,7 @@ func openSegments(dir string, meta Meta, infos []lm.StepInfo, writable bool) (*s
 			return nil, err
 		}
 	}
+	sg.checkAggs(writable)
 	if writable {
 		if err := sg.openWriters(false); err != nil {
 			return nil, err

@@ -51,7 +51,7 @@ func Timeline(bins []query.Bin, title string, format string) ([]byte, error) {
 		return nil, errors.New("plots: the timeline has no bins")
 	}
 	for i, b := range bins {
-		for _, v := range []float64{b.Attention, b.AbsAttention, b.Contribution} {
+		for _, v := range []float64{b.Attention, b.AbsAttentionOrZero(), b.Contribution} {
 			if math.IsNaN(v) || math.IsInf(v, 0) {
 				return nil, fmt.Errorf("plots: bin %d (steps %d–%d) holds a non-finite value", i, b.FromStep, b.ToStep)
 			}
@@ -72,7 +72,7 @@ func Timeline(bins []query.Bin, title string, format string) ([]byte, error) {
 	top.X.Label.Text = XLabel
 	top.Legend.Top = true
 	addZero(top, xmin, xmax)
-	abs, err := stepLine(bins, func(b query.Bin) float64 { return b.AbsAttention }, colAbsAttention, true)
+	abs, err := stepLine(bins, func(b query.Bin) float64 { return b.AbsAttentionOrZero() }, colAbsAttention, true)
 	if err != nil {
 		return nil, err
 	}

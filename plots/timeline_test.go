@@ -19,7 +19,7 @@ func sampleBins() []query.Bin {
 		bins = append(bins, query.Bin{
 			FromStep: 1 + 3*i, ToStep: 3 + 3*i,
 			Attention:    float64(i) - 4.5,
-			AbsAttention: float64(i) + 1,
+			AbsAttention: new(float64(i) + 1),
 			Contribution: 0.25 * float64(5-i),
 		})
 	}
@@ -106,7 +106,7 @@ func TestTimelinePNG(t *testing.T) {
 }
 
 func TestTimelineSingleStepBins(t *testing.T) {
-	bins := []query.Bin{{FromStep: 1, ToStep: 1, Attention: 1, AbsAttention: 1, Contribution: -1}}
+	bins := []query.Bin{{FromStep: 1, ToStep: 1, Attention: 1, AbsAttention: new(1.0), Contribution: -1}}
 	if _, err := Timeline(bins, "", "svg"); err != nil {
 		t.Fatal(err)
 	}

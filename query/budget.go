@@ -84,8 +84,10 @@ func (e *Engine) estimate(tokens int, o optionFields) int64 {
 	// The passages that contribute most run longer than the mean: count twice its length.
 	n := int64(len(e.pass.starts) - 1)
 	chars := min(MaxPassageChars, 2*e.pass.starts[n]/max(n, 1))
-	layer := layerBytes + top*(entry+offsetBytes) + bins*binBytes +
-		int64(*o.passages)*(passageBytes+chars*charBytes) +
-		min(patternRows, ctx+1)*(patternBytes+ctx/2+PatternExamples*entry)
+	layer := layerBytes + top*(entry+offsetBytes) + bins*binBytes
+	if *o.scan != ScanPruned { // a pruned answer has neither passages nor patterns
+		layer += int64(*o.passages)*(passageBytes+chars*charBytes) +
+			min(patternRows, ctx+1)*(patternBytes+ctx/2+PatternExamples*entry)
+	}
 	return int64(tokens) * (tokenBytes + 2*ctx + int64(len(*o.layers))*layer)
 }

@@ -249,7 +249,7 @@ func (e *Engine) AttributeAt(ctx context.Context, req AttributeRequest, position
 		contexts[k], targets[k] = ids[:i], ids[i]
 	}
 	opt := Request{TopK: req.TopK, RankBy: req.RankBy, GroupBy: req.GroupBy, Layers: req.Layers, Bins: req.Bins,
-		Passages: req.Passages, Steps: req.Steps}
+		Passages: req.Passages, Steps: req.Steps, Scan: req.Scan}
 	ans, err := e.explain(ctx, opt, contexts, targets)
 	if err != nil {
 		return nil, err
@@ -296,41 +296,16 @@ func (e *Engine) explain(ctx context.Context, req Request, contexts [][]int32, t
 				return nil, err
 			}
 		}
-		qs := make([]dualmem.Query, len(targets))
-		objs := make([]objective, len(targets))
+		lq := layerQueries{sc: sc, name: name, rg: rg, contexts: contexts, targets: targets, probes: probes, shared: shared,
+			qs: make([]dualmem.Query, len(targets)), objs: make([]objective, len(targets))}
 		for i, tok := range targets {
-			qs[i], objs[i] = e.query(name, req.RankBy, probes[i], tok)
+			lq.qs[i], lq.objs[i] = e.query(name, req.RankBy, probes[i], tok)
 		}
-		opt := dualmem.ScanOptions{TopK: 4*req.TopK + 64, From: from, To: to,
-			Groups: e.passageOf, NGroups: len(e.pass.starts) - 1}
-		res, err := sc.Scan(ctx, qs, opt)
-		// Rarely, more than the spare hits share windows with better ones: scan again with more.
-		for err == nil && opt.TopK < to-from && shortOfWindows(sc, req, res, opt.TopK) {
-			opt.TopK *= 8
-			res, err = sc.Scan(ctx, qs, opt)
+		answer := e.fullLayer
+		if req.Scan == ScanPruned && sc.HasAggregates() == nil {
+			answer = e.prunedLayer
 		}
-		if err != nil {
-			return nil, err
-		}
-		las := make([]LayerAnswer, len(targets))
-		err = parallel(ctx, len(targets), func(i int) error {
-			r := &res[i]
-			ranked := r.TopContribution
-			if req.RankBy == RankAttention {
-				ranked = r.TopAttention
-			}
-			members := scored(sc, qs[i], shared[i])
-			hits := distinctWindows(sc, ranked, req.TopK)
-			if req.GroupBy == GroupPattern {
-				hits = patternTop(sc, members, ranked, req.RankBy == RankAttention, req.TopK)
-			}
-			la := e.layerAnswer(sc, name, req, qs[i], objs[i], r, probes[i], targets[i], hits)
-			la.Patterns = e.patterns(sc, r, members, e.window(contexts[i]), targets[i], rg)
-			var err error
-			la.Passages, err = e.topPassages(ctx, sc, qs[i], r, req.Passages, rg)
-			las[i] = la
-			return err
-		})
+		las, err := answer(ctx, req, lq)
 		if err != nil {
 			return nil, err
 		}
@@ -339,6 +314,72 @@ func (e *Engine) explain(ctx context.Context, req Request, contexts [][]int32, t
 		}
 	}
 	return ans, nil
+}
+
+// layerQueries is one layer's part of a request: its scanner, token range, the tokens'
+// contexts, targets, probes and shared-context members, and their scan queries.
+type layerQueries struct {
+	sc       *dualmem.Scanner
+	name     string
+	rg       tokens
+	contexts [][]int32
+	targets  []int32
+	probes   []lm.Probe
+	shared   [][]member
+	qs       []dualmem.Query
+	objs     []objective
+}
+
+// fullLayer answers every token of one layer from complete scans of its memory in range.
+func (e *Engine) fullLayer(ctx context.Context, req Request, lq layerQueries) ([]LayerAnswer, error) {
+	sc, qs, from, to := lq.sc, lq.qs, lq.rg.from, lq.rg.to
+	opt := dualmem.ScanOptions{TopK: 4*req.TopK + 64, From: from, To: to,
+		Groups: e.passageOf, NGroups: len(e.pass.starts) - 1}
+	res, err := sc.Scan(ctx, qs, opt)
+	read := sc.RangeRead(from, to)
+	// Rarely, more than the spare hits share windows with better ones: scan again with more.
+	for err == nil && opt.TopK < to-from && shortOfWindows(sc, req, res, opt.TopK) {
+		opt.TopK *= 8
+		res, err = sc.Scan(ctx, qs, opt)
+		read = read.Plus(sc.RangeRead(from, to))
+	}
+	if err != nil {
+		return nil, err
+	}
+	las := make([]LayerAnswer, len(qs))
+	err = parallel(ctx, len(qs), func(i int) error {
+		r := &res[i]
+		ranked := r.TopContribution
+		if req.RankBy == RankAttention {
+			ranked = r.TopAttention
+		}
+		members := scored(sc, qs[i], lq.shared[i])
+		hits := distinctWindows(sc, ranked, req.TopK)
+		if req.GroupBy == GroupPattern {
+			hits = patternTop(sc, members, ranked, req.RankBy == RankAttention, req.TopK)
+		}
+		la := e.layerAnswer(sc, lq.name, req, qs[i], lq.objs[i], r, lq.probes[i], lq.targets[i], hits)
+		la.Patterns = e.patterns(sc, r, members, e.window(lq.contexts[i]), lq.targets[i], lq.rg)
+		var err error
+		la.Passages, err = e.topPassages(ctx, sc, qs[i], r, req.Passages, lq.rg)
+		rescored := len(members) + positionTokens(la.ByOffset)
+		for _, p := range la.Passages {
+			rescored += p.Count
+		}
+		la.Scan = LayerScan{Mode: ScanFull, ScanStats: read.Plus(sc.TokensRead(rescored))}
+		las[i] = la
+		return err
+	})
+	return las, err
+}
+
+// positionTokens is how many tokens by_offset scored.
+func positionTokens(ps []Position) int {
+	n := 0
+	for _, p := range ps {
+		n += p.Count
+	}
+	return n
 }
 
 // sharedAll finds, for each context, the training tokens that shared its end.
@@ -481,21 +522,36 @@ func tokenRange(sc *dualmem.Scanner, steps []int) (from, to int, err error) {
 	return from, to, nil
 }
 
+// layerAnswer is a token's answer for one layer from a complete scan.
 func (e *Engine) layerAnswer(sc *dualmem.Scanner, name string, req Request, q dualmem.Query, obj objective, r *dualmem.Result, p lm.Probe, tok int32, hits []dualmem.Hit) LayerAnswer {
+	la := e.hitsAnswer(sc, name, q, obj, p, tok, hits)
+	la.W0Term, la.BiasTerm, la.PositiveTotal, la.NegativeTotal = r.W0Term, r.BiasTerm, new(r.Positive), new(r.Negative)
+	var topAbs float64
+	for _, h := range hits {
+		topAbs += math.Abs(h.Contribution)
+	}
+	la.TopShare = new(0.0)
+	if r.AbsTotal > 0 {
+		*la.TopShare = topAbs / r.AbsTotal
+	}
+	la.DualCheck.Dual = r.Total()
+	la.DualCheck.AbsErr = math.Abs(la.DualCheck.Primal - la.DualCheck.Dual)
+	la.Timeline = timeline(sc, r.StepAlpha, r.StepAbsAlpha, r.StepContribution, req.Bins)
+	return la
+}
+
+// hitsAnswer is what a token's answer for one layer takes from its top hits alone: the
+// objective, the top list, the counterfactual, the primal side of the dual check (and for
+// hidden layers its whole-vector error) and by_offset.
+func (e *Engine) hitsAnswer(sc *dualmem.Scanner, name string, q dualmem.Query, obj objective, p lm.Probe, tok int32, hits []dualmem.Hit) LayerAnswer {
 	exact := e.table[name].Exact
-	la := LayerAnswer{FirstOrder: obj.firstOrder || !exact, Objective: obj.name, W0Term: r.W0Term, BiasTerm: r.BiasTerm,
-		PositiveTotal: r.Positive, NegativeTotal: r.Negative}
+	la := LayerAnswer{FirstOrder: obj.firstOrder || !exact, Objective: obj.name}
 	if obj.runnerUp >= 0 {
 		la.RunnerUp = e.model.Tok.DecodeOne(obj.runnerUp)
 	}
-	var topAbs float64
 	la.Top = []Entry{}
 	for _, h := range hits {
 		la.Top = append(la.Top, e.entry(sc, h))
-		topAbs += math.Abs(h.Contribution)
-	}
-	if r.AbsTotal > 0 {
-		la.TopShare = topAbs / r.AbsTotal
 	}
 	lp := p.Layers[name]
 	la.DualCheck.Primal = obj.primal
@@ -506,9 +562,6 @@ func (e *Engine) layerAnswer(sc *dualmem.Scanner, name string, req Request, q du
 	} else {
 		la.DualCheck.MaxAbsErr = dualmem.Compare(lp.Y, sc.Dual(lp.X)).AbsErr
 	}
-	la.DualCheck.Dual = r.Total()
-	la.DualCheck.AbsErr = math.Abs(la.DualCheck.Primal - la.DualCheck.Dual)
-	la.Timeline = timeline(sc, r, req.Bins)
 	la.ByOffset = e.byOffset(sc, q, hits)
 	return la
 }
@@ -545,8 +598,9 @@ func (e *Engine) entry(sc *dualmem.Scanner, h dualmem.Hit) Entry {
 	return en
 }
 
-// timeline sums the per-step results into bins of training steps.
-func timeline(sc *dualmem.Scanner, r *dualmem.Result, bins int) []Bin {
+// timeline sums per-step α, |α| (nil: omitted) and contributions into bins of training
+// steps.
+func timeline(sc *dualmem.Scanner, alpha, absAlpha, contribution []float64, bins int) []Bin {
 	steps := sc.Mem.Steps
 	T := len(steps)
 	if T == 0 {
@@ -557,10 +611,15 @@ func timeline(sc *dualmem.Scanner, r *dualmem.Result, bins int) []Bin {
 	for b := range out {
 		lo, hi := b*T/bins, (b+1)*T/bins
 		out[b] = Bin{FromStep: steps[lo].Step, ToStep: steps[hi-1].Step}
+		if absAlpha != nil {
+			out[b].AbsAttention = new(0.0)
+		}
 		for t := lo; t < hi; t++ {
-			out[b].Attention += r.StepAlpha[t]
-			out[b].AbsAttention += r.StepAbsAlpha[t]
-			out[b].Contribution += r.StepContribution[t]
+			out[b].Attention += alpha[t]
+			if absAlpha != nil {
+				*out[b].AbsAttention += absAlpha[t]
+			}
+			out[b].Contribution += contribution[t]
 		}
 	}
 	return out

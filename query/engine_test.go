@@ -79,7 +79,7 @@ func TestGenerateIdentityTopKCounterfactual(t *testing.T) {
 		for name, la := range ta.Layers {
 			dc := la.DualCheck
 			if i == 0 {
-				t.Logf("%s: %+v top0 %+v cf %v share %.3f", name, dc, la.Top[0], la.CounterfactualProb, la.TopShare)
+				t.Logf("%s: %+v top0 %+v cf %v share %.3f", name, dc, la.Top[0], la.CounterfactualProb, *la.TopShare)
 			}
 			if rel := dc.AbsErr / math.Max(math.Abs(dc.Primal), 1e-3); rel > 1e-4 {
 				t.Errorf("token %d layer %s: primal %g dual %g (rel %g)", i, name, dc.Primal, dc.Dual, rel)
@@ -94,8 +94,8 @@ func TestGenerateIdentityTopKCounterfactual(t *testing.T) {
 			for _, b := range la.Timeline {
 				tl += b.Contribution
 			}
-			if d := math.Abs(tl - la.PositiveTotal - la.NegativeTotal); d > 1e-9*math.Max(1, la.PositiveTotal) {
-				t.Errorf("timeline sum %g vs totals %g", tl, la.PositiveTotal+la.NegativeTotal)
+			if d := math.Abs(tl - *la.PositiveTotal - *la.NegativeTotal); d > 1e-9*math.Max(1, *la.PositiveTotal) {
+				t.Errorf("timeline sum %g vs totals %g", tl, *la.PositiveTotal+*la.NegativeTotal)
 			}
 		}
 		if ta.Verbatim.Length == 0 || ta.Verbatim.Count == 0 {

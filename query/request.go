@@ -56,7 +56,7 @@ const DefaultTemperature = 0.8
 // decodes into the result changes nobody else's default.
 func DefaultGenerate() Request {
 	return Request{Tokens: 32, TopK: 10, RankBy: RankContribution, GroupBy: GroupPattern, Bins: 20, Passages: 3,
-		Temperature: temperature(DefaultTemperature)}
+		Temperature: temperature(DefaultTemperature), Scan: ScanFull}
 }
 
 func temperature(t float64) *float64 { return &t }
@@ -64,7 +64,7 @@ func temperature(t float64) *float64 { return &t }
 // DefaultAttribute is the attribute request with every default filled in (no text).
 func DefaultAttribute() AttributeRequest {
 	g := DefaultGenerate()
-	return AttributeRequest{TopK: g.TopK, RankBy: g.RankBy, GroupBy: g.GroupBy, Bins: g.Bins, Passages: g.Passages}
+	return AttributeRequest{TopK: g.TopK, RankBy: g.RankBy, GroupBy: g.GroupBy, Bins: g.Bins, Passages: g.Passages, Scan: g.Scan}
 }
 
 // DefaultPlot is the plot request with every default filled in (no prompt). Its Tokens
@@ -133,7 +133,7 @@ func (r *PlotRequest) Normalize(cfg lm.Config) error {
 	orDefault(&r.TopK, d.TopK)
 	orDefault(&r.Bins, d.Bins)
 	layers := []string{r.Layer}
-	o := optionFields{topK: &r.TopK, rankBy: &r.RankBy, groupBy: new(string), layers: &layers, bins: &r.Bins, passages: new(int)}
+	o := optionFields{topK: &r.TopK, rankBy: &r.RankBy, groupBy: new(string), scan: new(string), layers: &layers, bins: &r.Bins, passages: new(int)}
 	return normalizeOptions(cfg, o, "layer")
 }
 
@@ -141,7 +141,7 @@ func (r *PlotRequest) Normalize(cfg lm.Config) error {
 func (r *PlotRequest) generation() Request {
 	d := DefaultGenerate()
 	return Request{Prompt: r.Prompt, Tokens: r.Tokens, TopK: r.TopK, RankBy: r.RankBy, GroupBy: d.GroupBy, Layers: []string{r.Layer},
-		Temperature: r.Temperature, Seed: r.Seed, Bins: r.Bins, Passages: d.Passages}
+		Temperature: r.Temperature, Seed: r.Seed, Bins: r.Bins, Passages: d.Passages, Scan: d.Scan}
 }
 
 func orDefault(v *int, def int) {
@@ -185,18 +185,18 @@ func (r *Request) sampling() *Sampling {
 
 // optionFields points at the attribution options of one request.
 type optionFields struct {
-	topK, bins, passages *int
-	rankBy, groupBy      *string
-	layers               *[]string
-	steps                []int
+	topK, bins, passages  *int
+	rankBy, groupBy, scan *string
+	layers                *[]string
+	steps                 []int
 }
 
 func (r *Request) options() optionFields {
-	return optionFields{&r.TopK, &r.Bins, &r.Passages, &r.RankBy, &r.GroupBy, &r.Layers, r.Steps}
+	return optionFields{&r.TopK, &r.Bins, &r.Passages, &r.RankBy, &r.GroupBy, &r.Scan, &r.Layers, r.Steps}
 }
 
 func (r *AttributeRequest) options() optionFields {
-	return optionFields{&r.TopK, &r.Bins, &r.Passages, &r.RankBy, &r.GroupBy, &r.Layers, r.Steps}
+	return optionFields{&r.TopK, &r.Bins, &r.Passages, &r.RankBy, &r.GroupBy, &r.Scan, &r.Layers, r.Steps}
 }
 
 // normalizeOptions fills and checks the attribution options every request shares; the
@@ -212,6 +212,9 @@ func normalizeOptions(cfg lm.Config, o optionFields, layersField string) error {
 	if *o.groupBy == "" {
 		*o.groupBy = d.GroupBy
 	}
+	if *o.scan == "" {
+		*o.scan = d.Scan
+	}
 	if len(*o.layers) == 0 {
 		*o.layers = append([]string(nil), cfg.CapturedLayers()...)
 	}
@@ -223,6 +226,9 @@ func normalizeOptions(cfg lm.Config, o optionFields, layersField string) error {
 	}
 	if !slices.Contains(Groupings, *o.groupBy) {
 		return inputErr("group_by", "unknown grouping %q (known: %s)", *o.groupBy, strings.Join(Groupings, ", "))
+	}
+	if !slices.Contains(ScanModes, *o.scan) {
+		return inputErr("scan", "unknown scan mode %q (known: %s)", *o.scan, strings.Join(ScanModes, ", "))
 	}
 	if *o.bins < 1 || *o.bins > MaxBins {
 		return inputErr("bins", "%d outside 1..%d", *o.bins, MaxBins)

@@ -3,6 +3,8 @@
 // dualmem), and assembles the per-token answer that the CLI and the HTTP API both return.
 package query
 
+import "github.com/spotlight-lm/spotlight/dualmem"
+
 // Request is a generation request: the body of POST /v1/generate and the flags of
 // `spotlight generate`. A zero field means its default (DefaultGenerate).
 type Request struct {
@@ -20,7 +22,8 @@ type Request struct {
 	Bins        int      `json:"bins"`     // timeline bins over training steps
 	Passages    int      `json:"passages"` // training passages listed per token and layer
 	// Steps limits the answer to training steps [from, to] (inclusive); empty means all.
-	Steps []int `json:"steps,omitempty"`
+	Steps []int  `json:"steps,omitempty"`
+	Scan  string `json:"scan"` // one of ScanModes: how much of the memory an answer reads
 }
 
 // AttributeRequest is the body of POST /v1/attribute: the text to score teacher-forced,
@@ -34,6 +37,7 @@ type AttributeRequest struct {
 	Bins     int      `json:"bins"`
 	Passages int      `json:"passages"`
 	Steps    []int    `json:"steps,omitempty"`
+	Scan     string   `json:"scan"`
 }
 
 // PlotRequest is the query of GET /v1/plots/timeline.{svg,png}: a generation and the one
@@ -94,17 +98,45 @@ type LayerAnswer struct {
 	Top       []Entry `json:"top"`                 // never two entries from the same training window
 	// W0Term is the initial weights' share of the token's logit (out) or of the projected
 	// output (hidden layers); BiasTerm the bias's.
+	// PositiveTotal, NegativeTotal and TopShare need every token's contribution: nil (null)
+	// when the scan omitted them.
 	W0Term             float64    `json:"w0_term"`
 	BiasTerm           float64    `json:"bias_term"`
-	PositiveTotal      float64    `json:"positive_total"` // sum of all positive contributions
-	NegativeTotal      float64    `json:"negative_total"` // sum of all negative contributions
-	TopShare           float64    `json:"top_share"`      // Σ|contribution| of Top / Σ|contribution| of all
+	PositiveTotal      *float64   `json:"positive_total"` // sum of all positive contributions
+	NegativeTotal      *float64   `json:"negative_total"` // sum of all negative contributions
+	TopShare           *float64   `json:"top_share"`      // Σ|contribution| of Top / Σ|contribution| of all
 	DualCheck          DualCheck  `json:"dual_check"`
 	CounterfactualProb *float64   `json:"counterfactual_prob,omitempty"` // out only: prob with Top's training tokens removed (weight and bias paths)
 	Timeline           []Bin      `json:"timeline"`
 	ByOffset           []Position `json:"by_offset"` // the Top corpus positions summed over epochs
 	Patterns           []Pattern  `json:"patterns"`  // the weight term split by context shared with the query, n = 0…
 	Passages           []Passage  `json:"passages"`  // the training sentences that contributed most, over all positions and epochs
+	Scan               LayerScan  `json:"scan"`
+}
+
+// Scan modes of Request.Scan.
+const (
+	// ScanFull reads every key of the layer's memory in range: every figure of the answer.
+	ScanFull = "full"
+	// ScanPruned takes the totals, W0 and bias terms, timeline and dual check from the
+	// per-step aggregates, without reading keys, and omits the figures that need every
+	// token's own α or contribution (listed in LayerScan.Omitted).
+	ScanPruned = "pruned"
+)
+
+// ScanModes lists every Request.Scan.
+var ScanModes = []string{ScanFull, ScanPruned}
+
+// LayerScan says how a layer's answer was computed and what it read of the layer's keys and
+// gradients. A pass over the memory serves every token of a request at once, and each
+// token's answer counts it; single tokens scored again (the pattern members, by_offset,
+// passages) add their bytes.
+type LayerScan struct {
+	Mode string `json:"mode"` // ScanFull, or ScanPruned when the aggregates answered
+	dualmem.ScanStats
+	// Omitted names the figures left out (null) because they need every token's key: JSON
+	// names, "timeline.abs_attention" for that field of every bin.
+	Omitted []string `json:"omitted,omitempty"`
 }
 
 // Entry is one training token.
@@ -133,11 +165,19 @@ type DualCheck struct {
 
 // Bin is one slice of training time.
 type Bin struct {
-	FromStep     int     `json:"from_step"`
-	ToStep       int     `json:"to_step"`
-	Attention    float64 `json:"attention"`     // Σ α over the bin's tokens (signed attention mass)
-	AbsAttention float64 `json:"abs_attention"` // Σ |α|
-	Contribution float64 `json:"contribution"`  // Σ contribution
+	FromStep     int      `json:"from_step"`
+	ToStep       int      `json:"to_step"`
+	Attention    float64  `json:"attention"`     // Σ α over the bin's tokens (signed attention mass)
+	AbsAttention *float64 `json:"abs_attention"` // Σ |α|; nil (null) when the scan omitted it
+	Contribution float64  `json:"contribution"`  // Σ contribution
+}
+
+// AbsAttentionOrZero is AbsAttention, 0 when omitted (plots draw full answers only).
+func (b Bin) AbsAttentionOrZero() float64 {
+	if b.AbsAttention == nil {
+		return 0
+	}
+	return *b.AbsAttention
 }
 
 // Position is a corpus position with everything it contributed across epochs.

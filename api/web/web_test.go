@@ -77,8 +77,8 @@ func fakeGen(t *testing.T) Generate {
 			la := map[string]query.LayerAnswer{}
 			for _, l := range []string{req.Layer} {
 				la[l] = query.LayerAnswer{Timeline: []query.Bin{
-					{FromStep: 1, ToStep: 15, Attention: 2, AbsAttention: 3, Contribution: -0.5},
-					{FromStep: 16, ToStep: 30, Attention: 5, AbsAttention: 5, Contribution: 0.7}}}
+					{FromStep: 1, ToStep: 15, Attention: 2, AbsAttention: new(3.0), Contribution: -0.5},
+					{FromStep: 16, ToStep: 30, Attention: 5, AbsAttention: new(5.0), Contribution: 0.7}}}
 			}
 			ans.Tokens = append(ans.Tokens, query.TokenAnswer{Index: i, Token: "e", Prob: 0.5, Layers: la})
 		}

@@ -68,6 +68,8 @@ func newGenerateCmd() *cobra.Command {
 	f.Float64Var(req.Temperature, "temperature", *def.Temperature, "sampling temperature, seeded by --seed (0 = greedy)")
 	f.Uint64Var(&req.Seed, "seed", def.Seed, "sampling seed")
 	f.IntVar(&req.Bins, "bins", def.Bins, "timeline bins over training steps (0 = default)")
+	f.StringVar(&req.Scan, "scan", def.Scan, "scan: "+strings.Join(query.ScanModes, ", ")+
+		" (pruned: totals, timeline and dual check from per-step aggregates without reading keys; figures that need every key are left out)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON document (same as --format json)")
 	f.StringVar(&c.Format, "format", "text", "output: "+strings.Join(formats, ", ")+
 		" (jsonl and csv: one row per token × layer × top entry, columns "+strings.Join(query.ExportColumns, ",")+")")
@@ -195,9 +197,13 @@ func printAnswer(w io.Writer, a *query.Answer, tty bool) {
 			if la.FirstOrder {
 				kind = "first-order"
 			}
-			fmt.Fprintf(w, "  %s (%s): primal %.6g dual %.6g err %.1e; W0 %.4g bias %.4g +%.4g %.4g; top share %.3f",
+			fmt.Fprintf(w, "  %s (%s): primal %.6g dual %.6g err %.1e; W0 %.4g bias %.4g %s %s; top share %s",
 				name, kind, la.DualCheck.Primal, la.DualCheck.Dual, la.DualCheck.AbsErr, la.W0Term, la.BiasTerm,
-				la.PositiveTotal, la.NegativeTotal, la.TopShare)
+				figure("+%.4g", la.PositiveTotal), figure("%.4g", la.NegativeTotal), figure("%.3f", la.TopShare))
+			if la.Scan.Mode == query.ScanPruned {
+				fmt.Fprintf(w, "; pruned scan read %s of %s of keys and gradients", query.FormatBytes(la.Scan.BytesRead),
+					query.FormatBytes(la.Scan.BytesTotal))
+			}
 			if la.CounterfactualProb != nil {
 				fmt.Fprintf(w, "; p with the top's updates removed, rest of training unchanged %.3f", *la.CounterfactualProb)
 			}
@@ -212,6 +218,14 @@ func printAnswer(w io.Writer, a *query.Answer, tty bool) {
 			}
 		}
 	}
+}
+
+// figure formats a figure the answer may have omitted.
+func figure(format string, v *float64) string {
+	if v == nil {
+		return "n/a"
+	}
+	return fmt.Sprintf(format, *v)
 }
 
 // decoding says how a text was decoded, with the flags that reproduce or change it.

@@ -68,6 +68,8 @@ func TestMessages(t *testing.T) {
 			[]string{"generate", "--data", model, "--prompt", "a", "--format", "xml"}},
 		{"generate with --json and --format csv", "--json and --format csv disagree: give one",
 			[]string{"generate", "--data", model, "--prompt", "a", "--json", "--format", "csv"}},
+		{"generate with an unknown --scan", `scan: unknown scan mode "fast" (known: full, pruned)`,
+			[]string{"generate", "--data", model, "--prompt", "a", "--scan", "fast"}},
 		{"serve with a bad --addr", "--addr nonsense: address nonsense: missing port",
 			[]string{"serve", "--data", filepath.Join(tmp, "s"), "--addr", "nonsense"}},
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/spotlight-lm/spotlight/datadir"
+	"github.com/spotlight-lm/spotlight/query"
 )
 
 // shortModel trains a d=16 model whose schedule (100000 steps) is far from done when --for
@@ -112,6 +113,16 @@ func TestBesideServer(t *testing.T) {
 	var ans struct{ Sampling struct{ Method string } }
 	if err != nil || json.Unmarshal([]byte(out), &ans) != nil || ans.Sampling.Method != "greedy" {
 		t.Errorf("generate --temperature 0 --json beside the server: %v: %.300s%s", err, out, stderr)
+	}
+	out, stderr, err = run(t, "generate", "--data", data, "--prompt", "The ", "--tokens", "1", "--scan", "pruned", "--json")
+	var pruned struct {
+		Tokens []struct {
+			Layers map[string]struct{ Scan query.LayerScan }
+		}
+	}
+	if err != nil || json.Unmarshal([]byte(out), &pruned) != nil || len(pruned.Tokens) != 1 ||
+		pruned.Tokens[0].Layers["out"].Scan.Mode != query.ScanPruned || len(pruned.Tokens[0].Layers["out"].Scan.Omitted) == 0 {
+		t.Errorf("generate --scan pruned --json beside the server: %v: %.300s%s", err, out, stderr)
 	}
 	for _, tc := range []struct {
 		name, want string

@@ -1,0 +1,73 @@
+package query
+
+import (
+	"context"
+	"math"
+
+	"github.com/spotlight-lm/spotlight/dualmem"
+)
+
+// prunedOmitted are the figures a pruned answer leaves out: each needs every token's own α
+// or contribution (a sign, an absolute value, a per-passage sum, or the score of every
+// training token that shared context), which the per-step aggregates do not keep.
+var prunedOmitted = []string{"positive_total", "negative_total", "top_share", "timeline.abs_attention", "patterns", "passages"}
+
+// prunedLayer answers every token of one layer with its totals, W0 and bias terms, timeline
+// and dual check from the per-step aggregates (no key is read for them) and its top list
+// from topHits.
+func (e *Engine) prunedLayer(ctx context.Context, req Request, lq layerQueries) ([]LayerAnswer, error) {
+	sc, qs := lq.sc, lq.qs
+	sums, err := sc.SumsAll(ctx, qs, lq.rg.from, lq.rg.to)
+	if err != nil {
+		return nil, err
+	}
+	ranked, read, err := topHits(ctx, sc, req, qs, lq.rg)
+	if err != nil {
+		return nil, err
+	}
+	las := make([]LayerAnswer, len(qs))
+	err = parallel(ctx, len(qs), func(i int) error {
+		hits, rescored := distinctWindows(sc, ranked[i], req.TopK), 0
+		if req.GroupBy == GroupPattern {
+			members := scored(sc, qs[i], lq.shared[i])
+			hits, rescored = patternTop(sc, members, ranked[i], req.RankBy == RankAttention, req.TopK), len(members)
+		}
+		sm := &sums[i]
+		la := e.hitsAnswer(sc, lq.name, qs[i], lq.objs[i], lq.probes[i], lq.targets[i], hits)
+		la.W0Term, la.BiasTerm = sm.W0Term, sm.BiasTerm
+		la.DualCheck.Dual = sm.Total()
+		la.DualCheck.AbsErr = math.Abs(la.DualCheck.Primal - la.DualCheck.Dual)
+		la.Timeline = timeline(sc, sm.StepAlpha, nil, sm.StepContribution, req.Bins)
+		rescored += positionTokens(la.ByOffset)
+		la.Scan = LayerScan{Mode: ScanPruned, ScanStats: read.Plus(sm.Read).Plus(sc.TokensRead(rescored)),
+			Omitted: prunedOmitted}
+		las[i] = la
+		return nil
+	})
+	return las, err
+}
+
+// topHits finds, per query, the best training tokens in range by the request's ranking
+// (enough of them for TopK distinct windows) and what that read. It is the only part of a
+// pruned answer that reads keys: a search that reads less replaces its body.
+func topHits(ctx context.Context, sc *dualmem.Scanner, req Request, qs []dualmem.Query, rg tokens) ([][]dualmem.Hit, dualmem.ScanStats, error) {
+	opt := dualmem.ScanOptions{TopK: 4*req.TopK + 64, From: rg.from, To: rg.to}
+	res, err := sc.Scan(ctx, qs, opt)
+	read := sc.RangeRead(rg.from, rg.to)
+	for err == nil && opt.TopK < rg.to-rg.from && shortOfWindows(sc, req, res, opt.TopK) {
+		opt.TopK *= 8
+		res, err = sc.Scan(ctx, qs, opt)
+		read = read.Plus(sc.RangeRead(rg.from, rg.to))
+	}
+	if err != nil {
+		return nil, dualmem.ScanStats{}, err
+	}
+	out := make([][]dualmem.Hit, len(res))
+	for i := range res {
+		out[i] = res[i].TopContribution
+		if req.RankBy == RankAttention {
+			out[i] = res[i].TopAttention
+		}
+	}
+	return out, read, nil
+}
