@@ -26,7 +26,8 @@ type LayerMemory struct {
 	Steps   []lm.StepInfo // the committed steps, Steps[k].Step == k+1
 	Initial lm.Initial
 
-	index *offsetIndex // shared by the layers of one Memory call; nil: NewScanner builds one
+	index  *offsetIndex // shared by the layers of one Memory call; nil: NewScanner builds one
+	bounds *blockBounds // the block bounds sidecar (mapped); nil: Search computes them
 }
 
 // Tokens returns N, the number of training tokens in the memory.
