@@ -1,10 +1,13 @@
 package dualmem
 
 import (
+	"bytes"
 	"context"
 	"math"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/spotlight-lm/spotlight/corpora"
@@ -165,11 +168,102 @@ func TestSearchMatchesScan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	for _, m := range mems {
+		if m.bounds == nil {
+			t.Fatalf("%s: no block bounds from the sidecar", m.Spec.Name)
+		}
+	}
 	rng := rand.New(rand.NewPCG(7, 7))
 	checkSearch(t, mems, s.Meta(), rng)
 	for _, m := range mems {
 		heapMem := *m
 		heapMem.bounds = nil
 		checkSearch(t, []*LayerMemory{&heapMem}, s.Meta(), rng)
+	}
+}
+
+// A missing bounds file is rebuilt (the same bytes as appended during training); a corrupt
+// one is reported naming the layer and step, left out on a read-only open (Search computes
+// the bounds in memory and still answers exactly) and rebuilt on a read-write one.
+func TestSearchBoundsFiles(t *testing.T) {
+	dir := trainStore(t, 12)
+	seg := filepath.Join(dir, SegmentsDir)
+	orig := map[string][]byte{}
+	for _, l := range []string{"out", "block0.ff1"} {
+		b, err := os.ReadFile(filepath.Join(seg, l+".bounds"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		orig[l] = b
+	}
+	open := func(readOnly bool) (*Store, []*LayerMemory) {
+		t.Helper()
+		openDir := Open
+		if readOnly {
+			openDir = OpenReadOnly
+		}
+		s, err := openDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mems, err := s.Memory(s.Steps(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s, mems
+	}
+	layer := func(s *Store, mems []*LayerMemory, name string) *LayerMemory {
+		for li, l := range s.Meta().Layers {
+			if l.Name == name {
+				return mems[li]
+			}
+		}
+		t.Fatalf("no layer %s", name)
+		return nil
+	}
+	rng := rand.New(rand.NewPCG(9, 9))
+
+	if err := os.Remove(filepath.Join(seg, "out.bounds")); err != nil {
+		t.Fatal(err)
+	}
+	s, mems := open(false)
+	if layer(s, mems, "out").bounds == nil {
+		t.Fatal("missing bounds not rebuilt")
+	}
+	checkSearch(t, []*LayerMemory{layer(s, mems, "out")}, s.Meta(), rng)
+	s.Close()
+	if b, err := os.ReadFile(filepath.Join(seg, "out.bounds")); err != nil || !bytes.Equal(b, orig["out"]) {
+		t.Fatalf("rebuilt out.bounds differs from the appended one (%v)", err)
+	}
+
+	path := filepath.Join(seg, "block0.ff1.bounds")
+	b := append([]byte(nil), orig["block0.ff1"]...)
+	b[len(b)/2] ^= 0x40
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var bf *boundsFile
+	for _, f := range newBoundsFiles(seg, s.Meta()) {
+		if f.layer == "block0.ff1" {
+			bf = f
+		}
+	}
+	if err := bf.check(12); err == nil || !strings.Contains(err.Error(), `layer "block0.ff1"`) || !strings.Contains(err.Error(), "step") {
+		t.Fatalf("corrupt bounds: %v", err)
+	}
+	s, mems = open(true)
+	m := layer(s, mems, "block0.ff1")
+	if m.bounds != nil {
+		t.Fatal("corrupt bounds used")
+	}
+	checkSearch(t, []*LayerMemory{m}, s.Meta(), rng)
+	s.Close()
+	s, mems = open(false)
+	if layer(s, mems, "block0.ff1").bounds == nil {
+		t.Fatal("corrupt bounds not rebuilt")
+	}
+	s.Close()
+	if b, err := os.ReadFile(path); err != nil || !bytes.Equal(b, orig["block0.ff1"]) {
+		t.Fatalf("rebuilt block0.ff1.bounds differs from the appended one (%v)", err)
 	}
 }

@@ -71,7 +71,8 @@ type segments struct {
 	recs   []uint32 // per step: tokens, token-array CRC, one CRC per layer
 	starts []int64  // first token of each step, then the total
 	out    []*os.File
-	index  *os.File // nil when read-only
+	index  *os.File      // nil when read-only
+	bnd    []*boundsFile // per layer: the block bounds sidecar (bounds_file.go)
 }
 
 func (sg *segments) width() int    { return 2 + sg.nl }
@@ -85,7 +86,7 @@ func (sg *segments) steps() int {
 }
 
 func newSegments(dir string, meta Meta) *segments {
-	sg := &segments{dir: dir, specs: segSpecs(meta), nl: len(meta.Layers), starts: []int64{0}}
+	sg := &segments{dir: dir, specs: segSpecs(meta), nl: len(meta.Layers), starts: []int64{0}, bnd: newBoundsFiles(dir, meta)}
 	for _, sp := range sg.specs {
 		sg.files = append(sg.files, &mappedFile{path: filepath.Join(dir, sp.name)})
 	}
@@ -152,6 +153,9 @@ func (sg *segments) append(meta Meta, st *lm.Step) error {
 			return fmt.Errorf("segment %s: %w", sg.specs[i].name, err)
 		}
 	}
+	if err := sg.appendBounds(data, st.Targets); err != nil {
+		return err
+	}
 	rec := sg.record(st.Tokens(), data)
 	if _, err := sg.index.WriteAt(u32Bytes(rec), int64(segHeader+k*sg.recBytes())); err != nil {
 		return fmt.Errorf("segment index: %w", err)
@@ -174,7 +178,7 @@ func (sg *segments) sync() error {
 	sg.mu.Lock()
 	defer sg.mu.Unlock()
 	var errs []error
-	for _, f := range append(sg.out, sg.index) {
+	for _, f := range append(append(sg.out, sg.index), sg.boundsOut()...) {
 		errs = append(errs, f.Sync())
 	}
 	return errors.Join(errs...)
@@ -194,7 +198,7 @@ func (sg *segments) truncate(c int) error {
 			return fmt.Errorf("segment %s: %w", sg.specs[i].name, err)
 		}
 	}
-	return sg.index.Truncate(int64(segHeader + c*sg.recBytes()))
+	return errors.Join(sg.index.Truncate(int64(segHeader+c*sg.recBytes())), sg.truncateBounds(c))
 }
 
 func (sg *segments) close() error {
@@ -207,6 +211,7 @@ func (sg *segments) close() error {
 	if sg.index != nil {
 		errs = append(errs, sg.index.Close())
 	}
+	errs = append(errs, sg.closeBounds())
 	sg.out, sg.index = nil, nil
 	return errors.Join(errs...)
 }
@@ -242,6 +247,10 @@ func (sg *segments) openWriters(create bool) error {
 		return fmt.Errorf("segment index: %w", err)
 	}
 	sg.index = f
+	if err := sg.openBoundsWriters(create); err != nil {
+		sg.close()
+		return err
+	}
 	return nil
 }
 
@@ -300,6 +309,7 @@ func openSegments(dir string, meta Meta, infos []lm.StepInfo, writable bool) (*s
 			return nil, err
 		}
 	}
+	sg.checkBounds(writable)
 	if writable {
 		if err := sg.openWriters(false); err != nil {
 			return nil, err
