@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 )
 
 // Block bounds let Search skip keys that cannot enter a top-k. Each step's tokens are ordered
@@ -131,12 +132,20 @@ func setBox(c, r []float32, lo, hi []float64) (norm float64) {
 	return math.Sqrt(norm) * (1 + 1e-9)
 }
 
-// stepRecord computes the boxes of one step: box 0 is the whole step, then one per block of
-// stepBlocks. keys [n, din], grads [n, dout].
+// recordWords is the size of a step's record: its boxes, then its codes.
+func recordWords(nblk, tokens, din, dout int) int {
+	return boxWords(nblk+1, din, dout) + (tokens*din+3)/4
+}
+
+// stepRecord computes the record of one step: box 0 is the whole step, then one box per
+// block of stepBlocks; then every token's key as int8 codes in its block's box, in block
+// order: q_i = round(127·(k_i − c_i)/r_i), so k_i = c_i + r_i·q_i/127 + e_i with
+// |e_i| ≤ r_i/254. keys [n, din], grads [n, dout].
 func stepRecord(keys, grads []float32, targets []int32, din, dout int) (rec []float32, nblk int) {
 	perm, ends := stepBlocks(targets, make([]int32, len(targets)), nil)
 	n := len(ends) + 1
-	rec = make([]float32, boxWords(n, din, dout))
+	rec = make([]float32, recordWords(len(ends), len(targets), din, dout))
+	codes := asI8(rec[boxWords(n, din, dout):])
 	b := viewBoxes(rec, n, din, dout)
 	klo, khi, glo, ghi := make([]float64, din), make([]float64, din), make([]float64, dout), make([]float64, dout)
 	slo, shi, sglo, sghi := filled(din, math.Inf(1)), filled(din, math.Inf(-1)), filled(dout, math.Inf(1)), filled(dout, math.Inf(-1))
@@ -149,22 +158,23 @@ func stepRecord(keys, grads []float32, targets []int32, din, dout int) (rec []fl
 			glo[i], ghi[i] = math.Inf(1), math.Inf(-1)
 		}
 		for _, j := range perm[start:end] {
-			for i, v := range keys[int(j)*din : int(j+1)*din] {
-				klo[i], khi[i] = math.Min(klo[i], float64(v)), math.Max(khi[i], float64(v))
-			}
-			for i, v := range grads[int(j)*dout : int(j+1)*dout] {
-				glo[i], ghi[i] = math.Min(glo[i], float64(v)), math.Max(ghi[i], float64(v))
-			}
+			minMax(klo, khi, keys[int(j)*din:int(j+1)*din])
+			minMax(glo, ghi, grads[int(j)*dout:int(j+1)*dout])
 		}
 		k := bi + 1
 		b.nk[k] = upF32(setBox(b.c[k*din:(k+1)*din], b.r[k*din:(k+1)*din], klo, khi))
+		c, r := b.c[k*din:(k+1)*din], b.r[k*din:(k+1)*din]
+		for p := start; p < end; p++ {
+			code := codes[int(p)*din : int(p+1)*din]
+			for i, v := range keys[int(perm[p])*din : int(perm[p]+1)*din] {
+				if r[i] > 0 {
+					code[i] = int8(max(-127, min(127, math.Round(127*(float64(v)-float64(c[i]))/float64(r[i])))))
+				}
+			}
+		}
 		b.ng[k] = upF32(setBox(b.gc[k*dout:(k+1)*dout], b.gr[k*dout:(k+1)*dout], glo, ghi))
-		for i := range klo {
-			slo[i], shi[i] = math.Min(slo[i], klo[i]), math.Max(shi[i], khi[i])
-		}
-		for i := range glo {
-			sglo[i], sghi[i] = math.Min(sglo[i], glo[i]), math.Max(sghi[i], ghi[i])
-		}
+		unionBox(slo, shi, klo, khi)
+		unionBox(sglo, sghi, glo, ghi)
 		start = end
 	}
 	if len(ends) > 0 {
@@ -172,6 +182,25 @@ func stepRecord(keys, grads []float32, targets []int32, din, dout int) (rec []fl
 		b.ng[0] = upF32(setBox(b.gc[:dout], b.gr[:dout], sglo, sghi))
 	}
 	return rec, len(ends)
+}
+
+// minMax widens [lo, hi] per coordinate to hold v (NaNs never widen it).
+func minMax(lo, hi []float64, v []float32) {
+	for i, x := range v {
+		f := float64(x)
+		if f < lo[i] {
+			lo[i] = f
+		}
+		if f > hi[i] {
+			hi[i] = f
+		}
+	}
+}
+
+func unionBox(lo, hi, blo, bhi []float64) {
+	for i := range lo {
+		lo[i], hi[i] = min(lo[i], blo[i]), max(hi[i], bhi[i])
+	}
 }
 
 func filled(n int, v float64) []float64 {
@@ -188,6 +217,19 @@ type blockBounds struct {
 	words     []float32
 	off       []int64 // per step: where its record starts in words
 	nblk      []int32 // per step: blocks (its record has nblk+1 boxes)
+}
+
+// codes is step t's key codes (tokens of the step, in block order).
+func (bb *blockBounds) codes(t, tokens int) []int8 {
+	w := bb.words[bb.off[t]+int64(boxWords(int(bb.nblk[t])+1, bb.din, bb.dout)):]
+	return asI8(w)[:tokens*bb.din]
+}
+
+func asI8(w []float32) []int8 {
+	if len(w) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*int8)(unsafe.Pointer(&w[0])), 4*len(w))
 }
 
 func (bb *blockBounds) step(t int) boxes {
@@ -275,7 +317,9 @@ func (sq *searchQueries) ubs(b boxes, sw func(i int) float64, att, con []float64
 
 // scratch is one worker's reusable buffers.
 type scratch struct {
-	cx, rx, gcu, gru, alpha, gu, kb, gb []float32
+	cx, rx, gcu, gru, alpha, gu, kb, gb, y []float32
+	keep                                   []bool
+	toks                                   []int32 // token, position in its step
 }
 
 func (w *scratch) f32(p *[]float32, n int) []float32 {

@@ -78,7 +78,8 @@ func (b *boundsFile) appendStep(keys, grads []float32, targets []int32) error {
 
 // check reads the file and checks its header and the records of the c steps, checksums
 // included; an error names the layer and the step.
-func (b *boundsFile) check(c int) error {
+func (b *boundsFile) check(starts []int64) error {
+	c := len(starts) - 1
 	b.ok, b.ends, b.nblk = false, []int64{boundsHeader}, nil
 	f, err := os.Open(b.path)
 	if err != nil {
@@ -97,8 +98,8 @@ func (b *boundsFile) check(c int) error {
 			return fmt.Errorf("bounds of layer %q: step %d: %w", b.layer, t, err)
 		}
 		nblk := int(binary.LittleEndian.Uint32(hdr[:]))
-		n := 4 * boxWords(nblk+1, b.din, b.dout)
-		if n > 1<<30 {
+		n := 4 * recordWords(nblk, int(starts[t]-starts[t-1]), b.din, b.dout)
+		if nblk > 1<<24 || n > 1<<30 {
 			return fmt.Errorf("bounds of layer %q: step %d: %d blocks", b.layer, t, nblk)
 		}
 		if cap(data) < n {
@@ -173,7 +174,7 @@ func (b *boundsFile) rebuild(sg *segments) error {
 	if err := syncDir(sg.dir); err != nil {
 		return err
 	}
-	return b.check(c)
+	return b.check(sg.starts)
 }
 
 func readAt(f *os.File, b []byte, off int64) error {
@@ -188,9 +189,8 @@ func readAt(f *os.File, b []byte, off int64) error {
 // rebuilding a bad one when writable; one still bad is left out (Search then computes the
 // layer's bounds in memory).
 func (sg *segments) checkBounds(writable bool) {
-	c := len(sg.starts) - 1
 	for _, b := range sg.bnd {
-		err := b.check(c)
+		err := b.check(sg.starts)
 		if err != nil && writable {
 			slog.Warn("rebuilding block bounds from the segment files", "layer", b.layer, "reason", err)
 			err = b.rebuild(sg)

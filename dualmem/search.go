@@ -16,10 +16,16 @@ type SearchOptions struct {
 	TopK     int // per query and ranking, at least 1
 	From, To int // memory tokens [From, To) (To 0 means N), as in ScanOptions
 	Workers  int // goroutines (default GOMAXPROCS)
+	// SkipAttention or SkipContribution leaves that ranking out (its lists come back
+	// empty), so the search reads only what the other one needs.
+	SkipAttention, SkipContribution bool
 }
 
-// ScanStats says what a search read of a layer's keys and gradients: a token read counts
-// its key and gradient rows (4·(DIn+DOut) bytes); blocks are those of the block bounds.
+// ScanStats says what a search read of a layer's keys and gradients. BytesTotal is what a
+// full scan reads (4·(DIn+DOut) bytes per token in range); BytesRead counts DIn bytes per
+// token whose int8 codes were read and 4·(DIn+DOut) per token refined in float32, so it
+// can exceed BytesTotal (by DIn/(4·(DIn+DOut))) where nothing prunes. BlocksRead counts
+// blocks whose codes were read.
 type ScanStats struct {
 	BytesRead   int64 `json:"bytes_read"`
 	BytesTotal  int64 `json:"bytes_total"`
@@ -204,7 +210,8 @@ func (s *Scanner) Search(ctx context.Context, qs []Query, opt SearchOptions) ([]
 		return nil, err
 	}
 	ix := s.index()
-	r := &searchRun{s: s, ix: ix, sq: sq, from: opt.From, to: opt.To, k: opt.TopK, workers: opt.Workers}
+	r := &searchRun{s: s, ix: ix, sq: sq, from: opt.From, to: opt.To, k: opt.TopK, workers: opt.Workers,
+		skip: [2]bool{opt.SkipAttention, opt.SkipContribution}}
 	if err := r.run(ctx); err != nil {
 		return nil, err
 	}
@@ -223,6 +230,7 @@ type searchRun struct {
 	from, to int
 	k        int
 	workers  int
+	skip     [2]bool // per ranking (attention, contribution)
 
 	queues   []nodeHeap // per queue qr
 	hits     []*hitHeap // per queue qr
@@ -243,6 +251,9 @@ func (r *searchRun) run(ctx context.Context) error {
 	r.stepDone, r.blkDone = make([]bool, len(ix.sblk)-1), make([]bool, len(ix.bstart)-1)
 	for qr := range r.hits {
 		r.hits[qr] = &hitHeap{abs: qr%2 == 0, k: r.k, min: math.Inf(-1)}
+		if r.skip[qr%2] { // nothing beats +Inf: the queue is never seeded nor fed
+			r.hits[qr].min = math.Inf(1)
+		}
 	}
 	if r.from == r.to {
 		return nil
@@ -271,7 +282,12 @@ func (r *searchRun) run(ctx context.Context) error {
 		}
 		heap.Init(&a)
 		heap.Init(&c)
-		r.queues[2*qi], r.queues[2*qi+1] = a, c
+		if !r.skip[0] {
+			r.queues[2*qi] = a
+		}
+		if !r.skip[1] {
+			r.queues[2*qi+1] = c
+		}
 	}
 	const perQueue = 2 // nodes each queue nominates per round
 	ws := make([]scratch, r.workers)
@@ -393,23 +409,137 @@ func (r *searchRun) expand(t int, thr []float64, out []push, w *scratch) []push 
 	return out
 }
 
-// read computes the exact α and contribution of block b's tokens in range, as Scan does,
-// and returns the hits that beat a queue's k-th best.
+// read bounds the α of block b's tokens in range from their int8 codes and refines those
+// whose bound can still enter a queue's top-k. With y = r⊙x, the code gives
+// α̃ = c·x + (q·y)/127, and the float32 α that Scan computes is within
+// E = r·|x|·(1/254 + 2γ_d) + boundSlack·γ_d·nk·‖x‖ of it (the code's rounding, the float32
+// sum of q·y, and α's own rounding), with c·x and r·|x| taken in float64.
 func (r *searchRun) read(b int32, thr []float64, out []found, st *ScanStats, w *scratch) []found {
-	s, sq := r.s, r.sq
+	s, sq, ix := r.s, r.sq, r.ix
 	din, dout, Q := s.DIn, s.DOut, len(sq.qs)
-	var toks []int32
-	for _, j := range r.ix.perm[r.ix.bstart[b]:r.ix.bstart[b+1]] {
-		if int(j) >= r.from && int(j) < r.to {
-			toks = append(toks, j)
+	t := s.StepIndex(int(ix.perm[ix.bstart[b]]))
+	p0 := ix.bstart[ix.sblk[t]]
+	codes := ix.bb.codes(t, ix.tstart[t+1]-ix.tstart[t])
+	bx, k := ix.bb.step(t), int(b-ix.sblk[t])+1
+	c, rr := bx.c[k*din:(k+1)*din], bx.r[k*din:(k+1)*din]
+	toks := w.toks[:0]
+	for p := ix.bstart[b]; p < ix.bstart[b+1]; p++ {
+		if j := ix.perm[p]; int(j) >= r.from && int(j) < r.to {
+			toks = append(toks, j, p-p0)
 		}
 	}
-	nb := len(toks)
+	w.toks = toks
+	nb := len(toks) / 2
 	if nb == 0 {
 		return out
 	}
 	st.BlocksRead++
-	st.BytesRead += int64(nb) * r.rowBytes
+	st.BytesRead += int64(nb * din)
+	np := (nb + 3) &^ 3
+	cb := w.f32(&w.kb, np*din)
+	clear(cb[nb*din:])
+	for i := range nb {
+		src, dst := codes[int(toks[2*i+1])*din:][:din], cb[i*din:][:din]
+		for p, q := range src {
+			dst[p] = float32(q)
+		}
+	}
+	y := w.f32(&w.y, Q*din)
+	for qi := range Q {
+		for i, x := range sq.xs[qi*din : (qi+1)*din] {
+			y[qi*din+i] = rr[i] * x
+		}
+	}
+	at := w.f32(&w.alpha, np*Q)
+	dotBlockAVX(cb, np, din, y, Q, at)
+	g, ga, gg := gamma(din), boundSlack*gamma(din), boundSlack*gamma(dout)
+	sw := s.SW[t]
+	keep := w.keep[:0]
+	for range nb {
+		keep = append(keep, false)
+	}
+	for qi, q := range sq.qs {
+		ta, tc := thr[2*qi], thr[2*qi+1]
+		var cx, rx float64
+		for i, x := range sq.xs[qi*din : (qi+1)*din] {
+			cx += float64(c[i]) * float64(x)
+			rx += float64(rr[i]) * math.Abs(float64(x))
+		}
+		e := rx*(1.0/254*(1+1e-6)+2*g) + ga*float64(bx.nk[k])*sq.xn[qi]
+		var gc, gr float64
+		if q.Token >= 0 {
+			gc, gr = float64(bx.gc[k*dout+q.Token]), float64(bx.gr[k*dout+q.Token])
+		} else {
+			for o, u := range q.U {
+				gc += float64(bx.gc[k*dout+o]) * float64(u)
+				gr += float64(bx.gr[k*dout+o]) * math.Abs(float64(u))
+			}
+			gr += gg * float64(bx.ng[k]) * sq.un[qi]
+		}
+		ge := relSlack * (math.Abs(gc) + gr)
+		// G = s_t·(g·u) lies in [glo, ghi]; α·G is largest at an end of α's interval, times
+		// ghi where α ≥ 0 and glo where α < 0.
+		glo, ghi := sw*(gc-gr-ge), sw*(gc+gr+ge)
+		if glo > ghi {
+			glo, ghi = ghi, glo
+		}
+		gm := max(-glo, ghi)
+		// The whole block first: its α interval is [cx−rx, cx+rx] widened by e.
+		bw := rx + e + relSlack*(math.Abs(cx)+rx+e)
+		if math.Abs(cx)+bw < ta && conUB(cx-bw, cx+bw, glo, ghi, gm) < tc {
+			continue
+		}
+		for i := range nb {
+			if keep[i] {
+				continue
+			}
+			a := cx + float64(at[qi*np+i])/127
+			ae := e + relSlack*(math.Abs(a)+e)
+			keep[i] = math.Abs(a)+ae >= ta || conUB(a-ae, a+ae, glo, ghi, gm) >= tc
+		}
+	}
+	w.keep = keep
+	var surv []int32
+	for i := range nb {
+		if keep[i] {
+			surv = append(surv, toks[2*i])
+		}
+	}
+	if len(surv) == 0 {
+		return out
+	}
+	st.BytesRead += int64(len(surv)) * r.rowBytes
+	return r.refine(surv, thr, out, w)
+}
+
+// conUB bounds α·G over α in [alo, ahi] and G in [glo, ghi] (gm = max |G|).
+func conUB(alo, ahi, glo, ghi, gm float64) float64 {
+	f := func(a float64) float64 {
+		if a >= 0 {
+			return a * ghi
+		}
+		return a * glo
+	}
+	u, v := f(alo), f(ahi)
+	if v > u {
+		u = v
+	}
+	return u + 4*relSlack*(abs(alo)+abs(ahi))*gm
+}
+
+func abs(x float64) float64 {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
+// refine computes the exact α and contribution of tokens toks (of one step), as Scan does,
+// and returns the hits that beat a queue's k-th best.
+func (r *searchRun) refine(toks []int32, thr []float64, out []found, w *scratch) []found {
+	s, sq := r.s, r.sq
+	din, dout, Q := s.DIn, s.DOut, len(sq.qs)
+	nb := len(toks)
 	// Zero rows pad the block to a multiple of 4 keys, so every key takes the kernel's
 	// 4-key path, as in Scan, and gets the same float32 α.
 	np := (nb + 3) &^ 3

@@ -137,11 +137,15 @@ func checkSearch(t *testing.T, mems []*LayerMemory, meta Meta, rng *rand.Rand) {
 				if to == 0 {
 					to = N
 				}
-				if st.BytesTotal != int64(to-rg[0])*int64(4*(s.DIn+s.DOut)) || st.BytesRead > st.BytesTotal || st.BlocksRead > st.BlocksTotal {
+				if st.BytesTotal != int64(to-rg[0])*int64(4*(s.DIn+s.DOut)) || st.BytesRead > st.BytesTotal+int64(to-rg[0])*int64(s.DIn) || st.BlocksRead > st.BlocksTotal {
 					t.Fatalf("%s [%d,%d) k=%d: stats %+v", m.Spec.Name, rg[0], rg[1], k, st)
 				}
 				if rg == [2]int{0, 0} {
 					t.Logf("%s k=%d: read %d of %d blocks (%.1f%% of bytes)", m.Spec.Name, k, st.BlocksRead, st.BlocksTotal, 100*float64(st.BytesRead)/float64(st.BytesTotal))
+				}
+				only, err := s.Search(ctx, qs, SearchOptions{TopK: k, From: rg[0], To: rg[1], SkipAttention: k%2 == 0, SkipContribution: k%2 == 1})
+				if err != nil {
+					t.Fatal(err)
 				}
 				for qi := range qs {
 					what := func(r string) string {
@@ -149,6 +153,14 @@ func checkSearch(t *testing.T, mems []*LayerMemory, meta Meta, rng *rand.Rand) {
 					}
 					sameTop(t, what("attention"), got[qi].TopAttention, want[qi].TopAttention, absAlpha)
 					sameTop(t, what("contribution"), got[qi].TopContribution, want[qi].TopContribution, contribution)
+					if k%2 == 0 {
+						sameTop(t, what("contribution only"), only[qi].TopContribution, want[qi].TopContribution, contribution)
+					} else {
+						sameTop(t, what("attention only"), only[qi].TopAttention, want[qi].TopAttention, absAlpha)
+					}
+					if len(only[qi].TopAttention)*len(only[qi].TopContribution) != 0 {
+						t.Fatalf("%s: a skipped ranking has hits", what("skip"))
+					}
 				}
 			}
 		}
@@ -248,7 +260,7 @@ func TestSearchBoundsFiles(t *testing.T) {
 			bf = f
 		}
 	}
-	if err := bf.check(12); err == nil || !strings.Contains(err.Error(), `layer "block0.ff1"`) || !strings.Contains(err.Error(), "step") {
+	if err := bf.check(s.segments().starts); err == nil || !strings.Contains(err.Error(), `layer "block0.ff1"`) || !strings.Contains(err.Error(), "step") {
 		t.Fatalf("corrupt bounds: %v", err)
 	}
 	s, mems = open(true)
