@@ -28,6 +28,11 @@ import (
 // read exactly). So |α| ≤ max(|αlo|, |αhi|), and the contribution α·s_t·(g·u), computed in
 // float64, is at most the largest product of the interval ends times s_t, plus a relative
 // slack for the float64 rounding of those products.
+//
+// Three levels are searched best-first: a whole step's box, its blocks' boxes, then each
+// token's int8 code in its block's box (see stepRecord and searchRun.read), which bounds
+// its α to within r·|x|/254 plus rounding; only tokens still able to enter a top-k are read
+// in float32.
 const (
 	boundsBlock = 64
 	boundSlack  = 4     // times γ_d·nk·‖x‖: 2 is the proven error, the rest is margin
@@ -121,10 +126,11 @@ func upF32(v float64) float32 {
 
 // setBox writes box i of b from the per-coordinate minima and maxima (float32 values held
 // in float64) and returns nothing; c is the rounded midpoint, r covers both ends.
-func setBox(c, r []float32, lo, hi []float64) (norm float64) {
+func setBox(c, r []float32, lo, hi []float32) (norm float64) {
 	for i := range lo {
-		ci := float32((lo[i] + hi[i]) / 2)
-		ri := upF32(math.Max(hi[i]-float64(ci), float64(ci)-lo[i]) * (1 + 1e-15))
+		l, h := float64(lo[i]), float64(hi[i])
+		ci := float32((l + h) / 2)
+		ri := upF32(math.Max(h-float64(ci), float64(ci)-l) * (1 + 1e-15))
 		c[i], r[i] = ci, ri
 		v := math.Abs(float64(ci)) + float64(ri)
 		norm += v * v
@@ -147,15 +153,15 @@ func stepRecord(keys, grads []float32, targets []int32, din, dout int) (rec []fl
 	rec = make([]float32, recordWords(len(ends), len(targets), din, dout))
 	codes := asI8(rec[boxWords(n, din, dout):])
 	b := viewBoxes(rec, n, din, dout)
-	klo, khi, glo, ghi := make([]float64, din), make([]float64, din), make([]float64, dout), make([]float64, dout)
-	slo, shi, sglo, sghi := filled(din, math.Inf(1)), filled(din, math.Inf(-1)), filled(dout, math.Inf(1)), filled(dout, math.Inf(-1))
+	klo, khi, glo, ghi := make([]float32, din), make([]float32, din), make([]float32, dout), make([]float32, dout)
+	slo, shi, sglo, sghi := filled(din, inf), filled(din, -inf), filled(dout, inf), filled(dout, -inf)
 	start := int32(0)
 	for bi, end := range ends {
 		for i := range klo {
-			klo[i], khi[i] = math.Inf(1), math.Inf(-1)
+			klo[i], khi[i] = inf, -inf
 		}
 		for i := range glo {
-			glo[i], ghi[i] = math.Inf(1), math.Inf(-1)
+			glo[i], ghi[i] = inf, -inf
 		}
 		for _, j := range perm[start:end] {
 			minMax(klo, khi, keys[int(j)*din:int(j+1)*din])
@@ -185,26 +191,28 @@ func stepRecord(keys, grads []float32, targets []int32, din, dout int) (rec []fl
 }
 
 // minMax widens [lo, hi] per coordinate to hold v (NaNs never widen it).
-func minMax(lo, hi []float64, v []float32) {
+func minMax(lo, hi, v []float32) {
+	lo, hi = lo[:len(v)], hi[:len(v)]
 	for i, x := range v {
-		f := float64(x)
-		if f < lo[i] {
-			lo[i] = f
+		if x < lo[i] {
+			lo[i] = x
 		}
-		if f > hi[i] {
-			hi[i] = f
+		if x > hi[i] {
+			hi[i] = x
 		}
 	}
 }
 
-func unionBox(lo, hi, blo, bhi []float64) {
+var inf = float32(math.Inf(1))
+
+func unionBox(lo, hi, blo, bhi []float32) {
 	for i := range lo {
 		lo[i], hi[i] = min(lo[i], blo[i]), max(hi[i], bhi[i])
 	}
 }
 
-func filled(n int, v float64) []float64 {
-	xs := make([]float64, n)
+func filled(n int, v float32) []float32 {
+	xs := make([]float32, n)
 	for i := range xs {
 		xs[i] = v
 	}
