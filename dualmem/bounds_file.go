@@ -298,3 +298,19 @@ func (sg *segments) boundsView(li, steps int) (*blockBounds, error) {
 	}
 	return bb, nil
 }
+
+// boundsStepBytes is about what one step of n tokens adds to the bounds files, for the
+// disk-space checks: a step has at most 2n/boundsBlock + 1 blocks plus one per target
+// (the targets taken to be fewer than the widest layer output, the vocabulary for `out`).
+func boundsStepBytes(meta Meta, n int) int64 {
+	groups := 0
+	for _, l := range meta.Layers {
+		groups = max(groups, l.DOut)
+	}
+	nblk := min(n, 2*n/boundsBlock+1+groups)
+	var b int64
+	for _, l := range meta.Layers {
+		b += int64(8 + 4*recordWords(nblk, n, l.DIn, l.DOut))
+	}
+	return b
+}
