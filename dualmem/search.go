@@ -104,13 +104,12 @@ func (s *Scanner) buildIndex() *searchIndex {
 // searchQueries is a batch prepared for the kernels: xs and |xs| query-major, the
 // projections of hidden-layer queries (us, |us|, row hq[q]) and the norms.
 type searchQueries struct {
-	qs           []Query
-	xs, axs      []float32
-	us, aus      []float32
-	hq           []int
-	nh           int
-	xn, un       []float64
-	gradsPerRead int64
+	qs      []Query
+	xs, axs []float32
+	us, aus []float32
+	hq      []int
+	nh      int
+	xn, un  []float64
 }
 
 func (s *Scanner) prepare(qs []Query) (*searchQueries, error) {
