@@ -38,6 +38,9 @@ type Scanner struct {
 	dualOnce sync.Once
 	wDual    []float64 // [DIn, DOut] the final weights rebuilt from memory
 	bDual    []float64 // [DOut]
+
+	searchOnce sync.Once
+	sidx       *searchIndex // Search's block layout and bounds (search.go)
 }
 
 // NewScanner prepares mem (read-only from now on) for queries under meta's optimizer.

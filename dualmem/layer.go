@@ -29,6 +29,7 @@ type LayerMemory struct {
 	index  *offsetIndex // shared by the layers of one Memory call; nil: NewScanner builds one
 	agg    *aggView     // per-step aggregates (aggregates.go); nil without valid ones
 	aggErr error        // why agg is nil
+	bounds *blockBounds // the block bounds sidecar (mapped); nil: Search computes them
 }
 
 // Tokens returns N, the number of training tokens in the memory.

@@ -54,6 +54,12 @@ func (s *Store) Memory(steps int, progress func(layer string, done, total int)) 
 		if m.Initial, err = s.Initial(spec.Name); err != nil {
 			return nil, err
 		}
+		sg.mu.Lock()
+		m.bounds, err = sg.boundsView(li, steps)
+		sg.mu.Unlock()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", s.dir, err)
+		}
 		out[li] = &m
 	}
 	return out, nil

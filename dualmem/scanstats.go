@@ -1,7 +1,8 @@
 package dualmem
 
 // ScanStats says how much of a layer's keys and gradients an answer read: bytes, and
-// blocks (one per training step) read whole or in part, against the memory's totals.
+// blocks read whole or in part, against the memory's totals. A full scan's blocks are
+// training steps; a pruned search's are its own (search.go).
 type ScanStats struct {
 	BytesRead   int64 `json:"bytes_read"`
 	BytesTotal  int64 `json:"bytes_total"`

@@ -209,5 +209,5 @@ func segStepBytes(meta Meta, n int) int64 {
 	for _, l := range meta.Layers {
 		b += int64(4 * n * (l.DIn + l.DOut))
 	}
-	return b
+	return b + boundsStepBytes(meta, n)
 }

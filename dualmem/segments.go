@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"unsafe"
 
@@ -71,8 +72,9 @@ type segments struct {
 	recs   []uint32 // per step: tokens, token-array CRC, one CRC per layer
 	starts []int64  // first token of each step, then the total
 	out    []*os.File
-	index  *os.File   // nil when read-only
-	aggs   []*aggFile // per layer (aggregates.go)
+	index  *os.File      // nil when read-only
+	aggs   []*aggFile    // per layer (aggregates.go)
+	bnd    []*boundsFile // per layer: the block bounds sidecar (bounds_file.go)
 }
 
 func (sg *segments) width() int    { return 2 + sg.nl }
@@ -86,7 +88,8 @@ func (sg *segments) steps() int {
 }
 
 func newSegments(dir string, meta Meta) *segments {
-	sg := &segments{dir: dir, specs: segSpecs(meta), nl: len(meta.Layers), starts: []int64{0}, aggs: newAggFiles(dir, meta)}
+	sg := &segments{dir: dir, specs: segSpecs(meta), nl: len(meta.Layers), starts: []int64{0},
+		aggs: newAggFiles(dir, meta), bnd: newBoundsFiles(dir, meta)}
 	for _, sp := range sg.specs {
 		sg.files = append(sg.files, &mappedFile{path: filepath.Join(dir, sp.name)})
 	}
@@ -157,6 +160,9 @@ func (sg *segments) append(meta Meta, st *lm.Step) error {
 	if err := sg.appendAggs(k, aggs); err != nil {
 		return err
 	}
+	if err := sg.appendBounds(data, st.Targets); err != nil {
+		return err
+	}
 	rec := sg.record(st.Tokens(), data)
 	if _, err := sg.index.WriteAt(u32Bytes(rec), int64(segHeader+k*sg.recBytes())); err != nil {
 		return fmt.Errorf("segment index: %w", err)
@@ -179,7 +185,7 @@ func (sg *segments) sync() error {
 	sg.mu.Lock()
 	defer sg.mu.Unlock()
 	var errs []error
-	for _, f := range append(append(sg.out, sg.index), sg.aggOut()...) {
+	for _, f := range slices.Concat(sg.out, []*os.File{sg.index}, sg.aggOut(), sg.boundsOut()) {
 		errs = append(errs, f.Sync())
 	}
 	return errors.Join(errs...)
@@ -202,7 +208,7 @@ func (sg *segments) truncate(c int) error {
 	if err := sg.truncateAggs(c); err != nil {
 		return err
 	}
-	return sg.index.Truncate(int64(segHeader + c*sg.recBytes()))
+	return errors.Join(sg.index.Truncate(int64(segHeader+c*sg.recBytes())), sg.truncateBounds(c))
 }
 
 func (sg *segments) close() error {
@@ -215,7 +221,7 @@ func (sg *segments) close() error {
 	if sg.index != nil {
 		errs = append(errs, sg.index.Close())
 	}
-	errs = append(errs, sg.closeAggs())
+	errs = append(errs, sg.closeAggs(), sg.closeBounds())
 	sg.out, sg.index = nil, nil
 	return errors.Join(errs...)
 }
@@ -251,7 +257,10 @@ func (sg *segments) openWriters(create bool) error {
 		return fmt.Errorf("segment index: %w", err)
 	}
 	sg.index = f
-	if err := sg.openAggWriters(create); err != nil {
+	if err := sg.openAggWriters(create); err == nil {
+		err = sg.openBoundsWriters(create)
+	}
+	if err != nil {
 		sg.close()
 		return err
 	}
@@ -314,6 +323,7 @@ func openSegments(dir string, meta Meta, infos []lm.StepInfo, writable bool) (*s
 		}
 	}
 	sg.checkAggs(writable)
+	sg.checkBounds(writable)
 	if writable {
 		if err := sg.openWriters(false); err != nil {
 			return nil, err

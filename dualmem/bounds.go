@@ -1,0 +1,339 @@
+package dualmem
+
+import (
+	"math"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+)
+
+// Block bounds let Search skip keys that cannot enter a top-k. Each step's tokens are ordered
+// by target (stable) and cut into blocks of at most boundsBlock tokens, never across steps,
+// so a block has one step scale s_t. Ordering by target pays because tokens with one target
+// have similar gradients (for `out`, g[v] is negative only where the target is v) and, near
+// the output, similar keys. Targets smaller than a block share one.
+//
+// A box is a centre c and radius r per coordinate such that every key k of the block has
+// |k_i − c_i| ≤ r_i exactly; gc, gr do the same for the gradients; nk ≥ ‖|c|+r‖₂ and
+// ng ≥ ‖|gc|+gr‖₂. Why the bounds hold: for a key k in the box and a query x, exactly
+//
+//	c·x − r·|x| ≤ k·x ≤ c·x + r·|x|,
+//
+// and a float32 dot product of d terms (any order, fused or not) is within
+// γ_d·Σ|k_i x_i| ≤ γ_d·nk·‖x‖ of the real one (γ_d = d·u/(1−d·u), u = 2⁻²⁴). c·x and r·|x|
+// are computed in float32 too, within the same error together, so the float32 α that Scan
+// computes lies in [c·x − r·|x| − 2γ_d·nk·‖x‖, c·x + r·|x| + 2γ_d·nk·‖x‖] (boundSlack·γ_d
+// is used). Likewise g·u with gc, gr, ng (for a one-hot u, [gc_v − gr_v, gc_v + gr_v],
+// read exactly). So |α| ≤ max(|αlo|, |αhi|), and the contribution α·s_t·(g·u), computed in
+// float64, is at most the largest product of the interval ends times s_t, plus a relative
+// slack for the float64 rounding of those products.
+//
+// Three levels are searched best-first: a whole step's box, its blocks' boxes, then each
+// token's int8 code in its block's box (see stepRecord and searchRun.read), which bounds
+// its α to within r·|x|/254 plus rounding; only tokens still able to enter a top-k are read
+// in float32.
+const (
+	boundsBlock = 64
+	boundSlack  = 4     // times γ_d·nk·‖x‖: 2 is the proven error, the rest is margin
+	relSlack    = 1e-12 // relative slack on float64 bound arithmetic (a few roundings of 1e-16)
+)
+
+// gamma is γ_d for float32 sums of d products.
+func gamma(d int) float64 {
+	u := float64(d) * 0x1p-24
+	return u / (1 - u)
+}
+
+// stepBlocks orders the tokens of one step (its targets) by target, stably, and cuts them
+// into blocks: perm gets the step-local token indices in block order, and the returned ends
+// the end of each block in perm.
+func stepBlocks(targets []int32, perm []int32, ends []int32) ([]int32, []int32) {
+	n := len(targets)
+	perm, ends = perm[:0], ends[:0]
+	if n == 0 {
+		return perm, ends
+	}
+	lo, hi := targets[0], targets[0]
+	for _, t := range targets {
+		lo, hi = min(lo, t), max(hi, t)
+	}
+	count := make([]int32, int(hi-lo)+2)
+	for _, t := range targets {
+		count[t-lo+1]++
+	}
+	for i := 1; i < len(count); i++ {
+		count[i] += count[i-1]
+	}
+	perm = perm[:n]
+	at := append([]int32(nil), count...)
+	for i, t := range targets {
+		perm[at[t-lo]] = int32(i)
+		at[t-lo]++
+	}
+	cur := int32(0) // tokens in the open block
+	for g := 0; g+1 < len(count); g++ {
+		a, e := count[g], count[g+1]
+		size := e - a
+		switch {
+		case size == 0:
+		case size > boundsBlock: // split into near-equal blocks of this target alone
+			if cur > 0 {
+				ends, cur = append(ends, a), 0
+			}
+			k := (size + boundsBlock - 1) / boundsBlock
+			for i := int32(1); i <= k; i++ {
+				ends = append(ends, a+size*i/k)
+			}
+		case cur+size > boundsBlock:
+			ends, cur = append(ends, a), size
+		default:
+			cur += size
+		}
+	}
+	if cur > 0 {
+		ends = append(ends, int32(n))
+	}
+	return perm, ends
+}
+
+// boxes is a view of n boxes laid out as C[n][din] R[n][din] GC[n][dout] GR[n][dout] NK[n] NG[n].
+type boxes struct {
+	n, din, dout         int
+	c, r, gc, gr, nk, ng []float32
+}
+
+func boxWords(n, din, dout int) int { return n * (2*din + 2*dout + 2) }
+
+func viewBoxes(w []float32, n, din, dout int) boxes {
+	b := boxes{n: n, din: din, dout: dout}
+	b.c, w = w[:n*din], w[n*din:]
+	b.r, w = w[:n*din], w[n*din:]
+	b.gc, w = w[:n*dout], w[n*dout:]
+	b.gr, w = w[:n*dout], w[n*dout:]
+	b.nk, b.ng = w[:n], w[n:2*n]
+	return b
+}
+
+// upF32 rounds a non-negative float64 up to float32.
+func upF32(v float64) float32 {
+	f := float32(v)
+	if float64(f) < v {
+		f = math.Nextafter32(f, float32(math.Inf(1)))
+	}
+	return f
+}
+
+// setBox writes box i of b from the per-coordinate minima and maxima (float32 values held
+// in float64) and returns nothing; c is the rounded midpoint, r covers both ends.
+func setBox(c, r []float32, lo, hi []float32) (norm float64) {
+	for i := range lo {
+		l, h := float64(lo[i]), float64(hi[i])
+		ci := float32((l + h) / 2)
+		ri := upF32(math.Max(h-float64(ci), float64(ci)-l) * (1 + 1e-15))
+		c[i], r[i] = ci, ri
+		v := math.Abs(float64(ci)) + float64(ri)
+		norm += v * v
+	}
+	return math.Sqrt(norm) * (1 + 1e-9)
+}
+
+// recordWords is the size of a step's record: its boxes, then its codes.
+func recordWords(nblk, tokens, din, dout int) int {
+	return boxWords(nblk+1, din, dout) + (tokens*din+3)/4
+}
+
+// stepRecord computes the record of one step: box 0 is the whole step, then one box per
+// block of stepBlocks; then every token's key as int8 codes in its block's box, in block
+// order: q_i = round(127·(k_i − c_i)/r_i), so k_i = c_i + r_i·q_i/127 + e_i with
+// |e_i| ≤ r_i/254. keys [n, din], grads [n, dout].
+func stepRecord(keys, grads []float32, targets []int32, din, dout int) (rec []float32, nblk int) {
+	perm, ends := stepBlocks(targets, make([]int32, len(targets)), nil)
+	n := len(ends) + 1
+	rec = make([]float32, recordWords(len(ends), len(targets), din, dout))
+	codes := asI8(rec[boxWords(n, din, dout):])
+	b := viewBoxes(rec, n, din, dout)
+	klo, khi, glo, ghi := make([]float32, din), make([]float32, din), make([]float32, dout), make([]float32, dout)
+	slo, shi, sglo, sghi := filled(din, inf), filled(din, -inf), filled(dout, inf), filled(dout, -inf)
+	start := int32(0)
+	for bi, end := range ends {
+		for i := range klo {
+			klo[i], khi[i] = inf, -inf
+		}
+		for i := range glo {
+			glo[i], ghi[i] = inf, -inf
+		}
+		for _, j := range perm[start:end] {
+			minMax(klo, khi, keys[int(j)*din:int(j+1)*din])
+			minMax(glo, ghi, grads[int(j)*dout:int(j+1)*dout])
+		}
+		k := bi + 1
+		b.nk[k] = upF32(setBox(b.c[k*din:(k+1)*din], b.r[k*din:(k+1)*din], klo, khi))
+		c, r := b.c[k*din:(k+1)*din], b.r[k*din:(k+1)*din]
+		for p := start; p < end; p++ {
+			code := codes[int(p)*din : int(p+1)*din]
+			for i, v := range keys[int(perm[p])*din : int(perm[p]+1)*din] {
+				if r[i] > 0 {
+					code[i] = int8(max(-127, min(127, math.Round(127*(float64(v)-float64(c[i]))/float64(r[i])))))
+				}
+			}
+		}
+		b.ng[k] = upF32(setBox(b.gc[k*dout:(k+1)*dout], b.gr[k*dout:(k+1)*dout], glo, ghi))
+		unionBox(slo, shi, klo, khi)
+		unionBox(sglo, sghi, glo, ghi)
+		start = end
+	}
+	if len(ends) > 0 {
+		b.nk[0] = upF32(setBox(b.c[:din], b.r[:din], slo, shi))
+		b.ng[0] = upF32(setBox(b.gc[:dout], b.gr[:dout], sglo, sghi))
+	}
+	return rec, len(ends)
+}
+
+// minMax widens [lo, hi] per coordinate to hold v (NaNs never widen it).
+func minMax(lo, hi, v []float32) {
+	lo, hi = lo[:len(v)], hi[:len(v)]
+	for i, x := range v {
+		if x < lo[i] {
+			lo[i] = x
+		}
+		if x > hi[i] {
+			hi[i] = x
+		}
+	}
+}
+
+var inf = float32(math.Inf(1))
+
+func unionBox(lo, hi, blo, bhi []float32) {
+	for i := range lo {
+		lo[i], hi[i] = min(lo[i], blo[i]), max(hi[i], bhi[i])
+	}
+}
+
+func filled(n int, v float32) []float32 {
+	xs := make([]float32, n)
+	for i := range xs {
+		xs[i] = v
+	}
+	return xs
+}
+
+// blockBounds holds every step's boxes (a stepRecord per step), on the heap or mapped.
+type blockBounds struct {
+	din, dout int
+	words     []float32
+	off       []int64 // per step: where its record starts in words
+	nblk      []int32 // per step: blocks (its record has nblk+1 boxes)
+}
+
+// codes is step t's key codes (tokens of the step, in block order).
+func (bb *blockBounds) codes(t, tokens int) []int8 {
+	w := bb.words[bb.off[t]+int64(boxWords(int(bb.nblk[t])+1, bb.din, bb.dout)):]
+	return asI8(w)[:tokens*bb.din]
+}
+
+func asI8(w []float32) []int8 {
+	if len(w) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*int8)(unsafe.Pointer(&w[0])), 4*len(w))
+}
+
+func (bb *blockBounds) step(t int) boxes {
+	n := int(bb.nblk[t]) + 1
+	return viewBoxes(bb.words[bb.off[t]:][:boxWords(n, bb.din, bb.dout)], n, bb.din, bb.dout)
+}
+
+// computeBounds builds the bounds of a memory on the heap, over all cores.
+func computeBounds(m *LayerMemory) *blockBounds {
+	din, dout := m.Spec.DIn, m.Spec.DOut
+	T := len(m.Steps)
+	recs, nblk := make([][]float32, T), make([]int32, T)
+	start := make([]int, T+1)
+	for k, si := range m.Steps {
+		start[k+1] = start[k] + si.Tokens()
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for t := int(next.Add(1) - 1); t < T; t = int(next.Add(1) - 1) {
+				a, e := start[t], start[t+1]
+				var nb int
+				recs[t], nb = stepRecord(m.Keys[a*din:e*din], m.Grads[a*dout:e*dout], m.Targets[a:e], din, dout)
+				nblk[t] = int32(nb)
+			}
+		}()
+	}
+	wg.Wait()
+	bb := &blockBounds{din: din, dout: dout, off: make([]int64, T), nblk: nblk}
+	total := 0
+	for _, r := range recs {
+		total += len(r)
+	}
+	bb.words = make([]float32, 0, total)
+	for t, r := range recs {
+		bb.off[t] = int64(len(bb.words))
+		bb.words = append(bb.words, r...)
+	}
+	return bb
+}
+
+// ubs sets, for boxes b (all of step scale sw[i]) and the queries of sq, the upper bounds
+// att[q*n+i] of |α| and con[q*n+i] of the contribution (see the comment at the top).
+// Scratch buffers come from w.
+func (sq *searchQueries) ubs(b boxes, sw func(i int) float64, att, con []float64, w *scratch) {
+	n, Q := b.n, len(sq.qs)
+	cx, rx := w.f32(&w.cx, n*Q), w.f32(&w.rx, n*Q)
+	dotBlockAVX(b.c, n, b.din, sq.xs, Q, cx)
+	dotBlockAVX(b.r, n, b.din, sq.axs, Q, rx)
+	var gcu, gru []float32
+	if sq.nh > 0 {
+		gcu, gru = w.f32(&w.gcu, n*sq.nh), w.f32(&w.gru, n*sq.nh)
+		dotBlockAVX(b.gc, n, b.dout, sq.us, sq.nh, gcu)
+		dotBlockAVX(b.gr, n, b.dout, sq.aus, sq.nh, gru)
+	}
+	ga, gg := boundSlack*gamma(b.din), boundSlack*gamma(b.dout)
+	for qi, q := range sq.qs {
+		for i := range n {
+			c, r := float64(cx[qi*n+i]), float64(rx[qi*n+i])+ga*float64(b.nk[i])*sq.xn[qi]
+			e := relSlack * (math.Abs(c) + r)
+			alo, ahi := c-r-e, c+r+e
+			att[qi*n+i] = math.Max(math.Abs(alo), math.Abs(ahi))
+			var gc, gr float64
+			if q.Token >= 0 {
+				gc, gr = float64(b.gc[i*b.dout+q.Token]), float64(b.gr[i*b.dout+q.Token])
+			} else {
+				h := sq.hq[qi]
+				gc, gr = float64(gcu[h*n+i]), float64(gru[h*n+i])+gg*float64(b.ng[i])*sq.un[qi]
+			}
+			e = relSlack * (math.Abs(gc) + gr)
+			glo, ghi := gc-gr-e, gc+gr+e
+			s := sw(i)
+			p := [4]float64{alo * s * glo, alo * s * ghi, ahi * s * glo, ahi * s * ghi}
+			best, big := p[0], 0.0
+			for _, v := range p {
+				best, big = math.Max(best, v), math.Max(big, math.Abs(v))
+			}
+			con[qi*n+i] = best + 4*relSlack*big
+		}
+	}
+}
+
+// scratch is one worker's reusable buffers.
+type scratch struct {
+	cx, rx, gcu, gru, alpha, gu, kb, gb, y []float32
+	keep                                   []bool
+	toks                                   []int32 // token, position in its step
+}
+
+func (w *scratch) f32(p *[]float32, n int) []float32 {
+	if cap(*p) < n {
+		*p = make([]float32, n)
+	}
+	*p = (*p)[:n]
+	return *p
+}

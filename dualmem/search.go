@@ -1,0 +1,577 @@
+package dualmem
+
+import (
+	"container/heap"
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"runtime"
+	"sync"
+	"sync/atomic"
+)
+
+// SearchOptions tunes Search.
+type SearchOptions struct {
+	TopK     int // per query and ranking, at least 1
+	From, To int // memory tokens [From, To) (To 0 means N), as in ScanOptions
+	Workers  int // goroutines (default GOMAXPROCS)
+	// SkipAttention or SkipContribution leaves that ranking out (its lists come back
+	// empty), so the search reads only what the other one needs.
+	SkipAttention, SkipContribution bool
+}
+
+// What a search read goes into ScanStats (scanstats.go): BytesTotal is what a full scan
+// reads (4·(DIn+DOut) bytes per token in range); BytesRead counts DIn bytes per token whose
+// int8 codes were read and 4·(DIn+DOut) per token refined in float32, so it can exceed
+// BytesTotal (by DIn/(4·(DIn+DOut))) where nothing prunes. Its blocks are the search's
+// (at most 64 tokens of one step), and BlocksRead counts those whose codes were read.
+
+// SearchResult is what Search found for one query. Stats are the batch's: one read serves
+// every query of it.
+type SearchResult struct {
+	TopAttention    []Hit // by |α|, largest first (as Result.TopAttention)
+	TopContribution []Hit // by signed contribution, largest first (as Result.TopContribution)
+	Stats           ScanStats
+}
+
+// searchIndex is a Scanner's block layout and bounds, built on first use.
+type searchIndex struct {
+	bb     *blockBounds
+	perm   []int32 // token indices, block by block, step by step
+	bstart []int32 // per block: its first position in perm; then len(perm)
+	sblk   []int32 // per step: its first block; then the block count
+	tstart []int   // per step: its first token; then N
+	top    boxes   // the whole-step box of every step
+}
+
+func (s *Scanner) index() *searchIndex {
+	s.searchOnce.Do(func() { s.sidx = s.buildIndex() })
+	return s.sidx
+}
+
+func (s *Scanner) buildIndex() *searchIndex {
+	m := s.Mem
+	T := len(m.Steps)
+	ix := &searchIndex{perm: make([]int32, 0, s.N), sblk: make([]int32, 1, T+1), tstart: make([]int, T+1), bstart: []int32{0}}
+	var perm, ends []int32
+	for t, si := range m.Steps {
+		a := ix.tstart[t]
+		ix.tstart[t+1] = a + si.Tokens()
+		perm, ends = stepBlocks(m.Targets[a:ix.tstart[t+1]], make([]int32, si.Tokens()), ends)
+		base := int32(len(ix.perm))
+		for _, j := range perm {
+			ix.perm = append(ix.perm, int32(a)+j)
+		}
+		for _, e := range ends {
+			ix.bstart = append(ix.bstart, base+e)
+		}
+		ix.sblk = append(ix.sblk, int32(len(ix.bstart)-1))
+	}
+	ix.bb = m.bounds
+	if bb := ix.bb; bb != nil {
+		ok := len(bb.nblk) >= T && bb.din == s.DIn && bb.dout == s.DOut
+		for t := 0; ok && t < T; t++ {
+			ok = int(bb.nblk[t]) == int(ix.sblk[t+1]-ix.sblk[t])
+		}
+		if !ok {
+			slog.Warn("block bounds do not match the memory; computing them in memory", "layer", m.Spec.Name)
+			ix.bb = nil
+		}
+	}
+	if ix.bb == nil {
+		ix.bb = computeBounds(m)
+	}
+	w := boxWords(T, s.DIn, s.DOut)
+	ix.top = viewBoxes(make([]float32, w), T, s.DIn, s.DOut)
+	for t := range T {
+		b := ix.bb.step(t)
+		copy(ix.top.c[t*s.DIn:], b.c[:s.DIn])
+		copy(ix.top.r[t*s.DIn:], b.r[:s.DIn])
+		copy(ix.top.gc[t*s.DOut:], b.gc[:s.DOut])
+		copy(ix.top.gr[t*s.DOut:], b.gr[:s.DOut])
+		ix.top.nk[t], ix.top.ng[t] = b.nk[0], b.ng[0]
+	}
+	return ix
+}
+
+// searchQueries is a batch prepared for the kernels: xs and |xs| query-major, the
+// projections of hidden-layer queries (us, |us|, row hq[q]) and the norms.
+type searchQueries struct {
+	qs      []Query
+	xs, axs []float32
+	us, aus []float32
+	hq      []int
+	nh      int
+	xn, un  []float64
+}
+
+func (s *Scanner) prepare(qs []Query) (*searchQueries, error) {
+	sq := &searchQueries{qs: qs, xs: make([]float32, len(qs)*s.DIn), hq: make([]int, len(qs)),
+		xn: make([]float64, len(qs)), un: make([]float64, len(qs))}
+	for i, q := range qs {
+		if len(q.X) != s.DIn {
+			return nil, fmt.Errorf("dualmem: search %q: query %d has %d values, want %d", s.Mem.Spec.Name, i, len(q.X), s.DIn)
+		}
+		if q.Token < 0 && len(q.U) != s.DOut {
+			return nil, fmt.Errorf("dualmem: search %q: projection %d has %d values, want %d", s.Mem.Spec.Name, i, len(q.U), s.DOut)
+		}
+		if q.Token >= s.DOut {
+			return nil, fmt.Errorf("dualmem: search %q: token %d out of range", s.Mem.Spec.Name, q.Token)
+		}
+		copy(sq.xs[i*s.DIn:], q.X)
+		sq.xn[i] = norm2(q.X)
+		sq.hq[i] = -1
+		if q.Token < 0 {
+			sq.hq[i] = sq.nh
+			sq.nh++
+			sq.us = append(sq.us, q.U...)
+			sq.un[i] = norm2(q.U)
+		}
+	}
+	sq.axs, sq.aus = absAll(sq.xs), absAll(sq.us)
+	return sq, nil
+}
+
+func norm2(v []float32) float64 {
+	var s float64
+	for _, x := range v {
+		s += float64(x) * float64(x)
+	}
+	return math.Sqrt(s) * (1 + 1e-12)
+}
+
+func absAll(v []float32) []float32 {
+	out := make([]float32, len(v))
+	for i, x := range v {
+		out[i] = float32(math.Abs(float64(x)))
+	}
+	return out
+}
+
+// node is a step (−1−t) or a block (≥ 0) with its upper bound for one query and ranking.
+type node struct {
+	ub float64
+	id int32
+}
+
+type nodeHeap []node
+
+func (h nodeHeap) Len() int           { return len(h) }
+func (h nodeHeap) Less(i, j int) bool { return h[i].ub > h[j].ub }
+func (h nodeHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *nodeHeap) Push(x any)        { *h = append(*h, x.(node)) }
+func (h *nodeHeap) Pop() any          { x := (*h)[len(*h)-1]; *h = (*h)[:len(*h)-1]; return x }
+
+// push is one node for queue qr found by a worker.
+type push struct {
+	qr int
+	n  node
+}
+
+// found is one hit for queue qr (2q: attention, 2q+1: contribution) found by a worker.
+type found struct {
+	qr int
+	h  Hit
+}
+
+// Search returns, per query, the same top-k by attention and by contribution as Scan over
+// [From, To) (ties aside), reading only the blocks whose bound can still enter a top-k:
+// best-first over whole steps, then their blocks, each query and ranking keeping its queue
+// of bounds; it stops when every queue's best bound is below its k-th best hit. A block read
+// serves every query. Block bounds come from the segment files' sidecar, or are computed in
+// memory on first use.
+func (s *Scanner) Search(ctx context.Context, qs []Query, opt SearchOptions) ([]SearchResult, error) {
+	name := s.Mem.Spec.Name
+	if opt.TopK < 1 {
+		return nil, fmt.Errorf("dualmem: search %q: top-k %d, want at least 1", name, opt.TopK)
+	}
+	if opt.Workers <= 0 {
+		opt.Workers = runtime.GOMAXPROCS(0)
+	}
+	if opt.To == 0 {
+		opt.To = s.N
+	}
+	if opt.From < 0 || opt.From > opt.To || opt.To > s.N {
+		return nil, fmt.Errorf("dualmem: search %q: token range [%d, %d) outside [0, %d)", name, opt.From, opt.To, s.N)
+	}
+	if len(qs) == 0 {
+		return nil, nil
+	}
+	sq, err := s.prepare(qs)
+	if err != nil {
+		return nil, err
+	}
+	ix := s.index()
+	r := &searchRun{s: s, ix: ix, sq: sq, from: opt.From, to: opt.To, k: opt.TopK, workers: opt.Workers,
+		skip: [2]bool{opt.SkipAttention, opt.SkipContribution}}
+	if err := r.run(ctx); err != nil {
+		return nil, err
+	}
+	out := make([]SearchResult, len(qs))
+	for qi := range out {
+		out[qi] = SearchResult{TopAttention: r.hits[2*qi].sorted(), TopContribution: r.hits[2*qi+1].sorted(), Stats: r.stats}
+	}
+	return out, nil
+}
+
+// searchRun is one Search's state.
+type searchRun struct {
+	s        *Scanner
+	ix       *searchIndex
+	sq       *searchQueries
+	from, to int
+	k        int
+	workers  int
+	skip     [2]bool // per ranking (attention, contribution)
+
+	queues   []nodeHeap // per queue qr
+	hits     []*hitHeap // per queue qr
+	stepDone []bool     // per step: expanded
+	blkDone  []bool     // per block: read
+	stats    ScanStats
+	t0, t1   int // steps in range
+	rowBytes int64
+}
+
+func (r *searchRun) theta(qr int) float64 { return r.hits[qr].min }
+
+func (r *searchRun) run(ctx context.Context) error {
+	s, ix, Q := r.s, r.ix, len(r.sq.qs)
+	r.rowBytes = int64(4 * (s.DIn + s.DOut))
+	r.stats.BytesTotal = int64(r.to-r.from) * r.rowBytes
+	r.queues, r.hits = make([]nodeHeap, 2*Q), make([]*hitHeap, 2*Q)
+	r.stepDone, r.blkDone = make([]bool, len(ix.sblk)-1), make([]bool, len(ix.bstart)-1)
+	for qr := range r.hits {
+		r.hits[qr] = &hitHeap{abs: qr%2 == 0, k: r.k, min: math.Inf(-1)}
+		if r.skip[qr%2] { // nothing beats +Inf: the queue is never seeded nor fed
+			r.hits[qr].min = math.Inf(1)
+		}
+	}
+	if r.from == r.to {
+		return nil
+	}
+	r.t0, r.t1 = s.StepIndex(r.from), s.StepIndex(r.to-1)+1
+	for t := r.t0; t < r.t1; t++ {
+		for b := ix.sblk[t]; b < ix.sblk[t+1]; b++ {
+			if r.inRange(b) {
+				r.stats.BlocksTotal++
+			}
+		}
+	}
+	// The whole-step bounds seed every queue.
+	n := r.t1 - r.t0
+	top := ix.top
+	sub := boxes{n: n, din: top.din, dout: top.dout, c: top.c[r.t0*top.din : r.t1*top.din], r: top.r[r.t0*top.din : r.t1*top.din],
+		gc: top.gc[r.t0*top.dout : r.t1*top.dout], gr: top.gr[r.t0*top.dout : r.t1*top.dout], nk: top.nk[r.t0:r.t1], ng: top.ng[r.t0:r.t1]}
+	att, con := make([]float64, n*Q), make([]float64, n*Q)
+	r.sq.ubs(sub, func(i int) float64 { return s.SW[r.t0+i] }, att, con, &scratch{})
+	for qi := range Q {
+		a, c := make(nodeHeap, 0, n), make(nodeHeap, 0, n)
+		for i := range n {
+			if t := r.t0 + i; ix.sblk[t+1] > ix.sblk[t] {
+				a, c = append(a, node{att[qi*n+i], int32(-1 - t)}), append(c, node{con[qi*n+i], int32(-1 - t)})
+			}
+		}
+		heap.Init(&a)
+		heap.Init(&c)
+		if !r.skip[0] {
+			r.queues[2*qi] = a
+		}
+		if !r.skip[1] {
+			r.queues[2*qi+1] = c
+		}
+	}
+	const perQueue = 2 // nodes each queue nominates per round
+	ws := make([]scratch, r.workers)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var jobs []int32
+		for qr := range r.queues {
+			q := &r.queues[qr]
+			for taken := 0; taken < perQueue && q.Len() > 0; {
+				top := (*q)[0]
+				if top.ub < r.theta(qr) {
+					break
+				}
+				heap.Pop(q)
+				if r.claim(top.id) {
+					continue
+				}
+				jobs = append(jobs, top.id)
+				taken++
+			}
+		}
+		if len(jobs) == 0 {
+			return nil
+		}
+		r.round(jobs, ws)
+	}
+}
+
+// claim marks a node processed and reports whether it already was.
+func (r *searchRun) claim(id int32) bool {
+	done := &r.blkDone
+	if id < 0 {
+		done, id = &r.stepDone, -1-id
+	}
+	was := (*done)[id]
+	(*done)[id] = true
+	return was
+}
+
+// inRange reports whether block b holds a token in [from, to).
+func (r *searchRun) inRange(b int32) bool {
+	for _, j := range r.ix.perm[r.ix.bstart[b]:r.ix.bstart[b+1]] {
+		if int(j) >= r.from && int(j) < r.to {
+			return true
+		}
+	}
+	return false
+}
+
+// round processes jobs (steps to expand, blocks to read) over the workers, then merges what
+// they found into the queues and the top-k heaps.
+func (r *searchRun) round(jobs []int32, ws []scratch) {
+	thr := make([]float64, len(r.hits))
+	for qr := range thr {
+		thr[qr] = r.theta(qr)
+	}
+	workers := min(len(ws), len(jobs))
+	pushes, founds := make([][]push, workers), make([][]found, workers)
+	reads := make([]ScanStats, workers)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < len(jobs); i = int(next.Add(1) - 1) {
+				if id := jobs[i]; id < 0 {
+					pushes[w] = r.expand(int(-1-id), thr, pushes[w], &ws[w])
+				} else {
+					founds[w] = r.read(id, thr, founds[w], &reads[w], &ws[w])
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for w := range workers {
+		for _, f := range founds[w] {
+			r.hits[f.qr].offer(f.h, r.k)
+		}
+		r.stats.BytesRead += reads[w].BytesRead
+		r.stats.BlocksRead += reads[w].BlocksRead
+	}
+	for w := range workers {
+		for _, p := range pushes[w] {
+			if p.n.ub >= r.theta(p.qr) {
+				heap.Push(&r.queues[p.qr], p.n)
+			}
+		}
+	}
+}
+
+// expand computes the bounds of step t's blocks and returns those that can still enter a
+// queue's top-k.
+func (r *searchRun) expand(t int, thr []float64, out []push, w *scratch) []push {
+	b := r.ix.bb.step(t)
+	first := r.ix.sblk[t]
+	n := b.n - 1
+	blk := boxes{n: n, din: b.din, dout: b.dout, c: b.c[b.din:], r: b.r[b.din:], gc: b.gc[b.dout:], gr: b.gr[b.dout:], nk: b.nk[1:], ng: b.ng[1:]}
+	att, con := make([]float64, n*len(r.sq.qs)), make([]float64, n*len(r.sq.qs))
+	sw := r.s.SW[t]
+	r.sq.ubs(blk, func(int) float64 { return sw }, att, con, w)
+	partial := t == r.t0 || t == r.t1-1
+	for i := range n {
+		id := first + int32(i)
+		if partial && !r.inRange(id) {
+			continue
+		}
+		for qi := range r.sq.qs {
+			if a := att[qi*n+i]; a >= thr[2*qi] {
+				out = append(out, push{2 * qi, node{a, id}})
+			}
+			if c := con[qi*n+i]; c >= thr[2*qi+1] {
+				out = append(out, push{2*qi + 1, node{c, id}})
+			}
+		}
+	}
+	return out
+}
+
+// read bounds the α of block b's tokens in range from their int8 codes and refines those
+// whose bound can still enter a queue's top-k. With y = r⊙x, the code gives
+// α̃ = c·x + (q·y)/127, and the float32 α that Scan computes is within
+// E = r·|x|·(1/254 + 2γ_d) + boundSlack·γ_d·nk·‖x‖ of it (the code's rounding, the float32
+// sum of q·y, and α's own rounding), with c·x and r·|x| taken in float64.
+func (r *searchRun) read(b int32, thr []float64, out []found, st *ScanStats, w *scratch) []found {
+	s, sq, ix := r.s, r.sq, r.ix
+	din, dout, Q := s.DIn, s.DOut, len(sq.qs)
+	t := s.StepIndex(int(ix.perm[ix.bstart[b]]))
+	p0 := ix.bstart[ix.sblk[t]]
+	codes := ix.bb.codes(t, ix.tstart[t+1]-ix.tstart[t])
+	bx, k := ix.bb.step(t), int(b-ix.sblk[t])+1
+	c, rr := bx.c[k*din:(k+1)*din], bx.r[k*din:(k+1)*din]
+	toks := w.toks[:0]
+	for p := ix.bstart[b]; p < ix.bstart[b+1]; p++ {
+		if j := ix.perm[p]; int(j) >= r.from && int(j) < r.to {
+			toks = append(toks, j, p-p0)
+		}
+	}
+	w.toks = toks
+	nb := len(toks) / 2
+	if nb == 0 {
+		return out
+	}
+	st.BlocksRead++
+	st.BytesRead += int64(nb * din)
+	np := (nb + 3) &^ 3
+	cb := w.f32(&w.kb, np*din)
+	clear(cb[nb*din:])
+	for i := range nb {
+		src, dst := codes[int(toks[2*i+1])*din:][:din], cb[i*din:][:din]
+		for p, q := range src {
+			dst[p] = float32(q)
+		}
+	}
+	y := w.f32(&w.y, Q*din)
+	for qi := range Q {
+		for i, x := range sq.xs[qi*din : (qi+1)*din] {
+			y[qi*din+i] = rr[i] * x
+		}
+	}
+	at := w.f32(&w.alpha, np*Q)
+	dotBlockAVX(cb, np, din, y, Q, at)
+	g, ga, gg := gamma(din), boundSlack*gamma(din), boundSlack*gamma(dout)
+	sw := s.SW[t]
+	keep := w.keep[:0]
+	for range nb {
+		keep = append(keep, false)
+	}
+	for qi, q := range sq.qs {
+		ta, tc := thr[2*qi], thr[2*qi+1]
+		var cx, rx float64
+		for i, x := range sq.xs[qi*din : (qi+1)*din] {
+			cx += float64(c[i]) * float64(x)
+			rx += float64(rr[i]) * math.Abs(float64(x))
+		}
+		e := rx*(1.0/254*(1+1e-6)+2*g) + ga*float64(bx.nk[k])*sq.xn[qi]
+		var gc, gr float64
+		if q.Token >= 0 {
+			gc, gr = float64(bx.gc[k*dout+q.Token]), float64(bx.gr[k*dout+q.Token])
+		} else {
+			for o, u := range q.U {
+				gc += float64(bx.gc[k*dout+o]) * float64(u)
+				gr += float64(bx.gr[k*dout+o]) * math.Abs(float64(u))
+			}
+			gr += gg * float64(bx.ng[k]) * sq.un[qi]
+		}
+		ge := relSlack * (math.Abs(gc) + gr)
+		// G = s_t·(g·u) lies in [glo, ghi]; α·G is largest at an end of α's interval, times
+		// ghi where α ≥ 0 and glo where α < 0.
+		glo, ghi := sw*(gc-gr-ge), sw*(gc+gr+ge)
+		if glo > ghi {
+			glo, ghi = ghi, glo
+		}
+		gm := max(-glo, ghi)
+		// The whole block first: its α interval is [cx−rx, cx+rx] widened by e.
+		bw := rx + e + relSlack*(math.Abs(cx)+rx+e)
+		if math.Abs(cx)+bw < ta && conUB(cx-bw, cx+bw, glo, ghi, gm) < tc {
+			continue
+		}
+		for i := range nb {
+			if keep[i] {
+				continue
+			}
+			a := cx + float64(at[qi*np+i])/127
+			ae := e + relSlack*(math.Abs(a)+e)
+			keep[i] = math.Abs(a)+ae >= ta || conUB(a-ae, a+ae, glo, ghi, gm) >= tc
+		}
+	}
+	w.keep = keep
+	var surv []int32
+	for i := range nb {
+		if keep[i] {
+			surv = append(surv, toks[2*i])
+		}
+	}
+	if len(surv) == 0 {
+		return out
+	}
+	st.BytesRead += int64(len(surv)) * r.rowBytes
+	return r.refine(surv, thr, out, w)
+}
+
+// conUB bounds α·G over α in [alo, ahi] and G in [glo, ghi] (gm = max |G|).
+func conUB(alo, ahi, glo, ghi, gm float64) float64 {
+	f := func(a float64) float64 {
+		if a >= 0 {
+			return a * ghi
+		}
+		return a * glo
+	}
+	u, v := f(alo), f(ahi)
+	if v > u {
+		u = v
+	}
+	return u + 4*relSlack*(abs(alo)+abs(ahi))*gm
+}
+
+func abs(x float64) float64 {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
+// refine computes the exact α and contribution of tokens toks (of one step), as Scan does,
+// and returns the hits that beat a queue's k-th best.
+func (r *searchRun) refine(toks []int32, thr []float64, out []found, w *scratch) []found {
+	s, sq := r.s, r.sq
+	din, dout, Q := s.DIn, s.DOut, len(sq.qs)
+	nb := len(toks)
+	// Zero rows pad the block to a multiple of 4 keys, so every key takes the kernel's
+	// 4-key path, as in Scan, and gets the same float32 α.
+	np := (nb + 3) &^ 3
+	kb := w.f32(&w.kb, np*din)
+	clear(kb[nb*din:])
+	for i, j := range toks {
+		copy(kb[i*din:(i+1)*din], s.Mem.Keys[int(j)*din:])
+	}
+	alpha := w.f32(&w.alpha, np*Q)
+	dotBlockAVX(kb, np, din, sq.xs, Q, alpha)
+	var gus []float32
+	if sq.nh > 0 {
+		gb := w.f32(&w.gb, np*dout)
+		clear(gb[nb*dout:])
+		for i, j := range toks {
+			copy(gb[i*dout:(i+1)*dout], s.Mem.Grads[int(j)*dout:])
+		}
+		gus = w.f32(&w.gu, np*sq.nh)
+		dotBlockAVX(gb, np, dout, sq.us, sq.nh, gus)
+	}
+	sw := s.SW[s.StepIndex(int(toks[0]))]
+	for qi, q := range sq.qs {
+		ta, tc := thr[2*qi], thr[2*qi+1]
+		for i, j := range toks {
+			a := float64(alpha[qi*np+i])
+			var gu float64
+			if q.Token >= 0 {
+				gu = float64(s.Mem.Grads[int(j)*dout+q.Token])
+			} else {
+				gu = float64(gus[sq.hq[qi]*np+i])
+			}
+			c := a * sw * gu
+			if math.Abs(a) > ta {
+				out = append(out, found{2 * qi, Hit{Index: int(j), Alpha: a, Contribution: c}})
+			}
+			if c > tc {
+				out = append(out, found{2*qi + 1, Hit{Index: int(j), Alpha: a, Contribution: c}})
+			}
+		}
+	}
+	return out
+}
