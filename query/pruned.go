@@ -49,25 +49,52 @@ func (e *Engine) prunedLayer(ctx context.Context, req Request, lq layerQueries) 
 
 // topHits finds, per query, the best training tokens in range by the request's ranking
 // (enough of them for TopK distinct windows) and what that read. It is the only part of a
-// pruned answer that reads keys: a search that reads less replaces its body.
+// pruned answer that reads keys, and it reads only the blocks whose bounds can still enter
+// the top list (dualmem.Search), with the same answer as a full scan.
 func topHits(ctx context.Context, sc *dualmem.Scanner, req Request, qs []dualmem.Query, rg tokens) ([][]dualmem.Hit, dualmem.ScanStats, error) {
-	opt := dualmem.ScanOptions{TopK: 4*req.TopK + 64, From: rg.from, To: rg.to}
-	res, err := sc.Scan(ctx, qs, opt)
-	read := sc.RangeRead(rg.from, rg.to)
-	for err == nil && opt.TopK < rg.to-rg.from && shortOfWindows(sc, req, res, opt.TopK) {
+	byAttention := req.RankBy == RankAttention
+	opt := dualmem.SearchOptions{TopK: 4*req.TopK + 64, From: rg.from, To: rg.to,
+		SkipAttention: !byAttention, SkipContribution: byAttention}
+	read, first := sc.NoneRead(), true
+	search := func() ([][]dualmem.Hit, error) {
+		res, err := sc.Search(ctx, qs, opt)
+		if err != nil {
+			return nil, err
+		}
+		out := make([][]dualmem.Hit, len(res))
+		for i := range res {
+			out[i] = res[i].TopContribution
+			if byAttention {
+				out[i] = res[i].TopAttention
+			}
+		}
+		switch { // one read serves the batch; bytes are of the whole memory, blocks the search's in range
+		case len(res) > 0 && first:
+			read.BytesRead, read.BlocksRead, read.BlocksTotal = res[0].Stats.BytesRead, res[0].Stats.BlocksRead, res[0].Stats.BlocksTotal
+			first = false
+		case len(res) > 0:
+			read = read.Plus(res[0].Stats)
+		}
+		return out, nil
+	}
+	out, err := search()
+	for err == nil && opt.TopK < rg.to-rg.from && shortOfWindowsIn(sc, req, out, opt.TopK) {
 		opt.TopK *= 8
-		res, err = sc.Scan(ctx, qs, opt)
-		read = read.Plus(sc.RangeRead(rg.from, rg.to))
+		out, err = search()
 	}
 	if err != nil {
 		return nil, dualmem.ScanStats{}, err
 	}
-	out := make([][]dualmem.Hit, len(res))
-	for i := range res {
-		out[i] = res[i].TopContribution
-		if req.RankBy == RankAttention {
-			out[i] = res[i].TopAttention
+	return out, read, nil
+}
+
+// shortOfWindowsIn reports whether some query's K hits hold fewer than TopK distinct
+// training windows.
+func shortOfWindowsIn(sc *dualmem.Scanner, req Request, lists [][]dualmem.Hit, K int) bool {
+	for _, hits := range lists {
+		if len(hits) == K && len(distinctWindows(sc, hits, req.TopK)) < req.TopK {
+			return true
 		}
 	}
-	return out, read, nil
+	return false
 }

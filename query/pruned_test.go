@@ -139,7 +139,10 @@ func TestPrunedMatchesFull(t *testing.T) {
 						f.Scan.BlocksRead < int64(len(sc.Mem.Steps)) && tc.steps == nil {
 						t.Errorf("%s: full read %+v of %d; a pass reads %d", name, f.Scan.ScanStats, all, pass)
 					}
-					if p.Scan.BytesRead < pass || p.Scan.BytesRead > f.Scan.BytesRead {
+					// The search reads int8 codes (DIn bytes a token) and re-reads survivors: at most a
+					// quarter more than a pass where nothing prunes, plus the by_offset tokens, fewer
+					// than the pattern members the full answer re-reads.
+					if p.Scan.BytesRead <= 0 || p.Scan.BytesRead > pass*5/4+f.Scan.BytesRead-pass {
 						t.Errorf("%s: pruned read %+v, full %+v", name, p.Scan.ScanStats, f.Scan.ScanStats)
 					}
 				}
