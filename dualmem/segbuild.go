@@ -66,14 +66,20 @@ func (s *Store) readSegments(progress func(layer string, done, total int)) (*seg
 		}
 		return sg, nil
 	}
-	// The writer must not append while the files are rebuilt: hold the writer side and
-	// include every step written so far, committed or not.
+	return s.rebuildSegments(false, progress)
+}
+
+// rebuildSegments builds the segment files from the database and puts them in place of the
+// open ones (closed after), unless valid ones are open and always is false. The writer must
+// not append meanwhile: it holds the writer side and includes every step written so far,
+// committed or not.
+func (s *Store) rebuildSegments(always bool, progress func(layer string, done, total int)) (*segments, error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if err := s.writable(); err != nil {
 		return nil, err
 	}
-	if sg := s.segments(); sg != nil {
+	if sg := s.segments(); sg != nil && !always {
 		return sg, nil
 	}
 	n := s.lastAppended()
@@ -85,9 +91,13 @@ func (s *Store) readSegments(progress func(layer string, done, total int)) (*seg
 		return nil, fmt.Errorf("%s: building segment files: %w", s.dir, err)
 	}
 	s.segMu.Lock()
+	old := s.seg
 	s.seg = sg
 	s.segMu.Unlock()
-	return sg, nil
+	if old != nil {
+		err = old.close()
+	}
+	return sg, err
 }
 
 // buildSegments writes the segment files of steps 1..n from the database into

@@ -1,6 +1,7 @@
 package dualmem
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -351,38 +352,5 @@ func (sg *segments) checkLength(sp segSpec) error {
 
 // checkSteps compares steps from..to (1-based) of every file with their index checksums.
 func (sg *segments) checkSteps(from, to int) error {
-	fs := make([]*os.File, len(sg.specs))
-	defer func() {
-		for _, f := range fs {
-			if f != nil {
-				f.Close()
-			}
-		}
-	}()
-	for i, sp := range sg.specs {
-		f, err := os.Open(filepath.Join(sg.dir, sp.name))
-		if err != nil {
-			return fmt.Errorf("segment of %s: %w", sp.what(), err)
-		}
-		fs[i] = f
-	}
-	for k := from - 1; k < to; k++ {
-		data := make([][]byte, len(sg.specs))
-		for i, sp := range sg.specs {
-			data[i] = make([]byte, (sg.starts[k+1]-sg.starts[k])*int64(sp.elem))
-			if _, err := fs[i].ReadAt(data[i], sg.starts[k]*int64(sp.elem)); err != nil {
-				return fmt.Errorf("segment of %s: step %d: %w", sp.what(), k+1, err)
-			}
-		}
-		rec, want := sg.record(int(sg.starts[k+1]-sg.starts[k]), data), sg.recs[k*sg.width():][:sg.width()]
-		if rec[1] != want[1] {
-			return fmt.Errorf("segment of the token arrays: step %d: checksum mismatch", k+1)
-		}
-		for l := range sg.nl {
-			if rec[2+l] != want[2+l] {
-				return fmt.Errorf("segment of layer %q: step %d: checksum mismatch", sg.specs[nTokenFiles+2*l].layer, k+1)
-			}
-		}
-	}
-	return nil
+	return sg.checkStepsCtx(context.Background(), from, to, nil)
 }
