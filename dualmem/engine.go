@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -127,6 +128,9 @@ type Result struct {
 	StepAlpha, StepAbsAlpha, StepContribution []float64
 	// Per group of ScanOptions.Groups: Σα and Σcontribution (nil without groups).
 	GroupAlpha, GroupContribution []float64
+	// Per token of the query's ScanOptions.Score list, in its order: α and contribution as
+	// Scores computes them (nil without a list).
+	ScoreAlpha, ScoreContribution []float64
 }
 
 // Total is W0Term + BiasTerm + Σ contributions: the dual reconstruction of y·u.
@@ -146,6 +150,10 @@ type ScanOptions struct {
 	// Result.GroupAlpha and GroupContribution then hold each group's sums.
 	Groups  []int32
 	NGroups int
+	// Score, if not nil, lists per query memory tokens (ascending, inside [From, To)) to
+	// score exactly as Scores does, while their keys are in cache from the scan: a caller
+	// that needs many scattered tokens' scores then reads the memory once, in order.
+	Score [][]int32
 }
 
 // Scan computes α = k·x for every stored key and all queries in one pass over the keys,
@@ -173,6 +181,9 @@ func (s *Scanner) Scan(ctx context.Context, qs []Query, opt ScanOptions) ([]Resu
 	}
 	if opt.Groups != nil && len(opt.Groups) != s.N {
 		return nil, fmt.Errorf("dualmem: scan %q: %d group ids for %d tokens", s.Mem.Spec.Name, len(opt.Groups), s.N)
+	}
+	if err := s.checkScoreLists(qs, opt); err != nil {
+		return nil, err
 	}
 	xs := make([]float32, Q*s.DIn)
 	for i, q := range qs {
@@ -204,6 +215,13 @@ func (s *Scanner) Scan(ctx context.Context, qs []Query, opt ScanOptions) ([]Resu
 	nBlocks := (opt.To - opt.From + opt.Block - 1) / opt.Block
 	workers := min(opt.Workers, max(nBlocks, 1))
 	parts := make([]*partial, workers)
+	res := make([]Result, Q)
+	if opt.Score != nil {
+		for qi := range res {
+			n := len(opt.Score[qi])
+			res[qi].ScoreAlpha, res[qi].ScoreContribution = make([]float64, n), make([]float64, n)
+		}
+	}
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for w := range workers {
@@ -231,6 +249,9 @@ func (s *Scanner) Scan(ctx context.Context, qs []Query, opt ScanOptions) ([]Resu
 					kernU(s.Mem.Grads[j0*s.DOut:], nb, s.DOut, us, nh, gu)
 				}
 				s.accumulate(p, qs, j0, nb, alpha, gu, hq)
+				if opt.Score != nil {
+					s.scoreListed(qs, opt.Score, res, j0, nb)
+				}
 			}
 		}()
 	}
@@ -238,7 +259,6 @@ func (s *Scanner) Scan(ctx context.Context, qs []Query, opt ScanOptions) ([]Resu
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	res := make([]Result, Q)
 	for qi := range res {
 		r := &res[qi]
 		r.StepAlpha, r.StepAbsAlpha, r.StepContribution = make([]float64, T), make([]float64, T), make([]float64, T)
@@ -272,6 +292,37 @@ func (s *Scanner) Scan(ctx context.Context, qs []Query, opt ScanOptions) ([]Resu
 		r.W0Term, r.BiasTerm = s.terms(qs[qi])
 	}
 	return res, nil
+}
+
+// checkScoreLists checks that opt.Score has one ascending list per query inside [From, To).
+func (s *Scanner) checkScoreLists(qs []Query, opt ScanOptions) error {
+	if opt.Score == nil {
+		return nil
+	}
+	if len(opt.Score) != len(qs) {
+		return fmt.Errorf("dualmem: scan %q: %d score lists for %d queries", s.Mem.Spec.Name, len(opt.Score), len(qs))
+	}
+	for qi, l := range opt.Score {
+		for k, j := range l {
+			if int(j) < opt.From || int(j) >= opt.To || (k > 0 && j <= l[k-1]) {
+				return fmt.Errorf("dualmem: scan %q: score list %d is not ascending inside [%d, %d) at token %d", s.Mem.Spec.Name, qi, opt.From, opt.To, j)
+			}
+		}
+	}
+	return nil
+}
+
+// scoreListed scores the listed tokens of block [j0, j0+nb) for every query. Blocks do not
+// overlap, so workers write disjoint parts of the results.
+func (s *Scanner) scoreListed(qs []Query, lists [][]int32, res []Result, j0, nb int) {
+	for qi, l := range lists {
+		lo, _ := slices.BinarySearch(l, int32(j0))
+		hi, _ := slices.BinarySearch(l[lo:], int32(j0+nb))
+		hi += lo
+		if lo < hi {
+			s.Scores(qs[qi], l[lo:hi], res[qi].ScoreAlpha[lo:hi], res[qi].ScoreContribution[lo:hi])
+		}
+	}
 }
 
 // accumulate folds a block's α into a worker's partial results. The block is cut into runs

@@ -1,0 +1,69 @@
+package query
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/spotlight-lm/spotlight/dualmem"
+	"github.com/spotlight-lm/spotlight/lm"
+)
+
+// benchRequest is the request the benchmarks time: 16 generated tokens, every layer, the
+// default options.
+func benchRequest() Request {
+	return Request{Prompt: "The light ", Tokens: 16}
+}
+
+// BenchmarkGenerate times a 16-token all-layer generate request on the test's small model,
+// with the dual weights already built (as a serving engine has them).
+func BenchmarkGenerate(b *testing.B) {
+	e := engine(b)
+	benchGenerate(b, e)
+}
+
+// BenchmarkGenerateData is BenchmarkGenerate on the data directory named by
+// SPOTLIGHT_BENCH_DATA (opened read-only), e.g. the default model.
+func BenchmarkGenerateData(b *testing.B) {
+	dir := os.Getenv("SPOTLIGHT_BENCH_DATA")
+	if dir == "" {
+		b.Skip("SPOTLIGHT_BENCH_DATA is not set")
+	}
+	store, err := dualmem.OpenReadOnly(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	_, ckpt, err := store.Checkpoint()
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := lm.LoadModel(ckpt)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	t0 := time.Now()
+	e, err := NewEngine(m, store, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	b.Logf("engine ready in %v", time.Since(t0))
+	benchGenerate(b, e)
+}
+
+func benchGenerate(b *testing.B, e *Engine) {
+	t0 := time.Now()
+	for name := range e.layers {
+		e.layers[name].Warm()
+	}
+	b.Logf("dual weights built in %v", time.Since(t0))
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := e.Generate(context.Background(), benchRequest()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
