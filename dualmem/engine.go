@@ -228,6 +228,7 @@ func (s *Scanner) Scan(ctx context.Context, qs []Query, opt ScanOptions) ([]Resu
 		p := newPartial(Q, T, opt.TopK)
 		if opt.Groups != nil {
 			p.groups, p.ga, p.gc = opt.Groups, make([]float64, Q*opt.NGroups), make([]float64, Q*opt.NGroups)
+			p.cb = make([]float64, opt.Block)
 		}
 		parts[w] = p
 		wg.Add(1)
@@ -334,6 +335,12 @@ func (s *Scanner) accumulate(p *partial, qs []Query, j0, nb int, alpha, gus []fl
 	steps := s.Mem.Step[j0 : j0+nb]
 	grads := s.Mem.Grads
 	var gu []float64
+	cb := p.cb[:0]
+	if p.groups != nil {
+		cb = p.cb[:nb]
+		p.j0 = j0
+		p.groupRuns(j0, nb)
+	}
 	for qi, q := range qs {
 		att, con := p.att[qi], p.con[qi]
 		var sum, abs float64
@@ -367,6 +374,9 @@ func (s *Scanner) accumulate(p *partial, qs []Query, j0, nb int, alpha, gus []fl
 			for ; b+2 <= hi; b += 2 {
 				a0, a1 := float64(al[b]), float64(al[b+1])
 				c0, c1 := a0*sw*gu[b], a1*sw*gu[b+1]
+				if len(cb) != 0 {
+					cb[b], cb[b+1] = c0, c1
+				}
 				aa0, aa1 := math.Abs(a0), math.Abs(a1)
 				sa0 += a0
 				sa1 += a1
@@ -392,6 +402,9 @@ func (s *Scanner) accumulate(p *partial, qs []Query, j0, nb int, alpha, gus []fl
 			for ; b < hi; b++ {
 				a := float64(al[b])
 				c := a * sw * gu[b]
+				if len(cb) != 0 {
+					cb[b] = c
+				}
 				aa := math.Abs(a)
 				sa0 += a
 				saa0 += aa
@@ -417,25 +430,45 @@ func (s *Scanner) accumulate(p *partial, qs []Query, j0, nb int, alpha, gus []fl
 		p.neg[qi] += (sum - abs) / 2
 		p.abs[qi] += abs
 		if p.groups != nil {
-			s.accumulateGroups(p, qi, j0, al, gu)
+			p.accumulateGroups(qi, al, cb)
 		}
 	}
 }
 
-// accumulateGroups adds a block's α and contributions for query qi to their groups: a
-// second pass over the block, kept out of accumulate's loop so scans without groups pay
-// nothing for them.
-func (s *Scanner) accumulateGroups(p *partial, qi, j0 int, al []float32, gu []float64) {
+// groupRuns cuts block [j0, j0+nb) into runs of one group (a batch row's tokens mostly
+// share a passage), once for all queries.
+func (p *partial) groupRuns(j0, nb int) {
+	p.runs = p.runs[:0]
+	g := p.groups[j0 : j0+nb]
+	for lo := 0; lo < nb; {
+		hi := lo + 1
+		for hi < nb && g[hi] == g[lo] {
+			hi++
+		}
+		p.runs = append(p.runs, int32(hi))
+		lo = hi
+	}
+}
+
+// accumulateGroups adds a block's α and contributions c for query qi to their groups, run
+// by run: a second pass over the block, kept out of accumulate's loop so scans without
+// groups pay nothing for them. Each run's sums stay in registers and add up in token order,
+// as one addition per token to the group's sums would.
+func (p *partial) accumulateGroups(qi int, al []float32, c []float64) {
 	G := len(p.ga) / len(p.att)
 	ga, gc := p.ga[qi*G:(qi+1)*G], p.gc[qi*G:(qi+1)*G]
-	for b, a := range al {
-		g := p.groups[j0+b]
-		if g < 0 {
-			continue
+	groups := p.groups[p.j0:]
+	lo := 0
+	for _, hi := range p.runs {
+		if g := groups[lo]; g >= 0 {
+			sa, sc := ga[g], gc[g]
+			for b := lo; b < int(hi); b++ {
+				sa += float64(al[b])
+				sc += c[b]
+			}
+			ga[g], gc[g] = sa, sc
 		}
-		t := int(s.Mem.Step[j0+b] - s.first)
-		ga[g] += float64(a)
-		gc[g] += float64(a) * s.SW[t] * gu[b]
+		lo = int(hi)
 	}
 }
 
@@ -559,6 +592,11 @@ type partial struct {
 	sa, saa, sc   []float64 // [Q, T]
 	groups        []int32   // ScanOptions.Groups, or nil
 	ga, gc        []float64 // [Q, NGroups]
+	// With groups, per block: the contributions of the query being accumulated, the block's
+	// first token and the ends of its runs of one group.
+	cb   []float64
+	j0   int
+	runs []int32
 }
 
 func newPartial(Q, T, k int) *partial {

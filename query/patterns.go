@@ -135,14 +135,19 @@ func best(s scores, ps []int32, k int, byAttention bool) []int32 {
 		return out[:min(k, len(out))]
 	}
 	top := make([]int32, 0, k+1) // sorted, best first
+	worst := math.Inf(-1)        // the k-th best score once top is full
 	for _, p := range ps {
-		if len(top) == k && order(p, top[k-1]) >= 0 {
+		// Most members score below the k-th best: one comparison rejects them.
+		if len(top) == k && (s.score(p, byAttention) < worst || order(p, top[k-1]) >= 0) {
 			continue
 		}
 		i, _ := slices.BinarySearchFunc(top, p, order)
 		top = slices.Insert(top, i, p)
 		if len(top) > k {
 			top = top[:k]
+		}
+		if len(top) == k {
+			worst = s.score(top[k-1], byAttention)
 		}
 	}
 	return top
