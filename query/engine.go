@@ -87,7 +87,7 @@ func newEngine(prev *Engine, model *lm.Model, store *dualmem.Store, progress fun
 		if i == 0 {
 			e.passageOf = passageGroups(mem, e.pass.of)
 			e.byTarget = newTargetIndex(mem.Targets, model.Tok.Size())
-			e.byPrev = newPrevIndex(mem, e.corpus)
+			e.byPrev = e.newPrevIndex(e.layers[spec.Name])
 		}
 	}
 	// Hidden layers' output-vector check needs the dual weights (one pass over the memory);

@@ -46,7 +46,7 @@ type shared struct {
 }
 
 // class lists the positions (into js) of the members that shared exactly n characters, in
-// memory order.
+// the suffix array's order.
 func (s *shared) class(n int) []int32 { return s.order[s.first[n]:s.first[n+1]] }
 
 // longest is the most characters a member shared (0 without members).
@@ -182,39 +182,66 @@ func patternTop(sc *dualmem.Scanner, sh *shared, s scores, ranked []dualmem.Hit,
 }
 
 // prevIndex lists, per character, the memory tokens whose target follows that character in
-// the corpus, in memory order: the members of any context ending with it. Built once per
-// engine, it replaces a suffix-array lookup and a sort per query.
+// the corpus: the members of any context ending with it. Built once per engine, it replaces
+// a suffix-array lookup per query. The members are kept in memory order, for the scan, and
+// in the suffix array's order (by the corpus text from that character on, then memory
+// order), in which the pattern sums add them up.
 type prevIndex struct {
 	class map[rune]int32
-	toks  targetIndex
+	toks  targetIndex // per class, its members in memory order
+	// saPos[toks.first[c]:toks.first[c+1]] are the positions of class c's members in its
+	// memory-order list, in suffix-array order.
+	saPos []int32
 }
 
-func newPrevIndex(m *dualmem.LayerMemory, corpus []rune) prevIndex {
+func (e *Engine) newPrevIndex(sc *dualmem.Scanner) prevIndex {
 	x := prevIndex{class: map[rune]int32{}}
-	keys := make([]int32, len(m.Offsets))
-	for j, off := range m.Offsets {
+	keys := make([]int32, len(sc.Mem.Offsets))
+	for j, off := range sc.Mem.Offsets {
 		keys[j] = -1
-		if off < 1 || off > int64(len(corpus)) {
+		if off < 1 || off > int64(len(e.corpus)) {
 			continue
 		}
-		c, ok := x.class[corpus[off-1]]
+		c, ok := x.class[e.corpus[off-1]]
 		if !ok {
 			c = int32(len(x.class))
-			x.class[corpus[off-1]] = c
+			x.class[e.corpus[off-1]] = c
 		}
 		keys[j] = c
 	}
 	x.toks = newTargetIndex(keys, len(x.class))
+	x.saPos = make([]int32, len(x.toks.tokens))
+	for r, c := range x.class {
+		list := x.toks.of(c)
+		out := x.saPos[x.toks.first[c]:x.toks.first[c]]
+		placed := make([]bool, len(list))
+		for _, b := range e.sa.Lookup([]byte(string(r)), -1) {
+			for _, j := range sc.SameOffset(int64(e.runeAt[b]) + 1) {
+				if p, ok := slices.BinarySearch(list, j); ok && !placed[p] {
+					placed[p] = true
+					out = append(out, int32(p))
+				}
+			}
+		}
+		// Members the suffix array does not reach (a character that is not valid UTF-8
+		// in the corpus) follow in memory order.
+		for p, done := range placed {
+			if !done {
+				out = append(out, int32(p))
+			}
+		}
+	}
 	return x
 }
 
-// of lists the memory tokens trained right after character r.
-func (x prevIndex) of(r rune) []int32 {
+// of lists the memory tokens trained right after character r, in memory order, and their
+// positions in that list in suffix-array order.
+func (x prevIndex) of(r rune) (toks, saPos []int32) {
 	c, ok := x.class[r]
 	if !ok {
-		return nil
+		return nil, nil
 	}
-	return x.toks.of(c)
+	return x.toks.of(c), x.saPos[x.toks.first[c]:x.toks.first[c+1]]
 }
 
 // shared finds the training tokens in rg whose context ends with the query's last character
@@ -227,7 +254,10 @@ func (e *Engine) shared(cctx context.Context, sc *dualmem.Scanner, ctx []rune, r
 		return sh, nil
 	}
 	last := len(ctx) - 1
-	sh.js = inRange(e.byPrev.of(ctx[last]), rg)
+	all, saPos := e.byPrev.of(ctx[last])
+	lo := sort.Search(len(all), func(i int) bool { return int(all[i]) >= rg.from })
+	hi := max(lo, sort.Search(len(all), func(i int) bool { return int(all[i]) >= rg.to }))
+	sh.js = all[lo:hi]
 	sh.ns = make([]int32, len(sh.js))
 	longest := 0
 	for i, j := range sh.js {
@@ -243,7 +273,7 @@ func (e *Engine) shared(cctx context.Context, sc *dualmem.Scanner, ctx []rune, r
 		sh.ns[i] = int32(n)
 		longest = max(longest, n)
 	}
-	// A counting sort by n keeps each class in memory order.
+	// A counting sort by n; each class keeps the suffix array's order.
 	sh.first = make([]int32, longest+2)
 	for _, n := range sh.ns {
 		sh.first[n+1]++
@@ -253,9 +283,12 @@ func (e *Engine) shared(cctx context.Context, sc *dualmem.Scanner, ctx []rune, r
 	}
 	next := slices.Clone(sh.first)
 	sh.order = make([]int32, len(sh.js))
-	for p, n := range sh.ns {
-		sh.order[next[n]] = int32(p)
-		next[n]++
+	for _, p := range saPos {
+		if p -= int32(lo); p >= 0 && int(p) < len(sh.js) {
+			n := sh.ns[p]
+			sh.order[next[n]] = p
+			next[n]++
+		}
 	}
 	return sh, nil
 }
