@@ -199,17 +199,24 @@ func (s *Scanner) Scan(ctx context.Context, qs []Query, opt ScanOptions) ([]Resu
 		copy(xs[i*s.DIn:], q.X)
 	}
 	kern := opt.Kernel.fn(Q)
-	// Hidden-layer queries project every gradient on their U: one more kernel pass, over
-	// the gradients, for all of them at once.
-	hq, us := make([]int, Q), []float32{}
+	// Every query's projections v·u of a block's gradients go in one row of a [Q, nb]
+	// matrix: the hidden-layer queries' first (one more kernel pass, over the gradients, for
+	// all of them at once), then the one-hot queries' (their gradient columns, gathered row by
+	// row, in memory order).
+	row, us, toks := make([]int, Q), []float32{}, []int{}
 	for i, q := range qs {
-		hq[i] = -1
 		if q.Token < 0 {
-			hq[i] = len(us) / s.DOut
+			row[i] = len(us) / s.DOut
 			us = append(us, q.U...)
 		}
 	}
 	nh := len(us) / s.DOut
+	for i, q := range qs {
+		if q.Token >= 0 {
+			row[i] = nh + len(toks)
+			toks = append(toks, q.Token)
+		}
+	}
 	kernU := opt.Kernel.fn(nh)
 	T := len(s.SW)
 	nBlocks := (opt.To - opt.From + opt.Block - 1) / opt.Block
@@ -234,7 +241,7 @@ func (s *Scanner) Scan(ctx context.Context, qs []Query, opt ScanOptions) ([]Resu
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			alpha, gu := make([]float32, opt.Block*Q), make([]float32, opt.Block*nh)
+			alpha, proj := make([]float32, opt.Block*Q), make([]float32, opt.Block*Q)
 			for {
 				if ctx.Err() != nil {
 					return
@@ -247,9 +254,12 @@ func (s *Scanner) Scan(ctx context.Context, qs []Query, opt ScanOptions) ([]Resu
 				nb := min(opt.Block, opt.To-j0)
 				kern(s.Mem.Keys[j0*s.DIn:], nb, s.DIn, xs, Q, alpha)
 				if nh > 0 {
-					kernU(s.Mem.Grads[j0*s.DOut:], nb, s.DOut, us, nh, gu)
+					kernU(s.Mem.Grads[j0*s.DOut:], nb, s.DOut, us, nh, proj)
 				}
-				s.accumulate(p, qs, j0, nb, alpha, gu, hq)
+				if len(toks) > 0 {
+					gatherColumns(s.Mem.Grads[j0*s.DOut:(j0+nb)*s.DOut], s.DOut, toks, proj[nh*nb:(nh+len(toks))*nb])
+				}
+				s.accumulate(p, j0, nb, alpha, proj, row)
 				if opt.Score != nil {
 					s.scoreListed(qs, opt.Score, res, j0, nb)
 				}
@@ -326,39 +336,42 @@ func (s *Scanner) scoreListed(qs []Query, lists [][]int32, res []Result, j0, nb 
 	}
 }
 
+// gatherColumns sets out[k*nb+b] to row b's column cols[k] of the nb rows of m (d values
+// each). It reads the rows in order, a few dozen at a time for all columns, so each row is
+// fetched from memory once and each column is written in order.
+func gatherColumns(m []float32, d int, cols []int, out []float32) {
+	const chunk = 32
+	nb := len(m) / d
+	for lo := 0; lo < nb; lo += chunk {
+		hi := min(lo+chunk, nb)
+		rows := m[lo*d : hi*d]
+		for k, c := range cols {
+			o := out[k*nb+lo : k*nb+hi]
+			for b := range o {
+				o[b] = rows[b*d+c]
+			}
+		}
+	}
+}
+
 // accumulate folds a block's α into a worker's partial results. The block is cut into runs
 // of one training step, so the per-step sums stay in registers; alpha is query-major
-// ([Q, nb]), and so is gus, the projections g·U of the hidden-layer queries (row hq[qi]).
+// ([Q, nb]), and so is proj, the projections v·u of the gradients (query qi's in row[qi]).
 // The positive/negative split is branch-free (pos = (Σc+Σ|c|)/2).
-func (s *Scanner) accumulate(p *partial, qs []Query, j0, nb int, alpha, gus []float32, hq []int) {
-	T, dout := len(s.SW), s.DOut
+func (s *Scanner) accumulate(p *partial, j0, nb int, alpha, proj []float32, row []int) {
+	T := len(s.SW)
 	steps := s.Mem.Step[j0 : j0+nb]
-	grads := s.Mem.Grads
-	var gu []float64
 	cb := p.cb[:0]
 	if p.groups != nil {
 		cb = p.cb[:nb]
 		p.j0 = j0
 		p.groupRuns(j0, nb)
 	}
-	for qi, q := range qs {
+	for qi, r := range row {
 		att, con := p.att[qi], p.con[qi]
 		var sum, abs float64
 		al := alpha[qi*nb : (qi+1)*nb]
-		if cap(gu) < nb {
-			gu = make([]float64, nb)
-		}
-		gu = gu[:nb]
-		if q.Token < 0 {
-			for b, v := range gus[hq[qi]*nb : (hq[qi]+1)*nb] {
-				gu[b] = float64(v)
-			}
-		} else {
-			col := grads[j0*dout+q.Token:]
-			for b := range nb {
-				gu[b] = float64(col[b*dout])
-			}
-		}
+		gu := proj[r*nb : (r+1)*nb]
 		for lo := 0; lo < nb; {
 			st := steps[lo]
 			hi := lo + 1
@@ -373,7 +386,7 @@ func (s *Scanner) accumulate(p *partial, qs []Query, j0, nb int, alpha, gus []fl
 			b := lo
 			for ; b+2 <= hi; b += 2 {
 				a0, a1 := float64(al[b]), float64(al[b+1])
-				c0, c1 := a0*sw*gu[b], a1*sw*gu[b+1]
+				c0, c1 := a0*sw*float64(gu[b]), a1*sw*float64(gu[b+1])
 				if len(cb) != 0 {
 					cb[b], cb[b+1] = c0, c1
 				}
@@ -401,7 +414,7 @@ func (s *Scanner) accumulate(p *partial, qs []Query, j0, nb int, alpha, gus []fl
 			}
 			for ; b < hi; b++ {
 				a := float64(al[b])
-				c := a * sw * gu[b]
+				c := a * sw * float64(gu[b])
 				if len(cb) != 0 {
 					cb[b] = c
 				}

@@ -295,7 +295,7 @@ func (e *Engine) explain(ctx context.Context, req Request, contexts [][]int32, t
 		}
 		rg := tokens{from, to}
 		if sh == nil {
-			if sh, err = e.sharedAll(ctx, sc, contexts, rg); err != nil {
+			if sh, err = e.sharedAll(ctx, sc, contexts, targets, rg); err != nil {
 				return nil, err
 			}
 		}
@@ -354,11 +354,11 @@ func (e *Engine) explain(ctx context.Context, req Request, contexts [][]int32, t
 }
 
 // sharedAll finds, for each context, the training tokens that shared its end.
-func (e *Engine) sharedAll(ctx context.Context, sc *dualmem.Scanner, contexts [][]int32, rg tokens) ([]*shared, error) {
+func (e *Engine) sharedAll(ctx context.Context, sc *dualmem.Scanner, contexts [][]int32, targets []int32, rg tokens) ([]*shared, error) {
 	out := make([]*shared, len(contexts))
 	err := parallel(ctx, len(contexts), func(i int) error {
 		var err error
-		out[i], err = e.shared(ctx, sc, e.window(contexts[i]), rg)
+		out[i], err = e.shared(ctx, sc, e.window(contexts[i]), targets[i], rg)
 		return err
 	})
 	return out, err

@@ -40,7 +40,7 @@ func TestPatternsAndPassagesMatchBruteForce(t *testing.T) {
 		G := len(e.pass.starts) - 1
 		target := sc.Mem.Targets[0]
 		all := tokens{0, sc.N}
-		sh, err := e.shared(context.Background(), sc, ctxRunes, all)
+		sh, err := e.shared(context.Background(), sc, ctxRunes, target, all)
 		if err != nil {
 			t.Fatal(err)
 		}

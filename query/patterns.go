@@ -43,6 +43,7 @@ type shared struct {
 	ns    []int32 // characters each member shared, at least 1
 	order []int32 // member positions by shared count: class n is order[first[n]:first[n+1]]
 	first []int32
+	same  []int // per count n: the members trained to predict the query's target
 }
 
 // class lists the positions (into js) of the members that shared exactly n characters, in
@@ -94,13 +95,11 @@ func (e *Engine) patterns(sc *dualmem.Scanner, r *dualmem.Result, sh *shared, s 
 	tail := make([]Pattern, longest+1)
 	for n := longest; n >= 1; n-- {
 		exact := sh.class(n)
+		acc.Count += len(exact)
+		acc.SameTarget += sh.same[n]
 		for _, p := range exact {
-			acc.Count++
 			acc.Contribution += s.c[p]
 			acc.Alpha += s.alpha[p]
-			if sc.Mem.Targets[s.js[p]] == target {
-				acc.SameTarget++
-			}
 		}
 		row := acc
 		row.N, row.Suffix = n, string(ctx[len(ctx)-n:])
@@ -245,11 +244,11 @@ func (x prevIndex) of(r rune) (toks, saPos []int32) {
 }
 
 // shared finds the training tokens in rg whose context ends with the query's last character
-// and how far back each match goes, within the window each was trained with. It depends on
-// the training tokens only, not on a layer. A frequent character has many members: it
-// checks cctx every checkEvery of them.
-func (e *Engine) shared(cctx context.Context, sc *dualmem.Scanner, ctx []rune, rg tokens) (*shared, error) {
-	sh := &shared{first: []int32{0, 0}}
+// and how far back each match goes, within the window each was trained with, and counts
+// those trained to predict target. It depends on the training tokens only, not on a layer.
+// A frequent character has many members: it checks cctx every checkEvery of them.
+func (e *Engine) shared(cctx context.Context, sc *dualmem.Scanner, ctx []rune, target int32, rg tokens) (*shared, error) {
+	sh := &shared{first: []int32{0, 0}, same: []int{0}}
 	if len(ctx) == 0 {
 		return sh, nil
 	}
@@ -274,9 +273,12 @@ func (e *Engine) shared(cctx context.Context, sc *dualmem.Scanner, ctx []rune, r
 		longest = max(longest, n)
 	}
 	// A counting sort by n; each class keeps the suffix array's order.
-	sh.first = make([]int32, longest+2)
-	for _, n := range sh.ns {
+	sh.first, sh.same = make([]int32, longest+2), make([]int, longest+1)
+	for p, n := range sh.ns {
 		sh.first[n+1]++
+		if sc.Mem.Targets[sh.js[p]] == target {
+			sh.same[n]++
+		}
 	}
 	for n := 1; n < len(sh.first); n++ {
 		sh.first[n] += sh.first[n-1]
