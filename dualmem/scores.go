@@ -5,30 +5,33 @@ import "unsafe"
 // Scores sets alpha[i] and contribution[i] to Score(q, idx[i]) for every listed token: the
 // evidence of an answer scores hundreds of thousands of scattered tokens, so this is Score
 // with float32 products summed in dot32's four chains (the scan's own α are float32 too),
-// four tokens at a time.
+// eight tokens at a time.
 func (s *Scanner) Scores(q Query, idx []int32, alpha, contribution []float64) {
 	din, dout := s.DIn, s.DOut
 	keys, grads := s.Mem.Keys, s.Mem.Grads
 	i := 0
 	if din >= 4 && (q.Token >= 0 || dout >= 4) {
-		var ka, ga [16]float32
-		for ; i+4 <= len(idx); i += 4 {
-			j := idx[i : i+4 : i+4]
-			k := [4][]float32{keys[int(j[0])*din:][:din], keys[int(j[1])*din:][:din], keys[int(j[2])*din:][:din], keys[int(j[3])*din:][:din]}
-			g := [4][]float32{grads[int(j[0])*dout:][:dout], grads[int(j[1])*dout:][:dout], grads[int(j[2])*dout:][:dout], grads[int(j[3])*dout:][:dout]}
-			dotLanes4(&k[0][0], &k[1][0], &k[2][0], &k[3][0], &q.X[0], din&^3, &ka)
-			if q.Token < 0 {
-				dotLanes4(&g[0][0], &g[1][0], &g[2][0], &g[3][0], &q.U[0], dout&^3, &ga)
+		var kp, gp [8]*float32
+		var ka, ga [32]float32
+		for ; i+8 <= len(idx); i += 8 {
+			j := idx[i : i+8 : i+8]
+			for r, jr := range j {
+				kp[r], gp[r] = &keys[int(jr)*din:][:din][0], &grads[int(jr)*dout:][:dout][0]
 			}
-			for r := range 4 {
-				a := float64(finishDot(&ka, r, k[r], q.X))
+			dotLanes8(&kp, &q.X[0], din&^3, &ka)
+			if q.Token < 0 {
+				dotLanes8(&gp, &q.U[0], dout&^3, &ga)
+			}
+			for r, jr := range j {
+				k, g := keys[int(jr)*din:][:din], grads[int(jr)*dout:][:dout]
+				a := float64(finishDot(ka[4*r:4*r+4], k, q.X))
 				var proj float64
 				if q.Token >= 0 {
-					proj = float64(g[r][q.Token])
+					proj = float64(g[q.Token])
 				} else {
-					proj = float64(finishDot(&ga, r, g[r], q.U))
+					proj = float64(finishDot(ga[4*r:4*r+4], g, q.U))
 				}
-				alpha[i+r], contribution[i+r] = a, a*s.SW[s.StepIndex(int(j[r]))]*proj
+				alpha[i+r], contribution[i+r] = a, a*s.SW[s.StepIndex(int(jr))]*proj
 			}
 		}
 	}
@@ -46,10 +49,10 @@ func (s *Scanner) Scores(q Query, idx []int32, alpha, contribution []float64) {
 	}
 }
 
-// finishDot completes dot32(a, b) for row r of dotLanes4's lanes: the last len(a)%4
-// products go into the first chain, as in dot32.
-func finishDot(lanes *[16]float32, r int, a, b []float32) float32 {
-	s0, s1, s2, s3 := lanes[4*r], lanes[4*r+1], lanes[4*r+2], lanes[4*r+3]
+// finishDot completes dot32(a, b) from the first len(a)&^3 values' four chains: the last
+// len(a)%4 products go into the first chain, as in dot32.
+func finishDot(lanes []float32, a, b []float32) float32 {
+	s0, s1, s2, s3 := lanes[0], lanes[1], lanes[2], lanes[3]
 	for i := len(a) &^ 3; i < len(a); i++ {
 		s0 += float32(a[i] * b[i])
 	}
@@ -74,12 +77,12 @@ func dot32(a, b []float32) float32 {
 	return (s0 + s1) + (s2 + s3)
 }
 
-// dotLanes4Go is dotLanes4 in Go: the four chains of dot32 over the first n values (a
-// multiple of 4) of rows k0..k3 against x.
-func dotLanes4Go(k0, k1, k2, k3, x *float32, n int, out *[16]float32) {
+// dotLanes8Go is dotLanes8 in Go: the four chains of dot32 over the first n values (a
+// multiple of 4) of rows k[0..7] against x.
+func dotLanes8Go(k *[8]*float32, x *float32, n int, out *[32]float32) {
 	xs := unsafe.Slice(x, n)
-	for r, k := range [4]*float32{k0, k1, k2, k3} {
-		ks := unsafe.Slice(k, n)
+	for r, kr := range k {
+		ks := unsafe.Slice(kr, n)
 		var s [4]float32
 		for i := 0; i < n; i += 4 {
 			for l := range 4 {

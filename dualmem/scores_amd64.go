@@ -1,4 +1,4 @@
 package dualmem
 
 //go:noescape
-func dotLanes4(k0, k1, k2, k3, x *float32, n int, out *[16]float32)
+func dotLanes8(k *[8]*float32, x *float32, n int, out *[32]float32)

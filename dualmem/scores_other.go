@@ -2,6 +2,6 @@
 
 package dualmem
 
-func dotLanes4(k0, k1, k2, k3, x *float32, n int, out *[16]float32) {
-	dotLanes4Go(k0, k1, k2, k3, x, n, out)
+func dotLanes8(k *[8]*float32, x *float32, n int, out *[32]float32) {
+	dotLanes8Go(k, x, n, out)
 }

@@ -45,7 +45,7 @@ func TestScoresFourChains(t *testing.T) {
 		din, dout := dims[0], dims[1]
 		mem, meta := randomMemory(3000, din, dout, 4)
 		s := NewScanner(mem, meta)
-		idx := make([]int32, 1+rng.IntN(40))
+		idx := make([]int32, 1+rng.IntN(60))
 		for i := range idx {
 			idx[i] = int32(rng.IntN(s.N))
 		}
@@ -68,13 +68,17 @@ func TestScoresFourChains(t *testing.T) {
 }
 
 // The assembly kernel and its Go version agree bit for bit.
-func TestDotLanes4(t *testing.T) {
+func TestDotLanes8(t *testing.T) {
 	rng := rand.New(rand.NewPCG(2, 9))
 	for _, n := range []int{4, 8, 64, 256} {
-		k, x := randF32(rng, 4*n, 1), randF32(rng, n, 1)
-		var got, want [16]float32
-		dotLanes4(&k[0], &k[n], &k[2*n], &k[3*n], &x[0], n, &got)
-		dotLanes4Go(&k[0], &k[n], &k[2*n], &k[3*n], &x[0], n, &want)
+		k, x := randF32(rng, 8*n, 1), randF32(rng, n, 1)
+		var rows [8]*float32
+		for r := range rows {
+			rows[r] = &k[r*n]
+		}
+		var got, want [32]float32
+		dotLanes8(&rows, &x[0], n, &got)
+		dotLanes8Go(&rows, &x[0], n, &want)
 		if got != want {
 			t.Fatalf("n=%d: %v, want %v", n, got, want)
 		}
