@@ -310,8 +310,10 @@ func (e *Engine) explain(ctx context.Context, req Request, contexts [][]int32, t
 		opt := dualmem.ScanOptions{TopK: 4*req.TopK + 64, From: from, To: to,
 			Groups: e.passageOf, NGroups: len(e.pass.starts) - 1, Score: lists}
 		res, err := sc.Scan(ctx, qs, opt)
-		// Rarely, more than the spare hits share windows with better ones: scan again with more.
-		for opt.Score = nil; err == nil && opt.TopK < to-from && shortOfWindows(sc, req, res, opt.TopK); {
+		// Rarely, more than the spare hits share windows with better ones: scan again with
+		// more, keeping the first scan's member scores.
+		opt.Score = nil
+		for err == nil && opt.TopK < to-from && shortOfWindows(sc, req, res, opt.TopK) {
 			opt.TopK *= 8
 			var more []dualmem.Result
 			if more, err = sc.Scan(ctx, qs, opt); err == nil {
