@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"runtime"
-	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -303,37 +302,6 @@ func (s *Scanner) Scan(ctx context.Context, qs []Query, opt ScanOptions) ([]Resu
 		r.W0Term, r.BiasTerm = s.terms(qs[qi])
 	}
 	return res, nil
-}
-
-// checkScoreLists checks that opt.Score has one ascending list per query inside [From, To).
-func (s *Scanner) checkScoreLists(qs []Query, opt ScanOptions) error {
-	if opt.Score == nil {
-		return nil
-	}
-	if len(opt.Score) != len(qs) {
-		return fmt.Errorf("dualmem: scan %q: %d score lists for %d queries", s.Mem.Spec.Name, len(opt.Score), len(qs))
-	}
-	for qi, l := range opt.Score {
-		for k, j := range l {
-			if int(j) < opt.From || int(j) >= opt.To || (k > 0 && j <= l[k-1]) {
-				return fmt.Errorf("dualmem: scan %q: score list %d is not ascending inside [%d, %d) at token %d", s.Mem.Spec.Name, qi, opt.From, opt.To, j)
-			}
-		}
-	}
-	return nil
-}
-
-// scoreListed scores the listed tokens of block [j0, j0+nb) for every query. Blocks do not
-// overlap, so workers write disjoint parts of the results.
-func (s *Scanner) scoreListed(qs []Query, lists [][]int32, res []Result, j0, nb int) {
-	for qi, l := range lists {
-		lo, _ := slices.BinarySearch(l, int32(j0))
-		hi, _ := slices.BinarySearch(l[lo:], int32(j0+nb))
-		hi += lo
-		if lo < hi {
-			s.Scores(qs[qi], l[lo:hi], res[qi].ScoreAlpha[lo:hi], res[qi].ScoreContribution[lo:hi])
-		}
-	}
 }
 
 // gatherColumns sets out[k*nb+b] to row b's column cols[k] of the nb rows of m (d values

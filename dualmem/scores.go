@@ -1,6 +1,10 @@
 package dualmem
 
-import "unsafe"
+import (
+	"fmt"
+	"slices"
+	"unsafe"
+)
 
 // Scores sets alpha[i] and contribution[i] to Score(q, idx[i]) for every listed token: the
 // evidence of an answer scores hundreds of thousands of scattered tokens, so this is Score
@@ -46,6 +50,37 @@ func (s *Scanner) Scores(q Query, idx []int32, alpha, contribution []float64) {
 			proj = float64(dot32(g, q.U))
 		}
 		alpha[i], contribution[i] = a, a*s.SW[s.StepIndex(j)]*proj
+	}
+}
+
+// checkScoreLists checks that opt.Score has one ascending list per query inside [From, To).
+func (s *Scanner) checkScoreLists(qs []Query, opt ScanOptions) error {
+	if opt.Score == nil {
+		return nil
+	}
+	if len(opt.Score) != len(qs) {
+		return fmt.Errorf("dualmem: scan %q: %d score lists for %d queries", s.Mem.Spec.Name, len(opt.Score), len(qs))
+	}
+	for qi, l := range opt.Score {
+		for k, j := range l {
+			if int(j) < opt.From || int(j) >= opt.To || (k > 0 && j <= l[k-1]) {
+				return fmt.Errorf("dualmem: scan %q: score list %d is not ascending inside [%d, %d) at token %d", s.Mem.Spec.Name, qi, opt.From, opt.To, j)
+			}
+		}
+	}
+	return nil
+}
+
+// scoreListed scores the listed tokens of block [j0, j0+nb) for every query. Blocks do not
+// overlap, so workers write disjoint parts of the results.
+func (s *Scanner) scoreListed(qs []Query, lists [][]int32, res []Result, j0, nb int) {
+	for qi, l := range lists {
+		lo, _ := slices.BinarySearch(l, int32(j0))
+		hi, _ := slices.BinarySearch(l[lo:], int32(j0+nb))
+		hi += lo
+		if lo < hi {
+			s.Scores(qs[qi], l[lo:hi], res[qi].ScoreAlpha[lo:hi], res[qi].ScoreContribution[lo:hi])
+		}
 	}
 }
 
