@@ -130,6 +130,9 @@ type Result struct {
 	StepAlpha, StepAbsAlpha, StepContribution []float64
 	// Per group of ScanOptions.Groups: Σα and Σcontribution (nil without groups).
 	GroupAlpha, GroupContribution []float64
+	// Per token of the query's ScanOptions.Score list, in its order: α and contribution as
+	// Scores computes them (nil without a list).
+	ScoreAlpha, ScoreContribution []float64
 }
 
 // Total is W0Term + BiasTerm + Σ contributions: the dual reconstruction of y·u.
@@ -149,6 +152,10 @@ type ScanOptions struct {
 	// Result.GroupAlpha and GroupContribution then hold each group's sums.
 	Groups  []int32
 	NGroups int
+	// Score, if not nil, lists per query memory tokens (ascending, inside [From, To)) to
+	// score exactly as Scores does, while their keys are in cache from the scan: a caller
+	// that needs many scattered tokens' scores then reads the memory once, in order.
+	Score [][]int32
 }
 
 // Scan computes α = k·x for every stored key and all queries in one pass over the keys,
@@ -177,6 +184,9 @@ func (s *Scanner) Scan(ctx context.Context, qs []Query, opt ScanOptions) ([]Resu
 	if opt.Groups != nil && len(opt.Groups) != s.N {
 		return nil, fmt.Errorf("dualmem: scan %q: %d group ids for %d tokens", s.Mem.Spec.Name, len(opt.Groups), s.N)
 	}
+	if err := s.checkScoreLists(qs, opt); err != nil {
+		return nil, err
+	}
 	xs := make([]float32, Q*s.DIn)
 	for i, q := range qs {
 		if len(q.X) != s.DIn {
@@ -191,34 +201,49 @@ func (s *Scanner) Scan(ctx context.Context, qs []Query, opt ScanOptions) ([]Resu
 		copy(xs[i*s.DIn:], q.X)
 	}
 	kern := opt.Kernel.fn(Q)
-	// Hidden-layer queries project every gradient on their U: one more kernel pass, over
-	// the gradients, for all of them at once.
-	hq, us := make([]int, Q), []float32{}
+	// Every query's projections v·u of a block's gradients go in one row of a [Q, nb]
+	// matrix: the hidden-layer queries' first (one more kernel pass, over the gradients, for
+	// all of them at once), then the one-hot queries' (their gradient columns, gathered row by
+	// row, in memory order).
+	row, us, toks := make([]int, Q), []float32{}, []int{}
 	for i, q := range qs {
-		hq[i] = -1
 		if q.Token < 0 {
-			hq[i] = len(us) / s.DOut
+			row[i] = len(us) / s.DOut
 			us = append(us, q.U...)
 		}
 	}
 	nh := len(us) / s.DOut
+	for i, q := range qs {
+		if q.Token >= 0 {
+			row[i] = nh + len(toks)
+			toks = append(toks, q.Token)
+		}
+	}
 	kernU := opt.Kernel.fn(nh)
 	T := len(s.SW)
 	nBlocks := (opt.To - opt.From + opt.Block - 1) / opt.Block
 	workers := min(opt.Workers, max(nBlocks, 1))
 	parts := make([]*partial, workers)
+	res := make([]Result, Q)
+	if opt.Score != nil {
+		for qi := range res {
+			n := len(opt.Score[qi])
+			res[qi].ScoreAlpha, res[qi].ScoreContribution = make([]float64, n), make([]float64, n)
+		}
+	}
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for w := range workers {
 		p := newPartial(Q, T, opt.TopK)
 		if opt.Groups != nil {
 			p.groups, p.ga, p.gc = opt.Groups, make([]float64, Q*opt.NGroups), make([]float64, Q*opt.NGroups)
+			p.cb = make([]float64, opt.Block)
 		}
 		parts[w] = p
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			alpha, gu := make([]float32, opt.Block*Q), make([]float32, opt.Block*nh)
+			alpha, proj := make([]float32, opt.Block*Q), make([]float32, opt.Block*Q)
 			for {
 				if ctx.Err() != nil {
 					return
@@ -231,9 +256,15 @@ func (s *Scanner) Scan(ctx context.Context, qs []Query, opt ScanOptions) ([]Resu
 				nb := min(opt.Block, opt.To-j0)
 				kern(s.Mem.Keys[j0*s.DIn:], nb, s.DIn, xs, Q, alpha)
 				if nh > 0 {
-					kernU(s.Mem.Grads[j0*s.DOut:], nb, s.DOut, us, nh, gu)
+					kernU(s.Mem.Grads[j0*s.DOut:], nb, s.DOut, us, nh, proj)
 				}
-				s.accumulate(p, qs, j0, nb, alpha, gu, hq)
+				if len(toks) > 0 {
+					gatherColumns(s.Mem.Grads[j0*s.DOut:(j0+nb)*s.DOut], s.DOut, toks, proj[nh*nb:(nh+len(toks))*nb])
+				}
+				s.accumulate(p, j0, nb, alpha, proj, row)
+				if opt.Score != nil {
+					s.scoreListed(qs, opt.Score, res, j0, nb)
+				}
 			}
 		}()
 	}
@@ -241,7 +272,6 @@ func (s *Scanner) Scan(ctx context.Context, qs []Query, opt ScanOptions) ([]Resu
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	res := make([]Result, Q)
 	for qi := range res {
 		r := &res[qi]
 		r.StepAlpha, r.StepAbsAlpha, r.StepContribution = make([]float64, T), make([]float64, T), make([]float64, T)
@@ -277,33 +307,42 @@ func (s *Scanner) Scan(ctx context.Context, qs []Query, opt ScanOptions) ([]Resu
 	return res, nil
 }
 
+// gatherColumns sets out[k*nb+b] to row b's column cols[k] of the nb rows of m (d values
+// each). It reads the rows in order, a few dozen at a time for all columns, so each row is
+// fetched from memory once and each column is written in order.
+func gatherColumns(m []float32, d int, cols []int, out []float32) {
+	const chunk = 32
+	nb := len(m) / d
+	for lo := 0; lo < nb; lo += chunk {
+		hi := min(lo+chunk, nb)
+		rows := m[lo*d : hi*d]
+		for k, c := range cols {
+			o := out[k*nb+lo : k*nb+hi]
+			for b := range o {
+				o[b] = rows[b*d+c]
+			}
+		}
+	}
+}
+
 // accumulate folds a block's α into a worker's partial results. The block is cut into runs
 // of one training step, so the per-step sums stay in registers; alpha is query-major
-// ([Q, nb]), and so is gus, the projections g·U of the hidden-layer queries (row hq[qi]).
+// ([Q, nb]), and so is proj, the projections v·u of the gradients (query qi's in row[qi]).
 // The positive/negative split is branch-free (pos = (Σc+Σ|c|)/2).
-func (s *Scanner) accumulate(p *partial, qs []Query, j0, nb int, alpha, gus []float32, hq []int) {
-	T, dout := len(s.SW), s.DOut
+func (s *Scanner) accumulate(p *partial, j0, nb int, alpha, proj []float32, row []int) {
+	T := len(s.SW)
 	steps := s.Mem.Step[j0 : j0+nb]
-	grads := s.Mem.Grads
-	var gu []float64
-	for qi, q := range qs {
+	cb := p.cb[:0]
+	if p.groups != nil {
+		cb = p.cb[:nb]
+		p.j0 = j0
+		p.groupRuns(j0, nb)
+	}
+	for qi, r := range row {
 		att, con := p.att[qi], p.con[qi]
 		var sum, abs float64
 		al := alpha[qi*nb : (qi+1)*nb]
-		if cap(gu) < nb {
-			gu = make([]float64, nb)
-		}
-		gu = gu[:nb]
-		if q.Token < 0 {
-			for b, v := range gus[hq[qi]*nb : (hq[qi]+1)*nb] {
-				gu[b] = float64(v)
-			}
-		} else {
-			col := grads[j0*dout+q.Token:]
-			for b := range nb {
-				gu[b] = float64(col[b*dout])
-			}
-		}
+		gu := proj[r*nb : (r+1)*nb]
 		for lo := 0; lo < nb; {
 			st := steps[lo]
 			hi := lo + 1
@@ -318,7 +357,10 @@ func (s *Scanner) accumulate(p *partial, qs []Query, j0, nb int, alpha, gus []fl
 			b := lo
 			for ; b+2 <= hi; b += 2 {
 				a0, a1 := float64(al[b]), float64(al[b+1])
-				c0, c1 := a0*sw*gu[b], a1*sw*gu[b+1]
+				c0, c1 := a0*sw*float64(gu[b]), a1*sw*float64(gu[b+1])
+				if len(cb) != 0 {
+					cb[b], cb[b+1] = c0, c1
+				}
 				aa0, aa1 := math.Abs(a0), math.Abs(a1)
 				sa0 += a0
 				sa1 += a1
@@ -343,7 +385,10 @@ func (s *Scanner) accumulate(p *partial, qs []Query, j0, nb int, alpha, gus []fl
 			}
 			for ; b < hi; b++ {
 				a := float64(al[b])
-				c := a * sw * gu[b]
+				c := a * sw * float64(gu[b])
+				if len(cb) != 0 {
+					cb[b] = c
+				}
 				aa := math.Abs(a)
 				sa0 += a
 				saa0 += aa
@@ -369,25 +414,45 @@ func (s *Scanner) accumulate(p *partial, qs []Query, j0, nb int, alpha, gus []fl
 		p.neg[qi] += (sum - abs) / 2
 		p.abs[qi] += abs
 		if p.groups != nil {
-			s.accumulateGroups(p, qi, j0, al, gu)
+			p.accumulateGroups(qi, al, cb)
 		}
 	}
 }
 
-// accumulateGroups adds a block's α and contributions for query qi to their groups: a
-// second pass over the block, kept out of accumulate's loop so scans without groups pay
-// nothing for them.
-func (s *Scanner) accumulateGroups(p *partial, qi, j0 int, al []float32, gu []float64) {
+// groupRuns cuts block [j0, j0+nb) into runs of one group (a batch row's tokens mostly
+// share a passage), once for all queries.
+func (p *partial) groupRuns(j0, nb int) {
+	p.runs = p.runs[:0]
+	g := p.groups[j0 : j0+nb]
+	for lo := 0; lo < nb; {
+		hi := lo + 1
+		for hi < nb && g[hi] == g[lo] {
+			hi++
+		}
+		p.runs = append(p.runs, int32(hi))
+		lo = hi
+	}
+}
+
+// accumulateGroups adds a block's α and contributions c for query qi to their groups, run
+// by run: a second pass over the block, kept out of accumulate's loop so scans without
+// groups pay nothing for them. Each run's sums stay in registers and add up in token order,
+// as one addition per token to the group's sums would.
+func (p *partial) accumulateGroups(qi int, al []float32, c []float64) {
 	G := len(p.ga) / len(p.att)
 	ga, gc := p.ga[qi*G:(qi+1)*G], p.gc[qi*G:(qi+1)*G]
-	for b, a := range al {
-		g := p.groups[j0+b]
-		if g < 0 {
-			continue
+	groups := p.groups[p.j0:]
+	lo := 0
+	for _, hi := range p.runs {
+		if g := groups[lo]; g >= 0 {
+			sa, sc := ga[g], gc[g]
+			for b := lo; b < int(hi); b++ {
+				sa += float64(al[b])
+				sc += c[b]
+			}
+			ga[g], gc[g] = sa, sc
 		}
-		t := int(s.Mem.Step[j0+b] - s.first)
-		ga[g] += float64(a)
-		gc[g] += float64(a) * s.SW[t] * gu[b]
+		lo = int(hi)
 	}
 }
 
@@ -511,6 +576,11 @@ type partial struct {
 	sa, saa, sc   []float64 // [Q, T]
 	groups        []int32   // ScanOptions.Groups, or nil
 	ga, gc        []float64 // [Q, NGroups]
+	// With groups, per block: the contributions of the query being accumulated, the block's
+	// first token and the ends of its runs of one group.
+	cb   []float64
+	j0   int
+	runs []int32
 }
 
 func newPartial(Q, T, k int) *partial {

@@ -1,36 +1,129 @@
 package dualmem
 
+import (
+	"fmt"
+	"slices"
+	"unsafe"
+)
+
 // Scores sets alpha[i] and contribution[i] to Score(q, idx[i]) for every listed token: the
 // evidence of an answer scores hundreds of thousands of scattered tokens, so this is Score
-// with float32 products summed four at a time (the scan's own α are float32 too).
+// with float32 products summed in dot32's four chains (the scan's own α are float32 too),
+// eight tokens at a time.
 func (s *Scanner) Scores(q Query, idx []int32, alpha, contribution []float64) {
 	din, dout := s.DIn, s.DOut
-	for i, j := range idx {
-		a := float64(dot32(s.Mem.Keys[int(j)*din:int(j+1)*din], q.X))
-		g := s.Mem.Grads[int(j)*dout : int(j+1)*dout]
+	keys, grads := s.Mem.Keys, s.Mem.Grads
+	i := 0
+	if din >= 4 && (q.Token >= 0 || dout >= 4) {
+		var kp, gp [8]*float32
+		var ka, ga [32]float32
+		for ; i+8 <= len(idx); i += 8 {
+			j := idx[i : i+8 : i+8]
+			for r, jr := range j {
+				kp[r], gp[r] = &keys[int(jr)*din:][:din][0], &grads[int(jr)*dout:][:dout][0]
+			}
+			dotLanes8(&kp, &q.X[0], din&^3, &ka)
+			if q.Token < 0 {
+				dotLanes8(&gp, &q.U[0], dout&^3, &ga)
+			}
+			for r, jr := range j {
+				k, g := keys[int(jr)*din:][:din], grads[int(jr)*dout:][:dout]
+				a := float64(finishDot(ka[4*r:4*r+4], k, q.X))
+				var proj float64
+				if q.Token >= 0 {
+					proj = float64(g[q.Token])
+				} else {
+					proj = float64(finishDot(ga[4*r:4*r+4], g, q.U))
+				}
+				alpha[i+r], contribution[i+r] = a, a*s.SW[s.StepIndex(int(jr))]*proj
+			}
+		}
+	}
+	for ; i < len(idx); i++ {
+		j := int(idx[i])
+		a := float64(dot32(keys[j*din:(j+1)*din], q.X))
+		g := grads[j*dout : (j+1)*dout]
 		var proj float64
 		if q.Token >= 0 {
 			proj = float64(g[q.Token])
 		} else {
 			proj = float64(dot32(g, q.U))
 		}
-		alpha[i], contribution[i] = a, a*s.SW[s.StepIndex(int(j))]*proj
+		alpha[i], contribution[i] = a, a*s.SW[s.StepIndex(j)]*proj
 	}
 }
 
-// dot32 is a·b over len(a) values in four float32 chains.
+// checkScoreLists checks that opt.Score has one ascending list per query inside [From, To).
+func (s *Scanner) checkScoreLists(qs []Query, opt ScanOptions) error {
+	if opt.Score == nil {
+		return nil
+	}
+	if len(opt.Score) != len(qs) {
+		return fmt.Errorf("dualmem: scan %q: %d score lists for %d queries", s.Mem.Spec.Name, len(opt.Score), len(qs))
+	}
+	for qi, l := range opt.Score {
+		for k, j := range l {
+			if int(j) < opt.From || int(j) >= opt.To || (k > 0 && j <= l[k-1]) {
+				return fmt.Errorf("dualmem: scan %q: score list %d is not ascending inside [%d, %d) at token %d", s.Mem.Spec.Name, qi, opt.From, opt.To, j)
+			}
+		}
+	}
+	return nil
+}
+
+// scoreListed scores the listed tokens of block [j0, j0+nb) for every query. Blocks do not
+// overlap, so workers write disjoint parts of the results.
+func (s *Scanner) scoreListed(qs []Query, lists [][]int32, res []Result, j0, nb int) {
+	for qi, l := range lists {
+		lo, _ := slices.BinarySearch(l, int32(j0))
+		hi, _ := slices.BinarySearch(l[lo:], int32(j0+nb))
+		hi += lo
+		if lo < hi {
+			s.Scores(qs[qi], l[lo:hi], res[qi].ScoreAlpha[lo:hi], res[qi].ScoreContribution[lo:hi])
+		}
+	}
+}
+
+// finishDot completes dot32(a, b) from the first len(a)&^3 values' four chains: the last
+// len(a)%4 products go into the first chain, as in dot32.
+func finishDot(lanes []float32, a, b []float32) float32 {
+	s0, s1, s2, s3 := lanes[0], lanes[1], lanes[2], lanes[3]
+	for i := len(a) &^ 3; i < len(a); i++ {
+		s0 += float32(a[i] * b[i])
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// dot32 is a·b over len(a) values in four float32 chains. The explicit conversions keep
+// every product rounded on its own (no fused multiply-add), as dotLanes4 does.
 func dot32(a, b []float32) float32 {
 	b = b[:len(a)]
 	var s0, s1, s2, s3 float32
 	i := 0
 	for ; i+4 <= len(a); i += 4 {
-		s0 += a[i] * b[i]
-		s1 += a[i+1] * b[i+1]
-		s2 += a[i+2] * b[i+2]
-		s3 += a[i+3] * b[i+3]
+		s0 += float32(a[i] * b[i])
+		s1 += float32(a[i+1] * b[i+1])
+		s2 += float32(a[i+2] * b[i+2])
+		s3 += float32(a[i+3] * b[i+3])
 	}
 	for ; i < len(a); i++ {
-		s0 += a[i] * b[i]
+		s0 += float32(a[i] * b[i])
 	}
 	return (s0 + s1) + (s2 + s3)
+}
+
+// dotLanes8Go is dotLanes8 in Go: the four chains of dot32 over the first n values (a
+// multiple of 4) of rows k[0..7] against x.
+func dotLanes8Go(k *[8]*float32, x *float32, n int, out *[32]float32) {
+	xs := unsafe.Slice(x, n)
+	for r, kr := range k {
+		ks := unsafe.Slice(kr, n)
+		var s [4]float32
+		for i := 0; i < n; i += 4 {
+			for l := range 4 {
+				s[l] += float32(ks[i+l] * xs[i+l])
+			}
+		}
+		copy(out[4*r:4*r+4], s[:])
+	}
 }

@@ -37,9 +37,11 @@ type Engine struct {
 	pass   passageIdx
 	// Every layer holds the same training tokens in the same order, so the per-token indexes
 	// are built once for all of them: passageOf maps a memory token to the passage of its
-	// target, and byTarget lists, per vocabulary token, the memory tokens trained to predict it.
+	// target, byTarget lists, per vocabulary token, the memory tokens trained to predict it,
+	// and byPrev, per character, those trained right after it.
 	passageOf []int32
 	byTarget  targetIndex
+	byPrev    prevIndex
 
 	mu     sync.RWMutex // Close waits for requests in flight
 	closed bool
@@ -85,6 +87,7 @@ func newEngine(prev *Engine, model *lm.Model, store *dualmem.Store, progress fun
 		if i == 0 {
 			e.passageOf = passageGroups(mem, e.pass.of)
 			e.byTarget = newTargetIndex(mem.Targets, model.Tok.Size())
+			e.byPrev = e.newPrevIndex(e.layers[spec.Name])
 		}
 	}
 	// Hidden layers' output-vector check needs the dual weights (one pass over the memory);
@@ -280,7 +283,7 @@ func (e *Engine) explain(ctx context.Context, req Request, contexts [][]int32, t
 			Layers:   map[string]LayerAnswer{},
 			Verbatim: e.verbatim(contexts[i])}
 	}
-	var shared [][]member // per token: the training tokens that shared its context (every layer has the same)
+	var sh []*shared // per token: the training tokens that shared its context (every layer has the same)
 	for _, name := range req.Layers {
 		sc := e.layers[name]
 		if sc == nil {
@@ -291,12 +294,12 @@ func (e *Engine) explain(ctx context.Context, req Request, contexts [][]int32, t
 			return nil, err
 		}
 		rg := tokens{from, to}
-		if shared == nil {
-			if shared, err = e.sharedAll(ctx, sc, contexts, rg); err != nil {
+		if sh == nil {
+			if sh, err = e.sharedAll(ctx, sc, contexts, targets, rg); err != nil {
 				return nil, err
 			}
 		}
-		lq := layerQueries{sc: sc, name: name, rg: rg, contexts: contexts, targets: targets, probes: probes, shared: shared,
+		lq := layerQueries{sc: sc, name: name, rg: rg, contexts: contexts, targets: targets, probes: probes, shared: sh,
 			qs: make([]dualmem.Query, len(targets)), objs: make([]objective, len(targets))}
 		for i, tok := range targets {
 			lq.qs[i], lq.objs[i] = e.query(name, req.RankBy, probes[i], tok)
@@ -325,44 +328,57 @@ type layerQueries struct {
 	contexts [][]int32
 	targets  []int32
 	probes   []lm.Probe
-	shared   [][]member
+	shared   []*shared
 	qs       []dualmem.Query
 	objs     []objective
 }
 
 // fullLayer answers every token of one layer from complete scans of its memory in range.
+// The pattern members' scores come from the same pass over the keys.
 func (e *Engine) fullLayer(ctx context.Context, req Request, lq layerQueries) ([]LayerAnswer, error) {
 	sc, qs, from, to := lq.sc, lq.qs, lq.rg.from, lq.rg.to
+	lists := make([][]int32, len(qs))
+	for i := range qs {
+		lists[i] = lq.shared[i].js
+	}
 	opt := dualmem.ScanOptions{TopK: 4*req.TopK + 64, From: from, To: to,
-		Groups: e.passageOf, NGroups: len(e.pass.starts) - 1}
+		Groups: e.passageOf, NGroups: len(e.pass.starts) - 1, Score: lists}
 	res, err := sc.Scan(ctx, qs, opt)
 	read := sc.RangeRead(from, to)
-	// Rarely, more than the spare hits share windows with better ones: scan again with more.
+	// Rarely, more than the spare hits share windows with better ones: scan again with
+	// more, keeping the first scan's member scores.
+	opt.Score = nil
 	for err == nil && opt.TopK < to-from && shortOfWindows(sc, req, res, opt.TopK) {
 		opt.TopK *= 8
-		res, err = sc.Scan(ctx, qs, opt)
-		read = read.Plus(sc.RangeRead(from, to))
+		var more []dualmem.Result
+		if more, err = sc.Scan(ctx, qs, opt); err == nil {
+			for i := range res {
+				more[i].ScoreAlpha, more[i].ScoreContribution = res[i].ScoreAlpha, res[i].ScoreContribution
+			}
+			res = more
+			read = read.Plus(sc.RangeRead(from, to))
+		}
 	}
 	if err != nil {
 		return nil, err
 	}
 	las := make([]LayerAnswer, len(qs))
 	err = parallel(ctx, len(qs), func(i int) error {
-		r := &res[i]
+		r, sh := &res[i], lq.shared[i]
 		ranked := r.TopContribution
 		if req.RankBy == RankAttention {
 			ranked = r.TopAttention
 		}
-		members := scored(sc, qs[i], lq.shared[i])
+		s := scores{js: sh.js, alpha: r.ScoreAlpha, c: r.ScoreContribution}
 		hits := distinctWindows(sc, ranked, req.TopK)
 		if req.GroupBy == GroupPattern {
-			hits = patternTop(sc, members, ranked, req.RankBy == RankAttention, req.TopK)
+			hits = patternTop(sc, sh, s, ranked, req.RankBy == RankAttention, req.TopK)
 		}
 		la := e.layerAnswer(sc, lq.name, req, qs[i], lq.objs[i], r, lq.probes[i], lq.targets[i], hits)
-		la.Patterns = e.patterns(sc, r, members, e.window(lq.contexts[i]), lq.targets[i], lq.rg)
+		la.Patterns = e.patterns(sc, r, sh, s, e.window(lq.contexts[i]), lq.targets[i], lq.rg)
 		var err error
 		la.Passages, err = e.topPassages(ctx, sc, qs[i], r, req.Passages, lq.rg)
-		rescored := len(members) + positionTokens(la.ByOffset)
+		rescored := positionTokens(la.ByOffset)
 		for _, p := range la.Passages {
 			rescored += p.Count
 		}
@@ -383,11 +399,11 @@ func positionTokens(ps []Position) int {
 }
 
 // sharedAll finds, for each context, the training tokens that shared its end.
-func (e *Engine) sharedAll(ctx context.Context, sc *dualmem.Scanner, contexts [][]int32, rg tokens) ([][]member, error) {
-	out := make([][]member, len(contexts))
+func (e *Engine) sharedAll(ctx context.Context, sc *dualmem.Scanner, contexts [][]int32, targets []int32, rg tokens) ([]*shared, error) {
+	out := make([]*shared, len(contexts))
 	err := parallel(ctx, len(contexts), func(i int) error {
 		var err error
-		out[i], err = e.shared(ctx, sc, e.window(contexts[i]), rg)
+		out[i], err = e.shared(ctx, sc, e.window(contexts[i]), targets[i], rg)
 		return err
 	})
 	return out, err

@@ -21,7 +21,7 @@ var (
 )
 
 // engine trains a tiny model on the start of the default corpus once per test binary.
-func engine(t *testing.T) *Engine {
+func engine(t testing.TB) *Engine {
 	t.Helper()
 	fixOnce.Do(func() {
 		c, _ := lm.Preset("tiny")

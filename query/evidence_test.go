@@ -38,19 +38,20 @@ func TestPatternsAndPassagesMatchBruteForce(t *testing.T) {
 			q = dualmem.Query{X: x, U: u, Token: -1}
 		}
 		G := len(e.pass.starts) - 1
-		res, err := sc.Scan(context.Background(), []dualmem.Query{q}, dualmem.ScanOptions{TopK: 5, Groups: e.passageOf, NGroups: G})
+		target := sc.Mem.Targets[0]
+		all := tokens{0, sc.N}
+		sh, err := e.shared(context.Background(), sc, ctxRunes, target, all)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := sc.Scan(context.Background(), []dualmem.Query{q}, dualmem.ScanOptions{TopK: 5, Groups: e.passageOf, NGroups: G,
+			Score: [][]int32{sh.js}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		r := &res[0]
-		target := sc.Mem.Targets[0]
-		all := tokens{0, sc.N}
-		sh, err := e.shared(context.Background(), sc, ctxRunes, all)
-		if err != nil {
-			t.Fatal(err)
-		}
-		members := scored(sc, q, sh)
-		rows := e.patterns(sc, r, members, ctxRunes, target, all)
+		s := scores{js: sh.js, alpha: r.ScoreAlpha, c: r.ScoreContribution}
+		rows := e.patterns(sc, r, sh, s, ctxRunes, target, all)
 		if rows[0].N != 0 || rows[0].Count != sc.N {
 			t.Fatalf("%s: first row %+v, want n=0 over %d tokens", layer, rows[0], sc.N)
 		}
@@ -98,16 +99,13 @@ func TestPatternsAndPassagesMatchBruteForce(t *testing.T) {
 		}
 
 		// Grouped by pattern, the top list starts with the longest shared context.
-		top := patternTop(sc, members, r.TopContribution, false, 5)
-		longest := 0
-		for _, m := range members {
-			longest = max(longest, m.n)
-		}
+		top := patternTop(sc, sh, s, r.TopContribution, false, 5)
+		longest := sh.longest()
 		for i, h := range top {
 			n := -1
-			for _, m := range members {
-				if int(m.j) == h.Index {
-					n = m.n
+			for p, j := range sh.js {
+				if int(j) == h.Index {
+					n = int(sh.ns[p])
 				}
 			}
 			if i == 0 && n != longest {
@@ -296,15 +294,18 @@ func TestAttributeAt(t *testing.T) {
 // best's partial selection is the head of a full sort, ties broken by memory order.
 func TestBestMembers(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 3))
-	ms := make([]member, 5000)
-	for i := range ms {
-		ms[i] = member{j: int32(rng.IntN(100000)), alpha: float64(rng.IntN(50) - 25), c: float64(rng.IntN(40) - 20)}
+	const n = 5000
+	s := scores{js: make([]int32, n), alpha: make([]float64, n), c: make([]float64, n)}
+	ps := make([]int32, n)
+	for i, j := range rng.Perm(100000)[:n] {
+		s.js[i], s.alpha[i], s.c[i] = int32(j), float64(rng.IntN(50)-25), float64(rng.IntN(40)-20)
+		ps[i] = int32(i)
 	}
 	for _, byAttention := range []bool{false, true} {
 		for _, k := range []int{1, 3, 10, 2000, 6000} {
-			full := slices.Clone(ms)
-			slices.SortFunc(full, func(a, b member) int { return better(a, b, byAttention) })
-			got := best(ms, k, byAttention)
+			full := slices.Clone(ps)
+			slices.SortFunc(full, func(a, b int32) int { return s.better(a, b, byAttention) })
+			got := best(s, ps, k, byAttention)
 			if want := full[:min(k, len(full))]; !slices.Equal(got, want) {
 				t.Fatalf("k=%d attention=%v: best differs from the sorted head", k, byAttention)
 			}

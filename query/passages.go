@@ -3,6 +3,7 @@ package query
 import (
 	"context"
 	"math"
+	"slices"
 	"sort"
 	"unicode"
 
@@ -88,21 +89,22 @@ func passageGroups(m *dualmem.LayerMemory, of []int32) []int32 {
 // a scan's per-passage sums and fills in their text and per-character contributions.
 func (e *Engine) topPassages(ctx context.Context, sc *dualmem.Scanner, q dualmem.Query, r *dualmem.Result, n int, rg tokens) ([]Passage, error) {
 	ps := e.pass
-	idx := make([]int, 0, len(r.GroupContribution))
-	for g, c := range r.GroupContribution {
-		if c != 0 {
-			idx = append(idx, g)
+	// The n largest nonzero sums, ties by passage order, without sorting every passage.
+	gc := r.GroupContribution
+	before := func(a, b int) bool { return gc[a] > gc[b] || (gc[a] == gc[b] && a < b) }
+	idx := make([]int, 0, max(n, 0)+1)
+	for g, c := range gc {
+		if n < 1 || c == 0 || (len(idx) == n && !before(g, idx[n-1])) {
+			continue
+		}
+		i := sort.Search(len(idx), func(i int) bool { return before(g, idx[i]) })
+		idx = slices.Insert(idx, i, g)
+		if len(idx) > n {
+			idx = idx[:n]
 		}
 	}
-	sort.Slice(idx, func(a, b int) bool {
-		ca, cb := r.GroupContribution[idx[a]], r.GroupContribution[idx[b]]
-		if ca != cb {
-			return ca > cb
-		}
-		return idx[a] < idx[b]
-	})
 	out := []Passage{}
-	for _, g := range idx[:min(n, len(idx))] {
+	for _, g := range idx {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}

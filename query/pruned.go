@@ -29,8 +29,10 @@ func (e *Engine) prunedLayer(ctx context.Context, req Request, lq layerQueries) 
 	err = parallel(ctx, len(qs), func(i int) error {
 		hits, rescored := distinctWindows(sc, ranked[i], req.TopK), 0
 		if req.GroupBy == GroupPattern {
-			members := scored(sc, qs[i], lq.shared[i])
-			hits, rescored = patternTop(sc, members, ranked[i], req.RankBy == RankAttention, req.TopK), len(members)
+			sh := lq.shared[i]
+			s := scores{js: sh.js, alpha: make([]float64, len(sh.js)), c: make([]float64, len(sh.js))}
+			sc.Scores(qs[i], sh.js, s.alpha, s.c)
+			hits, rescored = patternTop(sc, sh, s, ranked[i], req.RankBy == RankAttention, req.TopK), len(sh.js)
 		}
 		sm := &sums[i]
 		la := e.hitsAnswer(sc, lq.name, qs[i], lq.objs[i], lq.probes[i], lq.targets[i], hits)
