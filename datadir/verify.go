@@ -1,6 +1,8 @@
 package datadir
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"math"
 
@@ -24,6 +26,9 @@ type Report struct {
 	Step      int           `json:"step"`
 	Precision string        `json:"precision"`
 	Layers    []LayerReport `json:"layers"`
+	// Segments is what the check of the segment files (the layout answers read) found:
+	// "ok", "none" (no segment files), or the step and layer whose bytes changed.
+	Segments string `json:"segments"`
 }
 
 // Verify rebuilds every captured layer's output on held-out contexts from its memory alone
@@ -58,5 +63,21 @@ func (d *Dir) Verify(m *lm.Model, samples int, progress func(layer string, done,
 		rep.OK = rep.OK && lr.MaxRelErr <= rep.Tolerance
 		rep.Layers = append(rep.Layers, lr)
 	}
+	// The layers above were read from the database; answers read the segment files.
+	rep.Segments = "ok"
+	if !d.Store.HasSegments() {
+		rep.Segments = "none"
+	} else if err := d.Store.CheckSegments(context.Background(), nil); err != nil {
+		var se *dualmem.SegmentError
+		if !errors.As(err, &se) {
+			return nil, err
+		}
+		rep.OK, rep.Segments = false, se.Error()
+	}
 	return rep, nil
+}
+
+// RepairSegments writes the segment files again from the database (a read-write Dir).
+func (d *Dir) RepairSegments(progress func(layer string, done, total int)) error {
+	return d.Store.RebuildSegments(progress)
 }

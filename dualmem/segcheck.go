@@ -40,6 +40,9 @@ func (s *Store) CheckSegments(ctx context.Context, progress func(done, total int
 	return sg.checkStepsCtx(ctx, 1, min(s.Steps(), sg.steps()), progress)
 }
 
+// HasSegments reports whether the store has valid segment files open.
+func (s *Store) HasSegments() bool { return s.segments() != nil }
+
 // RebuildSegments writes the segment files again from the database, as when they are
 // missing; memories already handed out keep reading the old files until released.
 func (s *Store) RebuildSegments(progress func(layer string, done, total int)) error {

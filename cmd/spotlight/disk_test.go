@@ -157,3 +157,32 @@ func TestReadOnlyDataDir(t *testing.T) {
 }
 
 func tail(s string) string { return s[max(0, len(s)-600):] }
+
+// Bytes changed inside a segment file (which answers read, and opening does not check past
+// the last step) fail verify with the layer and step; --repair writes the files again from
+// the database and verify passes.
+func TestVerifyFindsDamagedSegments(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "d")
+	if _, e, err := run(t, append([]string{"train", "--data", data, "--corpus", corpusFile(t, 20000), "--steps", "6"}, tinyFlags...)...); err != nil {
+		t.Fatalf("train: %v: %s", err, e)
+	}
+	path := filepath.Join(data, "segments", "out.keys")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0x10
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, e, err := run(t, "verify", "--data", data)
+	if err == nil || !strings.Contains(e, `layer "out": step `) || !strings.Contains(e, "--repair") {
+		t.Fatalf("verify on a damaged segment: %v: %s", err, e)
+	}
+	if _, e, err := run(t, "verify", "--data", data, "--repair"); err != nil {
+		t.Fatalf("verify --repair: %v: %s", err, e)
+	}
+	if doc := verify(t, data); !doc.OK || doc.Step != 6 {
+		t.Fatalf("after the repair: ok=%v step=%d", doc.OK, doc.Step)
+	}
+}

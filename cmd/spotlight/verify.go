@@ -16,6 +16,7 @@ type VerifyCommand struct {
 	Data    string
 	Samples int
 	JSON    bool
+	Repair  bool
 }
 
 func newVerifyCmd() *cobra.Command {
@@ -30,6 +31,7 @@ func newVerifyCmd() *cobra.Command {
 	cmd.Flags().StringVar(&c.Data, "data", "", "data directory")
 	cmd.Flags().IntVar(&c.Samples, "samples", 8, "held-out contexts to check")
 	cmd.Flags().BoolVar(&c.JSON, "json", false, "print one JSON document")
+	cmd.Flags().BoolVar(&c.Repair, "repair", false, "when the segment files are damaged, write them again from the database")
 	_ = cmd.MarkFlagRequired("data")
 	return cmd
 }
@@ -50,6 +52,12 @@ func (c *VerifyCommand) Run(context.Context) error {
 	if err != nil {
 		return err
 	}
+	if c.Repair && !segmentsOK(rep) {
+		closeAll()
+		if rep, err = c.repair(); err != nil {
+			return err
+		}
+	}
 	if c.JSON {
 		if err := printJSON(rep); err != nil {
 			return err
@@ -57,10 +65,36 @@ func (c *VerifyCommand) Run(context.Context) error {
 	} else {
 		printReport(rep)
 	}
+	if !segmentsOK(rep) {
+		return fmt.Errorf("verify failed: %s; `spotlight verify --repair` writes the segment files again from the database, which holds every committed step", rep.Segments)
+	}
 	if !rep.OK {
 		return errors.New("verify failed: a layer's dual form is over tolerance")
 	}
 	return nil
+}
+
+func segmentsOK(rep *datadir.Report) bool { return rep.Segments == "ok" || rep.Segments == "none" }
+
+// repair rebuilds the segment files on a read-write open and verifies again.
+func (c *VerifyCommand) repair() (*datadir.Report, error) {
+	dir, err := datadir.Open(c.Data, false)
+	if err != nil {
+		return nil, err
+	}
+	defer dir.Close()
+	report, finish := layerProgress(nil, "rebuilding segments of")
+	err = dir.RepairSegments(report)
+	finish()
+	if err != nil {
+		return nil, err
+	}
+	m, err := dir.Model()
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	return dir.Verify(m, c.Samples, nil)
 }
 
 func printReport(rep *datadir.Report) {
@@ -75,4 +109,5 @@ func printReport(rep *datadir.Report) {
 		fmt.Fprintf(w, "%s\t%d\t%d\t%.2e\t%.2e\t%s\n", l.Name, l.Entries, l.Samples, l.MaxAbsErr, l.MaxRelErr, verdict)
 	}
 	_ = w.Flush()
+	fmt.Printf("segment files: %s\n", rep.Segments)
 }
