@@ -258,7 +258,8 @@ func (sg *segments) openWriters(create bool) error {
 		return fmt.Errorf("segment index: %w", err)
 	}
 	sg.index = f
-	if err := sg.openAggWriters(create); err == nil {
+	err = sg.openAggWriters(create)
+	if err == nil {
 		err = sg.openBoundsWriters(create)
 	}
 	if err != nil {
