@@ -412,3 +412,31 @@ func TestAddOuterKernels(t *testing.T) {
 		}
 	}
 }
+
+// The final weights rebuilt from the aggregates (no key read) are the ones rebuilt from every
+// token, up to the order of float64 sums; without aggregates the token loop gives them.
+func TestDualFromAggregates(t *testing.T) {
+	dir := t.TempDir()
+	trainAggStore(t, dir)
+	s, err := OpenReadOnly(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for name, sc := range scanners(t, s) {
+		if sc.HasAggregates() != nil {
+			t.Fatalf("%s: no aggregates", name)
+		}
+		x := sc.Mem.Keys[3*sc.DIn : 4*sc.DIn]
+		got := sc.Dual(x)
+		plain := *sc.Mem
+		plain.agg = nil
+		ref := NewScanner(&plain, s.Meta())
+		want := ref.Dual(x)
+		for o := range want {
+			if d := math.Abs(got[o] - want[o]); d > 1e-12*math.Max(1, math.Abs(want[o])) {
+				t.Fatalf("%s: output %d from aggregates %.17g, from tokens %.17g", name, o, got[o], want[o])
+			}
+		}
+	}
+}

@@ -522,6 +522,9 @@ func (s *Scanner) buildDual() {
 	for i := range s.wDual {
 		s.wDual[i] = s.AW * float64(s.Mem.Initial.W[i])
 	}
+	if s.dualFromAggregates() {
+		return
+	}
 	// Σ_j s_t k_jᵀ g_j in blocks of tokens with gonum's blas64.Gemm, in float64.
 	const blk = 2048
 	workers := runtime.GOMAXPROCS(0)
@@ -564,6 +567,34 @@ func (s *Scanner) buildDual() {
 			s.wDual[i] += v
 		}
 	}
+}
+
+// dualFromAggregates adds Σ_t s_t·G_tᵀ to wDual from the per-step aggregates, reading no
+// key: the same sum as the token loop, in another order. It reports false, with wDual
+// untouched, when a step's aggregates are missing or fail their checksum.
+func (s *Scanner) dualFromAggregates() bool {
+	if s.HasAggregates() != nil {
+		return false
+	}
+	din, dout := s.DIn, s.DOut
+	acc := make([]float64, din*dout)
+	for k, si := range s.Mem.Steps {
+		g, _, err := s.Mem.agg.step(k, si.Tokens())
+		if err != nil {
+			return false
+		}
+		f := s.SW[k]
+		for o := range dout {
+			row := g[o*din : (o+1)*din]
+			for i, v := range row {
+				acc[i*dout+o] += f * v
+			}
+		}
+	}
+	for i, v := range acc {
+		s.wDual[i] += v
+	}
+	return true
 }
 
 // Warm builds what Dual needs now rather than on first use.
