@@ -71,6 +71,8 @@ type segments struct {
 	recs   []uint32 // per step: tokens, token-array CRC, one CRC per layer
 	starts []int64  // first token of each step, then the total
 	out    []*os.File
+	direct []*os.File // out opened again for direct writes, nil where not offered (segdirect.go)
+	stage  []byte
 	index  *os.File // nil when read-only
 }
 
@@ -148,7 +150,7 @@ func (sg *segments) append(meta Meta, st *lm.Step) error {
 		return fmt.Errorf("segments: step %d appended after step %d", st.Step, k)
 	}
 	for i, b := range data {
-		if _, err := sg.out[i].WriteAt(b, at*int64(sg.specs[i].elem)); err != nil {
+		if err := sg.writeAt(i, b, at*int64(sg.specs[i].elem)); err != nil {
 			return fmt.Errorf("segment %s: %w", sg.specs[i].name, err)
 		}
 	}
@@ -200,7 +202,7 @@ func (sg *segments) truncate(c int) error {
 func (sg *segments) close() error {
 	sg.mu.Lock()
 	defer sg.mu.Unlock()
-	var errs []error
+	errs := []error{sg.closeDirects()}
 	for _, f := range sg.out {
 		errs = append(errs, f.Close())
 	}
@@ -242,6 +244,7 @@ func (sg *segments) openWriters(create bool) error {
 		return fmt.Errorf("segment index: %w", err)
 	}
 	sg.index = f
+	sg.openDirects()
 	return nil
 }
 

@@ -80,6 +80,7 @@ type Store struct {
 	closed    bool
 	ch        chan *lm.Step
 	writerEnd chan struct{}
+	wbufs     [][]byte // the writer goroutine's encoding buffers, one per layer
 }
 
 func badgerOptions(path string, readOnly bool) badger.Options {

@@ -12,8 +12,8 @@ import (
 
 // AppendStep validates st (its Step must be the last appended + 1, starting at Steps()+1
 // after Open) and queues it for the background writer, blocking only when four steps are
-// already queued. The store keeps st's slices until they are written: the caller must not
-// modify them after the call. A write error is sticky: it is returned by this and every
+// already queued. The store keeps st's slices until they are written and then releases st
+// (lm.Step.Release): the caller must not use its vectors after the call. A write error is sticky: it is returned by this and every
 // later AppendStep, Commit and Close. Appended steps stay invisible until committed.
 // A step that would leave too little room for the commit and close after it is refused
 // with ErrDiskFull (not sticky; see Room).
@@ -70,6 +70,7 @@ func (s *Store) writer() {
 		if !failed {
 			err = s.writeStep(st)
 		}
+		st.Release() // written or dropped: its buffers can serve the next steps
 		s.mu.Lock()
 		if err != nil && s.werr == nil {
 			s.werr = fmt.Errorf("writing step %d: %w", st.Step, err)
@@ -90,9 +91,13 @@ func (s *Store) writeStep(st *lm.Step) error {
 	defer wb.Cancel()
 	es := []*badger.Entry{badger.NewEntry(stepKey([]byte{pHeader}, st.Step), encodeInfo(st.StepInfo))}
 	es = append(es, blobEntries(stepKey([]byte{pTokens}, st.Step), encodeTokens(st.Offsets, st.Targets))...)
+	if s.wbufs == nil {
+		s.wbufs = make([][]byte, len(s.meta.Layers))
+	}
 	for i, l := range s.meta.Layers {
-		buf := encodeLayer(s.meta.Precision, st.Layers[l.Name])
-		es = append(es, blobEntries(stepKey(layerPrefix(i), st.Step), buf)...)
+		// Badger has copied the values when Flush returns, so the buffers serve every step.
+		s.wbufs[i] = encodeLayerInto(s.wbufs[i], s.meta.Precision, st.Layers[l.Name])
+		es = append(es, blobEntries(stepKey(layerPrefix(i), st.Step), s.wbufs[i])...)
 	}
 	for _, e := range es {
 		if err := wb.SetEntry(e); err != nil {

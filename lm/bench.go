@@ -86,6 +86,7 @@ func benchSteps(r BenchRun, n, last int) error {
 			return err
 		}
 		if r.Memory == nil {
+			st.Release()
 			continue
 		}
 		if err := r.Memory.AppendStep(st); err != nil {
