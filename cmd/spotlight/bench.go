@@ -33,7 +33,7 @@ func newBenchCmd() *cobra.Command {
 type BenchTrainCommand struct {
 	Preset        string
 	Warmup, Steps int
-	Round         int // steps of one run before the next takes its turn
+	Round         int    // steps of one run before the next takes its turn
 	Torch         string // "builtin": the embedded bench/torch_charlm.py; "off": skip; else a path
 	Python        string // interpreter, looked up on PATH
 	CPUProfile    string
