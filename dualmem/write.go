@@ -68,7 +68,9 @@ func (s *Store) writer() {
 		s.mu.Unlock()
 		var err error
 		if !failed {
-			err = s.writeStep(st)
+			if err = s.writeStep(st); err == nil {
+				s.logs.written()
+			}
 		}
 		st.Release() // written or dropped: its buffers can serve the next steps
 		s.mu.Lock()
@@ -155,6 +157,9 @@ func (s *Store) Commit(step int, checkpoint []byte) error {
 		if err := sg.sync(); err != nil {
 			return fmt.Errorf("commit of step %d: segment files: %w", step, err)
 		}
+	}
+	if err := s.logs.sync(); err != nil {
+		return fmt.Errorf("commit of step %d: syncing the database's logs: %w", step, err)
 	}
 	if err := s.db.Sync(); err != nil {
 		return err
