@@ -86,9 +86,24 @@ func (s *Store) writer() {
 	}
 }
 
-// writeStep stores one step; a batch, not a transaction, because atomicity comes from the
-// committed step number, and a step can outgrow one transaction.
+// writeStep stores one step in the database and appends it to the segment files, both at
+// once: the database's writes mostly copy and wait for the page cache, the segments' mostly
+// wait for the disk. Their order does not matter, since only a commit record, written after
+// both are synced, makes the step count.
 func (s *Store) writeStep(st *lm.Step) error {
+	sg := s.segments()
+	if sg == nil {
+		return s.writeRecords(st)
+	}
+	done := make(chan error, 1)
+	go func() { done <- sg.append(s.meta, st) }()
+	err := s.writeRecords(st)
+	return errors.Join(err, <-done)
+}
+
+// writeRecords stores one step's records; a batch, not a transaction, because atomicity
+// comes from the committed step number, and a step can outgrow one transaction.
+func (s *Store) writeRecords(st *lm.Step) error {
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
 	es := []*badger.Entry{badger.NewEntry(stepKey([]byte{pHeader}, st.Step), encodeInfo(st.StepInfo))}
@@ -106,13 +121,7 @@ func (s *Store) writeStep(st *lm.Step) error {
 			return err
 		}
 	}
-	if err := wb.Flush(); err != nil {
-		return err
-	}
-	if sg := s.segments(); sg != nil {
-		return sg.append(s.meta, st)
-	}
-	return nil
+	return wb.Flush()
 }
 
 // flush waits until every appended step up to step is written.
