@@ -7,4 +7,6 @@ import (
 )
 
 // startWriteback asks the kernel to start writing f's dirty pages back, without waiting.
-func startWriteback(f *os.File) { _ = unix.SyncFileRange(int(f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE) }
+func startWriteback(f *os.File) {
+	_ = unix.SyncFileRange(int(f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+}
