@@ -13,8 +13,9 @@ import (
 // AppendStep validates st (its Step must be the last appended + 1, starting at Steps()+1
 // after Open) and queues it for the background writer, blocking only when four steps are
 // already queued. The store keeps st's slices until they are written and then releases st
-// (lm.Step.Release): the caller must not use its vectors after the call. A write error is sticky: it is returned by this and every
-// later AppendStep, Commit and Close. Appended steps stay invisible until committed.
+// (lm.Step.Release): the caller must not use its vectors after the call. A write error is
+// sticky: it is returned by this and every later AppendStep, Commit and Close. Appended
+// steps stay invisible until committed.
 // A step that would leave too little room for the commit and close after it is refused
 // with ErrDiskFull (not sticky; see Room).
 func (s *Store) AppendStep(st *lm.Step) error {
