@@ -63,6 +63,12 @@ func (v *logSync) path(id int) string { return filepath.Join(v.dir, fmt.Sprintf(
 // written starts the writeback of what the writer has just stored. It is only a hint: errors
 // are left to the commit's sync.
 func (v *logSync) written() {
+	if v.curFile != nil {
+		if _, err := os.Stat(v.path(v.cur + 1)); err != nil { // not rotated: no need to list
+			startWriteback(v.curFile)
+			return
+		}
+	}
 	ids, err := v.files()
 	if err != nil || len(ids) == 0 {
 		return
