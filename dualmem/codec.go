@@ -192,9 +192,18 @@ func precisionBytes(p Precision) int {
 }
 
 // encodeLayer stores keys then grads; f16 blocks carry a power-of-two scale each.
-func encodeLayer(p Precision, ls lm.LayerStep) []byte {
+func encodeLayer(p Precision, ls lm.LayerStep) []byte { return encodeLayerInto(nil, p, ls) }
+
+// encodeLayerInto is encodeLayer writing into buf when it has the capacity (the writer
+// reuses one buffer per layer instead of allocating and zeroing megabytes every step).
+func encodeLayerInto(buf []byte, p Precision, ls lm.LayerStep) []byte {
 	eb := precisionBytes(p)
-	buf := newBlob(layerHeader + eb*(len(ls.Keys)+len(ls.Grads)))
+	n := blobHeader + layerHeader + eb*(len(ls.Keys)+len(ls.Grads))
+	if cap(buf) < n {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	clear(buf[:blobHeader+layerHeader])
 	h := buf[blobHeader:]
 	h[0] = byte(eb)
 	body := h[layerHeader:]
@@ -240,12 +249,20 @@ func maxAbs(xs []float32) float32 {
 }
 
 func putF32s(dst []byte, src []float32) {
+	if nativeLittleEndian() { // the stored layout is the memory layout
+		copy(dst, bytesOf(src))
+		return
+	}
 	for i, x := range src {
 		binary.LittleEndian.PutUint32(dst[4*i:], math.Float32bits(x))
 	}
 }
 
 func getF32s(dst []float32, src []byte) {
+	if nativeLittleEndian() {
+		copy(bytesOf(dst), src)
+		return
+	}
 	for i := range dst {
 		dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(src[4*i:]))
 	}

@@ -73,6 +73,8 @@ type segments struct {
 	recs   []uint32 // per step: tokens, token-array CRC, one CRC per layer
 	starts []int64  // first token of each step, then the total
 	out    []*os.File
+	direct []*os.File // out opened again for direct writes, nil where not offered (segdirect.go)
+	stage  []byte
 	index  *os.File      // nil when read-only
 	aggs   []*aggFile    // per layer (aggregates.go)
 	bnd    []*boundsFile // per layer: the block bounds sidecar (bounds_file.go)
@@ -154,7 +156,7 @@ func (sg *segments) append(meta Meta, st *lm.Step) error {
 		return fmt.Errorf("segments: step %d appended after step %d", st.Step, k)
 	}
 	for i, b := range data {
-		if _, err := sg.out[i].WriteAt(b, at*int64(sg.specs[i].elem)); err != nil {
+		if err := sg.writeAt(i, b, at*int64(sg.specs[i].elem)); err != nil {
 			return fmt.Errorf("segment %s: %w", sg.specs[i].name, err)
 		}
 	}
@@ -215,7 +217,7 @@ func (sg *segments) truncate(c int) error {
 func (sg *segments) close() error {
 	sg.mu.Lock()
 	defer sg.mu.Unlock()
-	var errs []error
+	errs := []error{sg.closeDirects()}
 	for _, f := range sg.out {
 		errs = append(errs, f.Close())
 	}
@@ -258,6 +260,7 @@ func (sg *segments) openWriters(create bool) error {
 		return fmt.Errorf("segment index: %w", err)
 	}
 	sg.index = f
+	sg.openDirects()
 	err = sg.openAggWriters(create)
 	if err == nil {
 		err = sg.openBoundsWriters(create)

@@ -80,6 +80,8 @@ type Store struct {
 	closed    bool
 	ch        chan *lm.Step
 	writerEnd chan struct{}
+	wbufs     [][]byte // the writer goroutine's encoding buffers, one per layer
+	logs      *logSync // nil when read-only
 }
 
 func badgerOptions(path string, readOnly bool) badger.Options {
@@ -474,6 +476,7 @@ func newStore(dir string, db *badger.DB, readOnly bool, meta Meta, corpus []byte
 	s.lastKept.Store(-1)
 	s.cond = sync.NewCond(&s.mu)
 	if !readOnly {
+		s.logs = newLogSync(filepath.Join(dir, "db"))
 		s.ch = make(chan *lm.Step, 4)
 		s.writerEnd = make(chan struct{})
 		go s.writer()
@@ -530,6 +533,9 @@ func (s *Store) Close() error {
 	}
 	if sg := s.segments(); sg != nil {
 		werr = errors.Join(werr, sg.close())
+	}
+	if s.logs != nil {
+		s.logs.close()
 	}
 	closed := make(chan error, 1)
 	go func() { closed <- s.db.Close() }()

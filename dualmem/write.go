@@ -12,9 +12,10 @@ import (
 
 // AppendStep validates st (its Step must be the last appended + 1, starting at Steps()+1
 // after Open) and queues it for the background writer, blocking only when four steps are
-// already queued. The store keeps st's slices until they are written: the caller must not
-// modify them after the call. A write error is sticky: it is returned by this and every
-// later AppendStep, Commit and Close. Appended steps stay invisible until committed.
+// already queued. The store keeps st's slices until they are written and then releases st
+// (lm.Step.Release): the caller must not use its vectors after the call. A write error is
+// sticky: it is returned by this and every later AppendStep, Commit and Close. Appended
+// steps stay invisible until committed.
 // A step that would leave too little room for the commit and close after it is refused
 // with ErrDiskFull (not sticky; see Room).
 func (s *Store) AppendStep(st *lm.Step) error {
@@ -68,8 +69,11 @@ func (s *Store) writer() {
 		s.mu.Unlock()
 		var err error
 		if !failed {
-			err = s.writeStep(st)
+			if err = s.writeStep(st); err == nil {
+				s.logs.written()
+			}
 		}
+		st.Release() // written or dropped: its buffers can serve the next steps
 		s.mu.Lock()
 		if err != nil && s.werr == nil {
 			s.werr = fmt.Errorf("writing step %d: %w", st.Step, err)
@@ -83,29 +87,42 @@ func (s *Store) writer() {
 	}
 }
 
-// writeStep stores one step; a batch, not a transaction, because atomicity comes from the
-// committed step number, and a step can outgrow one transaction.
+// writeStep stores one step in the database and appends it to the segment files, both at
+// once: the database's writes mostly copy and wait for the page cache, the segments' mostly
+// wait for the disk. Their order does not matter, since only a commit record, written after
+// both are synced, makes the step count.
 func (s *Store) writeStep(st *lm.Step) error {
+	sg := s.segments()
+	if sg == nil {
+		return s.writeRecords(st)
+	}
+	done := make(chan error, 1)
+	go func() { done <- sg.append(s.meta, st) }()
+	err := s.writeRecords(st)
+	return errors.Join(err, <-done)
+}
+
+// writeRecords stores one step's records; a batch, not a transaction, because atomicity
+// comes from the committed step number, and a step can outgrow one transaction.
+func (s *Store) writeRecords(st *lm.Step) error {
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
 	es := []*badger.Entry{badger.NewEntry(stepKey([]byte{pHeader}, st.Step), encodeInfo(st.StepInfo))}
 	es = append(es, blobEntries(stepKey([]byte{pTokens}, st.Step), encodeTokens(st.Offsets, st.Targets))...)
+	if s.wbufs == nil {
+		s.wbufs = make([][]byte, len(s.meta.Layers))
+	}
 	for i, l := range s.meta.Layers {
-		buf := encodeLayer(s.meta.Precision, st.Layers[l.Name])
-		es = append(es, blobEntries(stepKey(layerPrefix(i), st.Step), buf)...)
+		// Badger has copied the values when Flush returns, so the buffers serve every step.
+		s.wbufs[i] = encodeLayerInto(s.wbufs[i], s.meta.Precision, st.Layers[l.Name])
+		es = append(es, blobEntries(stepKey(layerPrefix(i), st.Step), s.wbufs[i])...)
 	}
 	for _, e := range es {
 		if err := wb.SetEntry(e); err != nil {
 			return err
 		}
 	}
-	if err := wb.Flush(); err != nil {
-		return err
-	}
-	if sg := s.segments(); sg != nil {
-		return sg.append(s.meta, st)
-	}
-	return nil
+	return wb.Flush()
 }
 
 // flush waits until every appended step up to step is written.
@@ -150,6 +167,9 @@ func (s *Store) Commit(step int, checkpoint []byte) error {
 		if err := sg.sync(); err != nil {
 			return fmt.Errorf("commit of step %d: segment files: %w", step, err)
 		}
+	}
+	if err := s.logs.sync(); err != nil {
+		return fmt.Errorf("commit of step %d: syncing the database's logs: %w", step, err)
 	}
 	if err := s.db.Sync(); err != nil {
 		return err
@@ -244,3 +264,7 @@ func (s *Store) keysAbove(c int) ([][]byte, error) {
 	}
 	return keys, nil
 }
+
+// Flush waits until every appended step is written, not synced: a benchmark's way to time
+// the writes with the steps that made them.
+func (s *Store) Flush() error { return s.flush(s.lastAppended()) }

@@ -11,6 +11,9 @@ type BenchResult struct {
 	Steps        int     `json:"steps"`
 	MsPerStep    float64 `json:"ms_per_step"`
 	TokensPerSec float64 `json:"tokens_per_s"`
+	// CPUMsPerStep is the process's CPU time (user and system, all threads) per step: what a
+	// configuration costs even when other jobs share the cores. Zero where not measured.
+	CPUMsPerStep float64 `json:"cpu_ms_per_step,omitempty"`
 }
 
 // DisableCapture recompiles the train step to capture nothing: the baseline that capture's
@@ -25,36 +28,78 @@ func (t *Trainer) DisableCapture() error {
 	return nil
 }
 
-// BenchTrain times `steps` optimizer steps of tr after `warmup` untimed ones, handing what
-// they capture to mem (nil: dropped).
-func BenchTrain(name string, tr *Trainer, warmup, steps int, mem Memory) (BenchResult, error) {
-	if mem == nil {
-		mem = discard{}
-	}
-	var start time.Time
-	var tokens int
-	for i := range warmup + steps {
-		if i == warmup {
-			start = time.Now()
-		}
-		st, err := tr.TrainStep(tr.BatchAt(tr.Step + 1))
-		if err != nil {
-			return BenchResult{}, err
-		}
-		if err := mem.AppendStep(st); err != nil {
-			return BenchResult{}, err
-		}
-		tokens = st.Tokens()
-	}
-	if err := mem.Commit(tr.Step, nil); err != nil { // the capture's writes count
-		return BenchResult{}, fmt.Errorf("bench commit: %w", err)
-	}
-	dt := time.Since(start).Seconds() / float64(steps)
-	return BenchResult{Name: name, Steps: steps, MsPerStep: dt * 1000, TokensPerSec: float64(tokens) / dt}, nil
+// BenchRun is one configuration to time: a trainer and where its captures go (nil: dropped).
+type BenchRun struct {
+	Name    string
+	Trainer *Trainer
+	Memory  Memory
 }
 
-// discard is a Memory that keeps nothing.
-type discard struct{}
+// Bench times `steps` optimizer steps of each run after `warmup` untimed ones. The runs take
+// turns, `round` steps each, so that load from other jobs, which comes and goes, weighs on
+// all of them alike. A run with a Memory commits as Train does (every CheckpointEvery steps
+// and at its last step, durably) and waits for its store at the end of each turn, so what it
+// writes is timed in its own turns.
+func Bench(runs []BenchRun, warmup, steps, round int) ([]BenchResult, error) {
+	if round <= 0 {
+		return nil, fmt.Errorf("bench: round of %d steps", round)
+	}
+	res := make([]BenchResult, len(runs))
+	wall := make([]time.Duration, len(runs))
+	cpu := make([]time.Duration, len(runs))
+	for i, r := range runs {
+		res[i].Name = r.Name
+		if err := benchSteps(r, warmup, 0); err != nil {
+			return nil, err
+		}
+	}
+	for done := 0; done < steps; done += round {
+		n := min(round, steps-done)
+		for i, r := range runs {
+			w0, c0 := time.Now(), processCPU()
+			if err := benchSteps(r, n, warmup+steps); err != nil {
+				return nil, err
+			}
+			wall[i] += time.Since(w0)
+			cpu[i] += processCPU() - c0
+		}
+	}
+	for i, r := range runs {
+		c := r.Trainer.Cfg
+		dt := wall[i].Seconds() / float64(steps)
+		res[i].Steps, res[i].MsPerStep = steps, 1000*dt
+		res[i].TokensPerSec = float64(c.Batch*c.Ctx) / dt
+		if cpu[i] > 0 {
+			res[i].CPUMsPerStep = 1000 * cpu[i].Seconds() / float64(steps)
+		}
+	}
+	return res, nil
+}
 
-func (discard) AppendStep(*Step) error   { return nil }
-func (discard) Commit(int, []byte) error { return nil }
+// benchSteps runs n steps of r, committing at checkpoints and at step last; with a store, it
+// returns once the store has written them.
+func benchSteps(r BenchRun, n, last int) error {
+	tr := r.Trainer
+	for range n {
+		st, err := tr.TrainStep(tr.BatchAt(tr.Step + 1))
+		if err != nil {
+			return err
+		}
+		if r.Memory == nil {
+			st.Release()
+			continue
+		}
+		if err := r.Memory.AppendStep(st); err != nil {
+			return err
+		}
+		if tr.Step%tr.Cfg.CheckpointEvery == 0 || tr.Step == last {
+			if err := r.Memory.Commit(tr.Step, nil); err != nil {
+				return fmt.Errorf("bench commit: %w", err)
+			}
+		}
+	}
+	if f, ok := r.Memory.(interface{ Flush() error }); ok {
+		return f.Flush()
+	}
+	return nil
+}

@@ -1,8 +1,11 @@
 package lm
 
+import "github.com/gomlx/gomlx/pkg/core/tensors"
+
 // Memory receives what training captures; package dualmem's Store implements it.
 type Memory interface {
 	// AppendStep records one step's keys and gradients; it is not durable until Commit.
+	// It may Release st once it has what it needs.
 	AppendStep(st *Step) error
 	// Commit makes every step up to step durable together with the checkpoint.
 	Commit(step int, checkpoint []byte) error
@@ -29,6 +32,23 @@ type Step struct {
 	Offsets []int64
 	Targets []int32
 	Layers  map[string]LayerStep
+
+	held []*tensors.Tensor // the tensors whose buffers Layers' slices are (TrainStep)
+}
+
+// Release hands the buffers of a trained step's vectors back to the backend, which reuses
+// them for later steps instead of allocating new ones. Only the step's last user may call it
+// (the store, once it has written the step): Layers is emptied and its slices must not be
+// read afterwards. A step never released is garbage collected like any value; one that holds
+// no backend buffers (built by hand) is left as it is.
+func (s *Step) Release() {
+	if len(s.held) == 0 {
+		return
+	}
+	for _, t := range s.held {
+		t.FinalizeAll()
+	}
+	s.held, s.Layers = nil, nil
 }
 
 // LayerStep holds one layer's captured vectors for one step, row-major.

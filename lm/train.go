@@ -118,12 +118,33 @@ func (t *Trainer) TrainStep(b Batch) (*Step, error) {
 	t.mu.Unlock()
 	info.Loss, info.Clip = tensors.ToScalar[float32](o.Loss), tensors.ToScalar[float32](o.Clip)
 	st := &Step{StepInfo: info, Offsets: b.Offsets, Targets: b.Targets, Layers: map[string]LayerStep{}}
+	seen := map[*float32]bool{} // the buffers the step keeps, and those of the new parameters
+	for _, t := range append(append([]*tensors.Tensor{}, o.Params...), o.Bufs...) {
+		tensors.MustConstFlatData(t, func(f []float32) {
+			if len(f) > 0 {
+				seen[&f[0]] = true
+			}
+		})
+	}
 	for name, cp := range o.Captured {
-		st.Layers[name] = LayerStep{Keys: tensors.MustCopyFlatData[float32](cp.Keys), Grads: tensors.MustCopyFlatData[float32](cp.Grads)}
-		cp.Keys.FinalizeAll()
-		cp.Grads.FinalizeAll()
+		st.Layers[name] = LayerStep{Keys: st.hold(cp.Keys, seen), Grads: st.hold(cp.Grads, seen)}
 	}
 	return st, nil
+}
+
+// hold returns t's values without copying them (on the CPU backend they are the buffer the
+// step computed) and keeps t until Release. Should the backend ever return one buffer for
+// two outputs, or one the new parameters use, the values are copied and t is left to the
+// garbage collector, so that Release never hands back a buffer still in use.
+func (s *Step) hold(t *tensors.Tensor, seen map[*float32]bool) []float32 {
+	var flat []float32
+	tensors.MustConstFlatData(t, func(f []float32) { flat = f })
+	if len(flat) == 0 || seen[&flat[0]] {
+		return append([]float32(nil), flat...)
+	}
+	seen[&flat[0]] = true
+	s.held = append(s.held, t)
+	return flat
 }
 
 // Progress is reported after every step.
@@ -179,7 +200,8 @@ func (t *Trainer) Train(ctx context.Context, mem Memory, until int, progress fun
 // Replay trains from the current step to step until on the run's own batches (they depend
 // only on the seed and the step, so this repeats the run exactly), without capturing:
 // mask, if not nil, edits each batch before its step (a retraining without some tokens),
-// and after, if not nil, gets what each step captured. It stops when ctx is done.
+// and after, if not nil, gets what each step captured (and may keep it). It stops when ctx
+// is done.
 func (t *Trainer) Replay(ctx context.Context, until int, mask func(step int, b *Batch), after func(step int, b *Batch, st *Step)) error {
 	for t.Step < until {
 		if err := ctx.Err(); err != nil {
@@ -196,6 +218,8 @@ func (t *Trainer) Replay(ctx context.Context, until int, mask func(step int, b *
 		}
 		if after != nil {
 			after(step, &b, st)
+		} else {
+			st.Release()
 		}
 	}
 	return nil

@@ -33,6 +33,7 @@ func newBenchCmd() *cobra.Command {
 type BenchTrainCommand struct {
 	Preset        string
 	Warmup, Steps int
+	Round         int    // steps of one run before the next takes its turn
 	Torch         string // "builtin": the embedded bench/torch_charlm.py; "off": skip; else a path
 	Python        string // interpreter, looked up on PATH
 	CPUProfile    string
@@ -65,6 +66,7 @@ func newBenchTrainCmd() *cobra.Command {
 	fl.StringVar(&c.Preset, "preset", "small", "model preset")
 	fl.IntVar(&c.Warmup, "warmup", 3, "untimed steps first")
 	fl.IntVar(&c.Steps, "steps", 50, "timed steps (the capture run ends with a durable commit; short runs overstate its cost)")
+	fl.IntVar(&c.Round, "round", 25, "steps of one run before the next takes its turn (the runs share the machine's load alike)")
 	fl.StringVar(&c.Torch, "torch", "builtin", "PyTorch reference script: builtin (bench/torch_charlm.py), a path, or off")
 	fl.StringVar(&c.Python, "python", "python3", "Python interpreter for the reference (name on PATH or a path)")
 	fl.BoolVar(&c.JSON, "json", false, "print one JSON document")
@@ -78,8 +80,8 @@ func (c *BenchTrainCommand) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if c.Warmup < 0 || c.Steps <= 0 {
-		return fmt.Errorf("--steps must be positive and --warmup non-negative")
+	if c.Warmup < 0 || c.Steps <= 0 || c.Round <= 0 {
+		return fmt.Errorf("--steps and --round must be positive and --warmup non-negative")
 	}
 	python, skip := c.torchReady(ctx)
 	if skip != "" {
@@ -97,18 +99,16 @@ func (c *BenchTrainCommand) Run(ctx context.Context) error {
 		defer pprof.StopCPUProfile()
 	}
 	doc := trainBench{Preset: c.Preset, Backend: backendName()}
-	modes := []string{"no-capture", "capture", "capture-discard"}
-	bar := newProgress(nil, "bench", len(modes))
-	for i, mode := range modes {
-		bar.Event("bench", "run", mode, "steps", c.Steps)
-		r, vocab, err := benchOnce(cfg, corpora.Default(), mode, c.Warmup, c.Steps)
-		if err != nil {
-			return err
-		}
-		doc.Results, doc.Vocab = append(doc.Results, r), vocab
-		bar.Set(i+1, "run", mode)
+	runs, vocab, cleanup, err := benchRuns(cfg, corpora.Default())
+	defer cleanup()
+	if err != nil {
+		return err
 	}
-	bar.Finish()
+	doc.Vocab = vocab
+	fmt.Fprintf(os.Stderr, "bench: %d steps of each run, %d at a time in turn\n", c.Steps, c.Round)
+	if doc.Results, err = lm.Bench(runs, c.Warmup, c.Steps, c.Round); err != nil {
+		return err
+	}
 	doc.CaptureOverhead = 1 - doc.Results[1].TokensPerSec/doc.Results[0].TokensPerSec
 	if skip == "" {
 		if doc.PyTorch, doc.VsPyTorch, err = c.runTorch(ctx, python, cfg, doc); err != nil {
@@ -191,33 +191,41 @@ func printBench(doc trainBench) {
 	}
 }
 
-// benchOnce times one configuration: no capture; capture into a real store in a temporary
-// directory; or capture whose vectors are dropped (what the graph's extra outputs cost alone).
-// It also returns the model's vocabulary size.
-func benchOnce(cfg lm.Config, text []byte, mode string, warmup, steps int) (lm.BenchResult, int, error) {
+// benchRuns sets up the three configurations, each with its own trainer and directory: no
+// capture; capture into a real store; capture whose vectors are dropped (what the graph's
+// extra outputs cost alone). It also returns the model's vocabulary size. cleanup closes and
+// removes what was made, also after an error.
+func benchRuns(cfg lm.Config, text []byte) (runs []lm.BenchRun, vocab int, cleanup func(), err error) {
+	var undo []func()
+	cleanup = func() {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+	}
 	tmp, err := os.MkdirTemp("", "spotlight-bench")
 	if err != nil {
-		return lm.BenchResult{}, 0, err
+		return nil, 0, cleanup, err
 	}
-	defer os.RemoveAll(tmp)
-	dir, tr, err := datadir.Create(filepath.Join(tmp, "d"), cfg, text)
-	if err != nil {
-		return lm.BenchResult{}, 0, err
-	}
-	defer dir.Close()
-	defer tr.Close()
-	var r lm.BenchResult
-	switch mode {
-	case "no-capture":
-		if err = tr.DisableCapture(); err == nil {
-			r, err = lm.BenchTrain(mode, tr, warmup, steps, nil)
+	undo = append(undo, func() { os.RemoveAll(tmp) })
+	for _, mode := range []string{"no-capture", "capture", "capture-discard"} {
+		dir, tr, err := datadir.Create(filepath.Join(tmp, mode), cfg, text)
+		if err != nil {
+			return nil, 0, cleanup, err
 		}
-	case "capture-discard":
-		r, err = lm.BenchTrain(mode, tr, warmup, steps, nil)
-	default:
-		r, err = lm.BenchTrain(mode, tr, warmup, steps, dir.Store)
+		undo = append(undo, func() { dir.Close() }, func() { tr.Close() })
+		r := lm.BenchRun{Name: mode, Trainer: tr}
+		switch mode {
+		case "no-capture":
+			err = tr.DisableCapture()
+		case "capture":
+			r.Memory = dir.Store
+		}
+		if err != nil {
+			return nil, 0, cleanup, err
+		}
+		runs, vocab = append(runs, r), tr.Cfg.Vocab
 	}
-	return r, tr.Cfg.Vocab, err
+	return runs, vocab, cleanup, nil
 }
 
 func backendName() string {

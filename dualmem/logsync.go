@@ -1,0 +1,126 @@
+package dualmem
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Badger writes values into its value-log files through a shared mapping and, without
+// SyncWrites, DB.Sync syncs only the newest value-log file and the newest memtable's log: a
+// file it has rotated away from is left to the kernel's writeback (a value-log file for
+// good, a memtable's log until its table is written). logSync closes that gap from the
+// outside, by the files' names (NNNNNN.vlog and NNNNN.mem in the database directory), and
+// a second one:
+//   - Commit syncs every value-log file written since the last commit and every memtable
+//     log, so that a power failure after a commit record cannot lose a step it names;
+//   - after every step the writer asks the kernel to start writing the new pages back (where
+//     the system has a call for it), so they do not pile up until the kernel throttles the
+//     writer or the next commit has gigabytes to sync while training waits.
+type logSync struct {
+	dir     string
+	from    int      // the first value-log file that a commit has not synced since finishing it
+	cur     int      // curFile's number, -1 if none
+	curFile *os.File // the newest value-log file, kept open for the writeback hints
+}
+
+func newLogSync(dbDir string) *logSync {
+	v := &logSync{dir: dbDir, cur: -1}
+	if ids, err := v.files(); err == nil && len(ids) > 0 {
+		v.from = ids[len(ids)-1]
+	}
+	return v
+}
+
+// files lists the value-log file numbers, in order.
+func (v *logSync) files() ([]int, error) {
+	ids, _, err := v.list()
+	return ids, err
+}
+
+// list returns the value-log file numbers, in order, and the memtable logs' paths.
+func (v *logSync) list() (vlogs []int, mems []string, err error) {
+	ents, err := os.ReadDir(v.dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, e := range ents {
+		name := e.Name()
+		if id, err := strconv.Atoi(strings.TrimSuffix(name, ".vlog")); err == nil && strings.HasSuffix(name, ".vlog") {
+			vlogs = append(vlogs, id)
+		} else if strings.HasSuffix(name, ".mem") {
+			mems = append(mems, filepath.Join(v.dir, name))
+		}
+	}
+	return vlogs, mems, nil // ReadDir sorts by name, and the numbers are zero-padded
+}
+
+func (v *logSync) path(id int) string { return filepath.Join(v.dir, fmt.Sprintf("%06d.vlog", id)) }
+
+// written starts the writeback of what the writer has just stored. It is only a hint: errors
+// are left to the commit's sync.
+func (v *logSync) written() {
+	if v.curFile != nil {
+		if _, err := os.Stat(v.path(v.cur + 1)); err != nil { // not rotated: no need to list
+			startWriteback(v.curFile)
+			return
+		}
+	}
+	ids, err := v.files()
+	if err != nil || len(ids) == 0 {
+		return
+	}
+	if newest := ids[len(ids)-1]; newest != v.cur {
+		if v.curFile != nil {
+			startWriteback(v.curFile) // the rest of the file finished since the last hint
+			v.curFile.Close()
+		}
+		v.curFile, v.cur = nil, newest
+		if f, err := os.Open(v.path(newest)); err == nil {
+			v.curFile = f
+		}
+	}
+	if v.curFile != nil {
+		startWriteback(v.curFile)
+	}
+}
+
+// sync makes every value-log file written since the last sync, and every memtable log,
+// durable.
+func (v *logSync) sync() error {
+	ids, mems, err := v.list()
+	if err != nil {
+		return err
+	}
+	var paths []string
+	for _, id := range ids {
+		if id >= v.from {
+			paths = append(paths, v.path(id))
+		}
+	}
+	var errs []error
+	for _, p := range append(paths, mems...) {
+		f, err := os.Open(p)
+		if errors.Is(err, os.ErrNotExist) { // removed since: by a value-log GC, or its table is written
+			continue
+		}
+		if err == nil {
+			err = errors.Join(f.Sync(), f.Close())
+		}
+		errs = append(errs, err)
+	}
+	if len(ids) > 0 {
+		v.from = ids[len(ids)-1] // the newest may still grow; the older ones are finished
+	}
+	return errors.Join(errs...)
+}
+
+func (v *logSync) close() {
+	if v.curFile != nil {
+		v.curFile.Close()
+		v.curFile = nil
+	}
+}

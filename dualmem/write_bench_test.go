@@ -1,0 +1,65 @@
+package dualmem
+
+import (
+	"math/rand/v2"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// smallMeta is the layer list of the `small` preset (d=128, 2 blocks, a 91-symbol vocabulary),
+// whose capture `spotlight bench train` times.
+func smallMeta() Meta {
+	m := testMeta(F32)
+	m.Layers = []LayerSpec{{Name: "block0.ff1", DIn: 128, DOut: 512}, {Name: "block0.ff2", DIn: 512, DOut: 128},
+		{Name: "block1.ff1", DIn: 128, DOut: 512}, {Name: "block1.ff2", DIn: 512, DOut: 128}, {Name: "out", DIn: 128, DOut: 91}}
+	return m
+}
+
+// BenchmarkAppendStep writes steps of the small preset's shape (32 rows of 64 tokens) and
+// commits every 100, as training does; cpu-ms/op is the process CPU time per step, what
+// capture takes from training on a machine whose cores training keeps busy, and
+// commit-ms/op the time spent in Commit (waiting for the writes and syncs) per step.
+func BenchmarkAppendStep(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	meta := smallMeta()
+	s, err := Create(b.TempDir(), meta, []byte("to be or not to be"), testInitial(meta, rng), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	tmpl := makeStep(meta, 1, 32, 64, rng)
+	var bytes int64
+	for _, ls := range tmpl.Layers {
+		bytes += 4 * int64(len(ls.Keys)+len(ls.Grads))
+	}
+	b.SetBytes(bytes)
+	cpu0 := cpuTime()
+	var commits time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		st := *tmpl
+		st.Step = i + 1
+		if err := s.AppendStep(&st); err != nil {
+			b.Fatal(err)
+		}
+		if st.Step%100 == 0 || i == b.N-1 {
+			t0 := time.Now()
+			if err := s.Commit(st.Step, make([]byte, 1<<20)); err != nil {
+				b.Fatal(err)
+			}
+			commits += time.Since(t0)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(cpuTime()-cpu0)/1e6/float64(b.N), "cpu-ms/op")
+	b.ReportMetric(float64(commits)/1e6/float64(b.N), "commit-ms/op")
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
