@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -220,7 +219,7 @@ func (sg *segments) checkAggs(writable bool) {
 	}
 	for _, a := range sg.aggs {
 		if a.stale = a.check(c, sg.starts); a.stale != nil {
-			slog.Warn(msg, "layer", a.layer, "reason", a.stale)
+			logDerived(a.stale, msg, "layer", a.layer, "reason", a.stale)
 		}
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 )
@@ -192,11 +191,11 @@ func (sg *segments) checkBounds(writable bool) {
 	for _, b := range sg.bnd {
 		err := b.check(sg.starts)
 		if err != nil && writable {
-			slog.Warn("rebuilding block bounds from the segment files", "layer", b.layer, "reason", err)
+			logDerived(err, "rebuilding block bounds from the segment files", "layer", b.layer, "reason", err)
 			err = b.rebuild(sg)
 		}
 		if err != nil {
-			slog.Warn("block bounds not used; Search computes them in memory", "layer", b.layer, "reason", err)
+			logDerived(err, "block bounds not used; Search computes them in memory", "layer", b.layer, "reason", err)
 		}
 	}
 }

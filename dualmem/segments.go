@@ -148,9 +148,12 @@ func (sg *segments) append(meta Meta, st *lm.Step) error {
 	if err != nil {
 		return err
 	}
-	aggs := aggRecords(meta, st.Tokens(), data)
 	sg.mu.Lock()
 	defer sg.mu.Unlock()
+	var aggs [][]byte
+	if len(sg.aggOut()) > 0 {
+		aggs = aggRecords(meta, st.Tokens(), data)
+	}
 	k, at := len(sg.starts)-1, sg.starts[len(sg.starts)-1]
 	if st.Step != k+1 {
 		return fmt.Errorf("segments: step %d appended after step %d", st.Step, k)

@@ -219,6 +219,7 @@ func benchRuns(cfg lm.Config, text []byte) (runs []lm.BenchRun, vocab int, clean
 			err = tr.DisableCapture()
 		case "capture":
 			r.Memory = dir.Store
+			err = dir.Store.SkipDerived() // as spotlight train does
 		}
 		if err != nil {
 			return nil, 0, cleanup, err

@@ -75,6 +75,11 @@ func (c *TrainCommand) Run(ctx context.Context) error {
 	defer dir.Close()
 	defer tr.Close()
 	dir.Store.SetKeepEvery(c.KeepEvery)
+	// The aggregates and block bounds serve queries; written with every step they would
+	// cost training more than the capture itself, so the first serve builds them.
+	if err := dir.Store.SkipDerived(); err != nil {
+		return err
+	}
 	until := tr.Cfg.Steps
 	if c.Resume && c.Hyper.fs.Changed("steps") {
 		until = c.Hyper.values.Steps
