@@ -78,7 +78,7 @@ type InfluenceJob struct {
 	Error    string           `json:"error,omitempty"`
 }
 
-// Influence jobs have a slot of their own, apart from the counterfactual one.
+// kind: an influence job has a slot of its own, apart from the counterfactual one.
 func (InfluenceJob) kind() jobKind {
 	return jobKind{prefix: "inf", name: "influence", busy: "an influence run is already running; one runs at a time"}
 }
