@@ -3,12 +3,9 @@ package api
 import (
 	"context"
 	"errors"
-	"fmt"
 	"math"
 	"net/http"
 	"strconv"
-	"sync"
-	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/spotlight-lm/spotlight/datadir"
@@ -16,21 +13,9 @@ import (
 	"github.com/spotlight-lm/spotlight/query"
 )
 
-// Counterfactual job states.
-const (
-	JobQueued    = "queued"
-	JobRunning   = "running"
-	JobDone      = "done"
-	JobFailed    = "failed"
-	JobCancelled = "cancelled"
-)
-
 // RankInfluence ranks a counterfactual's top k by exact influence (POST /v1/influence's
 // supporting list): the tokens whose removal raises the token's loss most.
 const RankInfluence = "influence"
-
-// keptJobs is how many counterfactual jobs GET still answers for, newest first.
-const keptJobs = 16
 
 // CounterfactualRequest is the body of POST /v1/counterfactual: the token at Position of
 // Text (or the generated token Generated of Prompt's continuation, as tokenRef says), and
@@ -81,24 +66,30 @@ type CounterfactualJob struct {
 	Error    string                `json:"error,omitempty"`
 }
 
-type cfJob struct {
-	CounterfactualJob
-	cancel context.CancelFunc
-	done   chan struct{}
+func (CounterfactualJob) kind() jobKind {
+	return jobKind{prefix: "cf", name: "counterfactual", busy: "a counterfactual retrain is already running; one runs at a time"}
+}
+
+func (j CounterfactualJob) withID(id string) CounterfactualJob { j.ID = id; return j }
+
+// clone copies the removed tokens and the result too: the job changes both.
+func (j CounterfactualJob) clone() CounterfactualJob {
+	j.Removed = append([]datadir.TrainToken{}, j.Removed...)
+	if j.Result != nil {
+		r := *j.Result
+		j.Result = &r
+	}
+	return j
+}
+
+// cfRun is what a counterfactual job's run needs beyond its view.
+type cfRun struct {
+	res *CounterfactualResult // filled in as the job goes, set on the view once done
 	// byInfluence: the job first ranks by influence, then predicts from the memory of sn
 	// (held until then) without those topK tokens.
 	byInfluence bool
 	topK        int
 	sn          *snapshot
-}
-
-// counterfactuals holds the jobs; one runs at a time.
-type counterfactuals struct {
-	mu     sync.Mutex
-	next   int
-	busy   bool     // a job is being set up, queued or running
-	closed bool     // the server is closing: no job starts
-	recent []*cfJob // newest last, at most keptJobs
 }
 
 func (s *Server) postCounterfactual(c echo.Context) error {
@@ -120,37 +111,22 @@ func (s *Server) postCounterfactual(c echo.Context) error {
 	if err := s.checkJob(req); err != nil {
 		return err
 	}
-	if err := s.reserveJob(); err != nil {
+	if err := s.cf.acquire(s.stop); err != nil {
 		return err
 	}
-	job, err := s.prepareJob(c.Request().Context(), req)
+	v, run, err := s.prepareJob(c.Request().Context(), req)
 	if err != nil {
-		s.cf.mu.Lock()
-		s.cf.busy = false
-		s.cf.mu.Unlock()
+		s.cf.release()
 		return err
 	}
-	view, err := s.startJob(job)
+	view, err := s.cf.file(v, &s.bg, func(ctx context.Context, j *bgJob[CounterfactualJob]) { s.runJob(ctx, j, run) })
 	if err != nil {
+		if run.sn != nil {
+			s.release(run.sn)
+		}
 		return err
 	}
 	return c.JSON(http.StatusAccepted, view)
-}
-
-// reserveJob claims the one job slot or fails with 429.
-func (s *Server) reserveJob() error {
-	select {
-	case <-s.stop:
-		return errorf(http.StatusServiceUnavailable, CodeUnavailable, "the server is shutting down")
-	default:
-	}
-	s.cf.mu.Lock()
-	defer s.cf.mu.Unlock()
-	if s.cf.busy {
-		return errorf(http.StatusTooManyRequests, CodeBusy, "a counterfactual retrain is already running; one runs at a time")
-	}
-	s.cf.busy = true
-	return nil
 }
 
 // checkJob refuses a request that names something the served checkpoint does not have,
@@ -180,15 +156,15 @@ func (s *Server) checkJob(req CounterfactualRequest) error {
 
 // prepareJob computes the memory's prediction on the served checkpoint, within a slot of
 // the query pool (it is a query); the retrain that follows holds no slot.
-func (s *Server) prepareJob(ctx context.Context, req CounterfactualRequest) (*cfJob, error) {
+func (s *Server) prepareJob(ctx context.Context, req CounterfactualRequest) (CounterfactualJob, *cfRun, error) {
 	sn := s.acquire()
 	defer s.release(sn)
 	if err := datadir.CheckTokens(sn.Model.Cfg, sn.Step, req.Tokens); err != nil {
-		return nil, inputError("tokens", err) // a newer snapshot than checkJob's cannot fail this
+		return CounterfactualJob{}, nil, inputError("tokens", err) // a newer snapshot than checkJob's cannot fail this
 	}
 	release, err := s.acquireQuery()
 	if err != nil {
-		return nil, err
+		return CounterfactualJob{}, nil, err
 	}
 	defer release()
 	if req.RankBy == RankInfluence && req.TopK > 0 {
@@ -199,11 +175,11 @@ func (s *Server) prepareJob(ctx context.Context, req CounterfactualRequest) (*cf
 	p, err := sn.Counterfactual(ctx, datadir.Question{Text: req.Text, Position: req.Position, TopK: req.TopK,
 		RankBy: req.RankBy, Tokens: req.Tokens})
 	if err != nil {
-		return nil, inputError("top_k", err)
+		return CounterfactualJob{}, nil, inputError("top_k", err)
 	}
 	res := &CounterfactualResult{Prob: p.Prob, LogP: math.Log(p.Prob), PredictedProb: p.Predicted, PredictedLogP: math.Log(p.Predicted)}
-	return &cfJob{CounterfactualJob: CounterfactualJob{Status: JobQueued, Step: sn.Step, Text: req.Text, Position: req.Position,
-		Token: p.Token, Removed: p.Removed, Result: res}}, nil
+	return CounterfactualJob{Status: JobQueued, Step: sn.Step, Text: req.Text, Position: req.Position,
+		Token: p.Token, Removed: p.Removed}, &cfRun{res: res}, nil
 }
 
 // inputError is a 400 for the datadir's validation errors, naming the field.
@@ -214,50 +190,25 @@ func inputError(field string, err error) error {
 	return err
 }
 
-// startJob files the job and starts its retrain in the background.
-func (s *Server) startJob(job *cfJob) (CounterfactualJob, error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	job.cancel, job.done = cancel, make(chan struct{})
-	pending := job.Result
-	job.Result = nil
-	s.cf.mu.Lock()
-	defer s.cf.mu.Unlock()
-	if s.cf.closed {
-		cancel()
-		s.cf.busy = false
-		if job.sn != nil {
-			s.release(job.sn)
-		}
-		return CounterfactualJob{}, errorf(http.StatusServiceUnavailable, CodeUnavailable, "the server is shutting down")
-	}
-	s.cf.next++
-	job.ID = fmt.Sprintf("cf-%d", s.cf.next)
-	s.cf.recent = append(s.cf.recent, job)
-	if len(s.cf.recent) > keptJobs {
-		s.cf.recent = s.cf.recent[len(s.cf.recent)-keptJobs:]
-	}
-	s.bg.Add(1) // under s.cf.mu: stopCounterfactuals, before the server waits, sets closed
-	go s.runJob(ctx, job, pending)
-	return job.view(), nil
-}
-
-func (s *Server) runJob(ctx context.Context, job *cfJob, res *CounterfactualResult) {
-	defer s.bg.Done()
-	defer close(job.done)
-	s.setJob(job, func(j *CounterfactualJob) { j.Status = JobRunning })
+// runJob retrains without the job's tokens (after ranking them, for rank_by influence),
+// holding no slot of the query pool.
+func (s *Server) runJob(ctx context.Context, jb *bgJob[CounterfactualJob], run *cfRun) {
+	s.cf.set(jb, func(j *CounterfactualJob) { j.Status = JobRunning })
 	var r *datadir.Retrained
 	var err error
 	share := 1.0 // of the progress, the retrain's
-	if job.byInfluence {
+	if run.byInfluence {
 		share = 0.5
-		err = s.rankByInfluence(ctx, job, res)
+		err = s.rankByInfluence(ctx, jb, run)
 	}
 	if err == nil {
-		r, err = s.dir.Retrain(ctx, job.Step, job.Text, job.Position, job.Removed, func(done, total int) {
-			s.setJob(job, func(j *CounterfactualJob) { j.Progress = 1 - share + share*float64(done)/float64(total) })
+		q := jb.view // only this goroutine changes it
+		r, err = s.dir.Retrain(ctx, q.Step, q.Text, q.Position, q.Removed, func(done, total int) {
+			s.cf.set(jb, func(j *CounterfactualJob) { j.Progress = 1 - share + share*float64(done)/float64(total) })
 		})
 	}
-	s.setJob(job, func(j *CounterfactualJob) {
+	res := run.res
+	s.cf.set(jb, func(j *CounterfactualJob) {
 		switch {
 		case errors.Is(err, context.Canceled):
 			j.Status, j.Error = JobCancelled, "cancelled"
@@ -270,40 +221,38 @@ func (s *Server) runJob(ctx context.Context, job *cfJob, res *CounterfactualResu
 			j.Status, j.Progress, j.Result = JobDone, 1, res
 		}
 	})
-	s.cf.mu.Lock()
-	s.cf.busy = false
-	s.cf.mu.Unlock()
 }
 
 // prepareInfluenceJob is prepareJob for rank_by influence: the tokens to remove are known
 // only after the influence run, so the job keeps a reference to the snapshot for the
 // memory's prediction that follows it.
-func (s *Server) prepareInfluenceJob(sn *snapshot, req CounterfactualRequest) (*cfJob, error) {
+func (s *Server) prepareInfluenceJob(sn *snapshot, req CounterfactualRequest) (CounterfactualJob, *cfRun, error) {
 	contexts, target, err := datadir.Target(sn.Model.Tok, req.Text, req.Position)
 	if err != nil {
-		return nil, inputError("position", err)
+		return CounterfactualJob{}, nil, inputError("position", err)
 	}
 	ps, err := sn.Model.Probe([][]int32{contexts}, []int32{target})
 	if err != nil {
-		return nil, err
+		return CounterfactualJob{}, nil, err
 	}
 	p := lm.Probabilities(ps[0].Logits, 1)[target]
 	s.retain(sn)
-	return &cfJob{CounterfactualJob: CounterfactualJob{Status: JobQueued, Step: sn.Step, Text: req.Text, Position: req.Position,
-		Token: sn.Model.Tok.DecodeOne(target), Removed: []datadir.TrainToken{}, Result: &CounterfactualResult{Prob: p, LogP: math.Log(p)}},
-		byInfluence: true, topK: req.TopK, sn: sn}, nil
+	return CounterfactualJob{Status: JobQueued, Step: sn.Step, Text: req.Text, Position: req.Position,
+			Token: sn.Model.Tok.DecodeOne(target), Removed: []datadir.TrainToken{}},
+		&cfRun{res: &CounterfactualResult{Prob: p, LogP: math.Log(p)}, byInfluence: true, topK: req.TopK, sn: sn}, nil
 }
 
 // rankByInfluence runs the influence of a rank_by influence job (the first half of its
 // progress), removes its top k supporting tokens, and fills in the memory's prediction
 // without them and the influence's own, then lets the job's snapshot go.
-func (s *Server) rankByInfluence(ctx context.Context, job *cfJob, res *CounterfactualResult) error {
+func (s *Server) rankByInfluence(ctx context.Context, jb *bgJob[CounterfactualJob], run *cfRun) error {
 	defer func() {
-		s.release(job.sn)
-		job.sn = nil
+		s.release(run.sn)
+		run.sn = nil
 	}()
-	a, err := s.dir.Influence(ctx, job.Step, job.Text, job.Position, job.topK, func(done, total int) {
-		s.setJob(job, func(j *CounterfactualJob) { j.Progress = 0.5 * float64(done) / float64(total) })
+	q := jb.view // only this goroutine changes it
+	a, err := s.dir.Influence(ctx, q.Step, q.Text, q.Position, run.topK, func(done, total int) {
+		s.cf.set(jb, func(j *CounterfactualJob) { j.Progress = 0.5 * float64(done) / float64(total) })
 	})
 	if err != nil {
 		return err
@@ -316,82 +265,13 @@ func (s *Server) rankByInfluence(ctx context.Context, job *cfJob, res *Counterfa
 	if err != nil {
 		return err
 	}
-	pred, err := job.sn.Predict(job.Text, job.Position, removed)
+	pred, err := run.sn.Predict(q.Text, q.Position, removed)
 	release()
 	if err != nil {
 		return err
 	}
-	logp := res.LogP - a.DeltaLossSupporting
-	res.PredictedProb, res.PredictedLogP, res.InfluencePredictedLogP = pred, math.Log(pred), &logp
-	s.setJob(job, func(j *CounterfactualJob) { j.Removed = removed })
+	logp := run.res.LogP - a.DeltaLossSupporting
+	run.res.PredictedProb, run.res.PredictedLogP, run.res.InfluencePredictedLogP = pred, math.Log(pred), &logp
+	s.cf.set(jb, func(j *CounterfactualJob) { j.Removed = removed })
 	return nil
-}
-
-func (s *Server) setJob(job *cfJob, f func(*CounterfactualJob)) {
-	s.cf.mu.Lock()
-	defer s.cf.mu.Unlock()
-	f(&job.CounterfactualJob)
-}
-
-// view is a copy of the job's public part; the caller holds s.cf.mu.
-func (j *cfJob) view() CounterfactualJob {
-	v := j.CounterfactualJob
-	v.Removed = append([]datadir.TrainToken{}, v.Removed...)
-	if v.Result != nil {
-		r := *v.Result
-		v.Result = &r
-	}
-	return v
-}
-
-func (s *Server) findJob(id string) (*cfJob, error) {
-	s.cf.mu.Lock()
-	defer s.cf.mu.Unlock()
-	for _, j := range s.cf.recent {
-		if j.ID == id {
-			return j, nil
-		}
-	}
-	return nil, errorf(http.StatusNotFound, CodeNotFound, "no counterfactual job %q (the last %d are kept)", id, keptJobs)
-}
-
-func (s *Server) getCounterfactual(c echo.Context) error {
-	job, err := s.findJob(c.Param("id"))
-	if err != nil {
-		return err
-	}
-	s.cf.mu.Lock()
-	v := job.view()
-	s.cf.mu.Unlock()
-	return c.JSON(http.StatusOK, v)
-}
-
-// deleteCounterfactual cancels a queued or running job and answers once it has stopped
-// (the replay checks between steps); a finished job is answered as it is.
-func (s *Server) deleteCounterfactual(c echo.Context) error {
-	job, err := s.findJob(c.Param("id"))
-	if err != nil {
-		return err
-	}
-	job.cancel()
-	select {
-	case <-job.done:
-	case <-time.After(10 * time.Second):
-	case <-c.Request().Context().Done():
-	}
-	s.cf.mu.Lock()
-	v := job.view()
-	s.cf.mu.Unlock()
-	return c.JSON(http.StatusOK, v)
-}
-
-// stopCounterfactuals cancels the jobs still running, for Close.
-func (s *Server) stopCounterfactuals() {
-	s.cf.mu.Lock()
-	s.cf.closed = true
-	jobs := append([]*cfJob{}, s.cf.recent...)
-	s.cf.mu.Unlock()
-	for _, j := range jobs {
-		j.cancel()
-	}
 }

@@ -3,11 +3,8 @@ package api
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"strconv"
-	"sync"
-	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/spotlight-lm/spotlight/datadir"
@@ -81,21 +78,15 @@ type InfluenceJob struct {
 	Error    string           `json:"error,omitempty"`
 }
 
-type infJob struct {
-	InfluenceJob
-	cancel context.CancelFunc
-	done   chan struct{}
+// kind: an influence job has a slot of its own, apart from the counterfactual one.
+func (InfluenceJob) kind() jobKind {
+	return jobKind{prefix: "inf", name: "influence", busy: "an influence run is already running; one runs at a time"}
 }
 
-// influences holds the influence jobs; one runs at a time (apart from the counterfactual
-// one: each has its own slot).
-type influences struct {
-	mu     sync.Mutex
-	next   int
-	busy   bool // a job is queued or running
-	closed bool // the server is closing: no job starts
-	recent []*infJob
-}
+func (j InfluenceJob) withID(id string) InfluenceJob { j.ID = id; return j }
+
+// clone shares the result: it is never changed once set.
+func (j InfluenceJob) clone() InfluenceJob { return j }
 
 // postInfluence starts an influence job, or answers 200 with the job done at once when the
 // same question about the same checkpoint was answered before (the data directory caches
@@ -133,19 +124,19 @@ func (s *Server) postInfluence(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	job := &infJob{InfluenceJob: InfluenceJob{Status: JobQueued, Step: step, Text: req.Text, Position: req.Position, Token: token, TopK: req.TopK}}
+	job := InfluenceJob{Status: JobQueued, Step: step, Text: req.Text, Position: req.Position, Token: token, TopK: req.TopK}
 	if cached != nil {
 		job.Status, job.Progress, job.Result = JobDone, 1, influenceResult(cached)
-		view, err := s.fileInfluence(job, false)
+		view, err := s.inf.file(job, &s.bg, nil)
 		if err != nil {
 			return err
 		}
 		return c.JSON(http.StatusOK, view)
 	}
-	if err := s.reserveInfluence(); err != nil {
+	if err := s.inf.acquire(s.stop); err != nil {
 		return err
 	}
-	view, err := s.fileInfluence(job, true)
+	view, err := s.inf.file(job, &s.bg, s.runInfluence)
 	if err != nil {
 		return err
 	}
@@ -166,62 +157,15 @@ func checkTarget(sn *snapshot, text string, position int) (string, error) {
 	return sn.Model.Tok.DecodeOne(target), nil
 }
 
-// reserveInfluence claims the one influence slot or fails with 429.
-func (s *Server) reserveInfluence() error {
-	select {
-	case <-s.stop:
-		return errorf(http.StatusServiceUnavailable, CodeUnavailable, "the server is shutting down")
-	default:
-	}
-	s.inf.mu.Lock()
-	defer s.inf.mu.Unlock()
-	if s.inf.busy {
-		return errorf(http.StatusTooManyRequests, CodeBusy, "an influence run is already running; one runs at a time")
-	}
-	s.inf.busy = true
-	return nil
-}
-
-// fileInfluence gives the job its id and keeps it; with run, it starts the run in the
-// background (the caller holds the slot, which the run frees).
-func (s *Server) fileInfluence(job *infJob, run bool) (InfluenceJob, error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	job.cancel, job.done = cancel, make(chan struct{})
-	s.inf.mu.Lock()
-	defer s.inf.mu.Unlock()
-	if s.inf.closed {
-		cancel()
-		if run {
-			s.inf.busy = false
-		}
-		return InfluenceJob{}, errorf(http.StatusServiceUnavailable, CodeUnavailable, "the server is shutting down")
-	}
-	s.inf.next++
-	job.ID = fmt.Sprintf("inf-%d", s.inf.next)
-	s.inf.recent = append(s.inf.recent, job)
-	if len(s.inf.recent) > keptJobs {
-		s.inf.recent = s.inf.recent[len(s.inf.recent)-keptJobs:]
-	}
-	if !run {
-		cancel()
-		close(job.done)
-		return job.view(), nil
-	}
-	s.bg.Add(1) // under s.inf.mu: stopInfluences, before the server waits, sets closed
-	go s.runInfluence(ctx, job)
-	return job.view(), nil
-}
-
 // runInfluence replays the run backwards on a trainer of its own: it holds no slot of the
 // query pool and no snapshot.
-func (s *Server) runInfluence(ctx context.Context, job *infJob) {
-	defer s.bg.Done()
-	defer close(job.done)
-	s.setInfluence(job, func(j *InfluenceJob) { j.Status = JobRunning })
-	a, err := s.dir.Influence(ctx, job.Step, job.Text, job.Position, job.TopK, func(done, total int) {
-		s.setInfluence(job, func(j *InfluenceJob) { j.Progress = float64(done) / float64(total) })
+func (s *Server) runInfluence(ctx context.Context, jb *bgJob[InfluenceJob]) {
+	s.inf.set(jb, func(j *InfluenceJob) { j.Status = JobRunning })
+	q := jb.view // only this goroutine changes it
+	a, err := s.dir.Influence(ctx, q.Step, q.Text, q.Position, q.TopK, func(done, total int) {
+		s.inf.set(jb, func(j *InfluenceJob) { j.Progress = float64(done) / float64(total) })
 	})
-	s.setInfluence(job, func(j *InfluenceJob) {
+	s.inf.set(jb, func(j *InfluenceJob) {
 		switch {
 		case errors.Is(err, context.Canceled):
 			j.Status, j.Error = JobCancelled, "cancelled"
@@ -232,9 +176,6 @@ func (s *Server) runInfluence(ctx context.Context, job *infJob) {
 			j.Status, j.Progress, j.Result = JobDone, 1, influenceResult(a)
 		}
 	})
-	s.inf.mu.Lock()
-	s.inf.busy = false
-	s.inf.mu.Unlock()
 }
 
 func influenceResult(a *datadir.InfluenceAnswer) *InfluenceResult {
@@ -251,66 +192,4 @@ func influenceTokens(ts []datadir.InfluenceToken) []InfluenceToken {
 			Influence: t.Score, DeltaLoss: t.DeltaLoss}
 	}
 	return out
-}
-
-func (s *Server) setInfluence(job *infJob, f func(*InfluenceJob)) {
-	s.inf.mu.Lock()
-	defer s.inf.mu.Unlock()
-	f(&job.InfluenceJob)
-}
-
-// view is a copy of the job's public part; the caller holds s.inf.mu. A result is never
-// changed once set, so it is shared.
-func (j *infJob) view() InfluenceJob { return j.InfluenceJob }
-
-func (s *Server) findInfluence(id string) (*infJob, error) {
-	s.inf.mu.Lock()
-	defer s.inf.mu.Unlock()
-	for _, j := range s.inf.recent {
-		if j.ID == id {
-			return j, nil
-		}
-	}
-	return nil, errorf(http.StatusNotFound, CodeNotFound, "no influence job %q (the last %d are kept)", id, keptJobs)
-}
-
-func (s *Server) getInfluence(c echo.Context) error {
-	job, err := s.findInfluence(c.Param("id"))
-	if err != nil {
-		return err
-	}
-	s.inf.mu.Lock()
-	v := job.view()
-	s.inf.mu.Unlock()
-	return c.JSON(http.StatusOK, v)
-}
-
-// deleteInfluence cancels a queued or running job and answers once it has stopped (the
-// reverse pass checks between steps); a finished job is answered as it is.
-func (s *Server) deleteInfluence(c echo.Context) error {
-	job, err := s.findInfluence(c.Param("id"))
-	if err != nil {
-		return err
-	}
-	job.cancel()
-	select {
-	case <-job.done:
-	case <-time.After(10 * time.Second):
-	case <-c.Request().Context().Done():
-	}
-	s.inf.mu.Lock()
-	v := job.view()
-	s.inf.mu.Unlock()
-	return c.JSON(http.StatusOK, v)
-}
-
-// stopInfluences cancels the jobs still running, for Close.
-func (s *Server) stopInfluences() {
-	s.inf.mu.Lock()
-	s.inf.closed = true
-	jobs := append([]*infJob{}, s.inf.recent...)
-	s.inf.mu.Unlock()
-	for _, j := range jobs {
-		j.cancel()
-	}
 }

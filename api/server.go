@@ -79,8 +79,8 @@ type Server struct {
 	snap   *snapshot
 
 	train     training
-	cf        counterfactuals
-	inf       influences
+	cf        jobs[CounterfactualJob]
+	inf       jobs[InfluenceJob]
 	committed chan struct{} // a commit happened: rebuild the snapshot
 	stop      chan struct{}
 	bg        sync.WaitGroup
@@ -148,11 +148,11 @@ func (s *Server) routes() *echo.Echo {
 	e.GET("/v1/train", s.getTrain)
 	e.POST("/v1/train", s.postTrain, s.requireJSON)
 	e.POST("/v1/counterfactual", s.postCounterfactual, s.requireJSON)
-	e.GET("/v1/counterfactual/:id", s.getCounterfactual)
-	e.DELETE("/v1/counterfactual/:id", s.deleteCounterfactual)
+	e.GET("/v1/counterfactual/:id", s.cf.get)
+	e.DELETE("/v1/counterfactual/:id", s.cf.delete)
 	e.POST("/v1/influence", s.postInfluence, s.requireJSON)
-	e.GET("/v1/influence/:id", s.getInfluence)
-	e.DELETE("/v1/influence/:id", s.deleteInfluence)
+	e.GET("/v1/influence/:id", s.inf.get)
+	e.DELETE("/v1/influence/:id", s.inf.delete)
 	web.RegisterPlots(e, s.plotGenerate)
 	if s.opts.Web != nil {
 		page := echo.WrapHandler(s.opts.Web)
@@ -242,8 +242,8 @@ func (s *Server) Close() {
 		close(s.stop)
 		s.train.mu.Unlock()
 		s.stopTraining()
-		s.stopCounterfactuals()
-		s.stopInfluences()
+		s.cf.stop()
+		s.inf.stop()
 		s.bg.Wait()
 		s.snapMu.Lock()
 		sn := s.snap
