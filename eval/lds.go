@@ -25,7 +25,10 @@ type LDSOptions struct {
 	Bootstrap   int       // resamples of the queries for the 95% interval (default 2000)
 	Singles     int       // extra retrains that each drop one random unit: the chaos probe
 	Influence   bool      // also score by the exact influence through the whole run (lm.Trainer.Influence; costly)
-	Log         func(format string, args ...any)
+	// SkipAllParams leaves out grad-dot and TracIn-CP over all parameters, which cost 6–8×
+	// their linear-layer versions.
+	SkipAllParams bool
+	Log           func(format string, args ...any)
 }
 
 // LDSReport is the `spotlight eval lds --json` document.

@@ -307,6 +307,9 @@ func gradientMethods(ctx context.Context, base *run, contexts [][]int32, targets
 			}
 		}
 		opts.Log("gradient pass at checkpoint %d: %.0fs", c, sec)
+		if opts.SkipAllParams {
+			continue
+		}
 
 		t0 = time.Now()
 		res, err := tr.GradDot(ctx, contexts, targets, base.snaps[c], steps, lm.GradDotOptions{QueryBatch: gradDotQueries})
@@ -332,7 +335,10 @@ func gradientMethods(ctx context.Context, base *run, contexts [][]int32, targets
 		}
 		opts.Log("all-parameter gradient pass at checkpoint %d: %.0fs", c, sec)
 	}
-	out = append(out, gd[false], gd[true], gdAll, tc[false], tc[true], tcAll)
+	out = append(out, gd[false], gd[true], tc[false], tc[true])
+	if !opts.SkipAllParams {
+		out = append(out, gdAll, tcAll)
+	}
 	return out, nil
 }
 
