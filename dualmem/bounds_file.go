@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 )
@@ -191,7 +192,11 @@ func (sg *segments) checkBounds(writable bool) {
 	for _, b := range sg.bnd {
 		err := b.check(sg.starts)
 		if err != nil && writable {
-			logDerived(err, "rebuilding block bounds from the segment files", "layer", b.layer, "reason", err)
+			if errors.Is(err, os.ErrNotExist) { // what a training run leaves
+				slog.Info("building block bounds from the segment files", "layer", b.layer)
+			} else {
+				slog.Warn("rebuilding block bounds from the segment files", "layer", b.layer, "reason", err)
+			}
 			err = b.rebuild(sg)
 		}
 		if err != nil {
