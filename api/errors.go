@@ -30,6 +30,9 @@ const (
 	// the message gives the limit and the estimate.
 	CodeAnswerTooLarge = "answer_too_large"
 	CodeShuttingDown   = "shutting_down" // the server stopped while the request ran
+	// CodeMemoryDamaged: a requested layer's memory failed its checksums (the message names
+	// the layer and the step); the other layers still answer.
+	CodeMemoryDamaged = "memory_damaged"
 )
 
 // errShutdown is the cause with which Shutdown cancels the requests still running after
@@ -75,12 +78,15 @@ func toError(err error) *Error {
 		unk  *lm.UnknownCharsError
 		maxb *http.MaxBytesError
 		big  *query.TooLargeError
+		dmg  *query.DamagedError
 	)
 	switch {
 	case errors.As(err, &e):
 		return e
 	case errors.As(err, &maxb):
 		return errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "request body over %d bytes", maxb.Limit)
+	case errors.As(err, &dmg):
+		return errorf(http.StatusInternalServerError, CodeMemoryDamaged, "%s", dmg.Error())
 	case errors.As(err, &big):
 		return errorf(http.StatusUnprocessableEntity, CodeAnswerTooLarge, "%s", big.Error())
 	case errors.As(err, &in):

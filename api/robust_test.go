@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -206,4 +209,35 @@ func TestShutdownCancels(t *testing.T) {
 			t.Fatalf("the running query got %d %s", r.Status, r.Body)
 		}
 	})
+}
+
+// Bytes changed in the middle of a layer's segment file are found by the server's check
+// after start-up: that layer is refused with a clear error naming it and the step, and the
+// other layers still answer.
+func TestDamagedLayerRefused(t *testing.T) {
+	dir := MustTrainDir(t, 12)
+	path := filepath.Join(dir.Store.Dir(), "segments", "block0.ff1.keys")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0x08
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := MustServe(t, dir, api.Options{})
+	var r response
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if r = s.call(t, "POST", "/v1/attribute", `{"text":"The light"}`); r.Status != http.StatusOK {
+			break
+		}
+	}
+	code, msg := r.errorCode(t)
+	if r.Status != http.StatusInternalServerError || code != "memory_damaged" || !strings.Contains(msg, `layer "block0.ff1"`) ||
+		!strings.Contains(msg, "step ") || !strings.Contains(msg, "verify --repair") {
+		t.Fatalf("all layers: %d %s %q", r.Status, code, msg)
+	}
+	if r := s.call(t, "POST", "/v1/attribute", `{"text":"The light","layers":["out","block0.ff2"]}`); r.Status != http.StatusOK {
+		t.Fatalf("the other layers: %d %s", r.Status, r.Body)
+	}
 }

@@ -105,9 +105,36 @@ func New(dir *datadir.Dir, opts Options) (*Server, error) {
 	s.http = &http.Server{Handler: s.handler, ReadHeaderTimeout: opts.ReadTimeout,
 		ReadTimeout: opts.ReadTimeout, WriteTimeout: opts.WriteTimeout, IdleTimeout: 2 * time.Minute,
 		BaseContext: func(net.Listener) context.Context { return s.base }}
-	s.bg.Add(1)
+	s.bg.Add(2)
 	go s.refresher()
+	go s.checkMemory()
 	return s, nil
+}
+
+// checkMemory reads every committed step of the segment files once, in the background:
+// opening checks only the last step, and damage in the middle of one would otherwise be
+// answered from. A damaged layer is then refused (query.DamagedError) while the others
+// answer.
+func (s *Server) checkMemory() {
+	defer s.bg.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-s.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	t0 := time.Now()
+	err := s.dir.CheckSegments(ctx)
+	switch {
+	case ctx.Err() != nil:
+	case err != nil:
+		s.log.Error("memory check: a layer's segment files are damaged and it is refused until they are written again (stop the server, then spotlight verify --repair)", "err", err)
+	default:
+		s.log.Info("memory check: every committed step matches its checksums", "seconds", time.Since(t0).Round(time.Millisecond).Seconds())
+	}
 }
 
 func fillDefaults(o *Options) {

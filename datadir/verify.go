@@ -77,6 +77,10 @@ func (d *Dir) Verify(m *lm.Model, samples int, progress func(layer string, done,
 	return rep, nil
 }
 
+// CheckSegments reads every committed step of the segment files against their checksums;
+// a damaged layer is then refused by the query engines (dualmem.Store.Fault).
+func (d *Dir) CheckSegments(ctx context.Context) error { return d.Store.CheckSegments(ctx, nil) }
+
 // RepairSegments writes the segment files again from the database (a read-write Dir).
 func (d *Dir) RepairSegments(progress func(layer string, done, total int)) error {
 	return d.Store.RebuildSegments(progress)

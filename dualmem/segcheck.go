@@ -37,7 +37,23 @@ func (s *Store) CheckSegments(ctx context.Context, progress func(done, total int
 	if sg == nil {
 		return nil
 	}
-	return sg.checkStepsCtx(ctx, 1, min(s.Steps(), sg.steps()), progress)
+	err := sg.checkStepsCtx(ctx, 1, min(s.Steps(), sg.steps()), progress)
+	var se *SegmentError
+	if errors.As(err, &se) {
+		s.faults.Store(se.Layer, se)
+	}
+	return err
+}
+
+// Fault is the damage CheckSegments found in the segment files a layer's answers read (its
+// own or the token arrays every layer shares), or nil; RebuildSegments clears it.
+func (s *Store) Fault(layer string) error {
+	for _, name := range []string{layer, ""} {
+		if f, ok := s.faults.Load(name); ok {
+			return f.(*SegmentError)
+		}
+	}
+	return nil
 }
 
 // HasSegments reports whether the store has valid segment files open.
@@ -50,6 +66,9 @@ func (s *Store) RebuildSegments(progress func(layer string, done, total int)) er
 		return fmt.Errorf("%s: %w", s.dir, errSegmentsReadOnly)
 	}
 	_, err := s.rebuildSegments(true, progress)
+	if err == nil {
+		s.faults.Clear()
+	}
 	return err
 }
 

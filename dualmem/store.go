@@ -62,7 +62,8 @@ type Store struct {
 	corpus   []byte
 	layerIdx map[string]int
 
-	segMu sync.Mutex
+	faults sync.Map // layer name ("" for the token arrays) → *SegmentError found by CheckSegments
+	segMu  sync.Mutex
 	seg   *segments // the segment files, nil until valid ones exist (segbuild.go)
 
 	committed atomic.Int64

@@ -29,7 +29,7 @@ func (s *Store) AppendStep(st *lm.Step) error {
 	}
 	size := stepBytes(s.meta, len(st.Offsets))
 	if err := room(s.dir, s.pendingBytes()+size+s.reserve()); err != nil {
-		return fmt.Errorf("step %d: %w", st.Step, err)
+		return fmt.Errorf("%w (before step %d)", err, st.Step)
 	}
 	s.mu.Lock()
 	s.pending += size

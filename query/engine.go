@@ -26,6 +26,7 @@ import (
 //     a first-order attribution of the logit). MaxAbsErr is then dualmem.Check's AbsErr over
 //     the whole output vector, with the dual rebuilt from memory.
 type Engine struct {
+	store  *dualmem.Store // for the damage its segment check found (Store.Fault)
 	model  *lm.Model
 	meta   dualmem.Meta
 	layers map[string]*dualmem.Scanner
@@ -64,7 +65,7 @@ func (e *Engine) Next(model *lm.Model, store *dualmem.Store) (*Engine, error) {
 
 func newEngine(prev *Engine, model *lm.Model, store *dualmem.Store, progress func(layer string, done, total int)) (*Engine, error) {
 	meta := store.Meta()
-	e := &Engine{model: model, meta: meta, layers: map[string]*dualmem.Scanner{}, table: map[string]lm.Layer{}}
+	e := &Engine{store: store, model: model, meta: meta, layers: map[string]*dualmem.Scanner{}, table: map[string]lm.Layer{}}
 	var before map[string]*dualmem.Scanner
 	if prev != nil {
 		e.text, e.corpus, e.runeAt, e.sa, e.pass = prev.text, prev.corpus, prev.runeAt, prev.sa, prev.pass
@@ -288,6 +289,9 @@ func (e *Engine) explain(ctx context.Context, req Request, contexts [][]int32, t
 		sc := e.layers[name]
 		if sc == nil {
 			return nil, inputErr("layers", "layer %q has no memory", name)
+		}
+		if err := e.store.Fault(name); err != nil {
+			return nil, &DamagedError{Layer: name, Err: err}
 		}
 		from, to, err := tokenRange(sc, req.Steps)
 		if err != nil {

@@ -3,7 +3,11 @@
 // dualmem), and assembles the per-token answer that the CLI and the HTTP API both return.
 package query
 
-import "github.com/spotlight-lm/spotlight/dualmem"
+import (
+	"fmt"
+
+	"github.com/spotlight-lm/spotlight/dualmem"
+)
 
 // Request is a generation request: the body of POST /v1/generate and the flags of
 // `spotlight generate`. A zero field means its default (DefaultGenerate).
@@ -195,3 +199,16 @@ type Verbatim struct {
 	Offsets []int64 `json:"offsets"` // where it occurs (first few, in corpus order)
 	Count   int     `json:"count"`   // occurrences in all
 }
+
+// DamagedError is a layer whose memory failed its checksums (dualmem.Store.Fault): it
+// cannot answer until its files are written again, while the other layers still do.
+type DamagedError struct {
+	Layer string
+	Err   error
+}
+
+func (e *DamagedError) Error() string {
+	return fmt.Sprintf("layer %q cannot answer: %v; ask for the other layers (\"layers\"), or stop the server and run `spotlight verify --repair`, which writes the segment files again from the database", e.Layer, e.Err)
+}
+
+func (e *DamagedError) Unwrap() error { return e.Err }
