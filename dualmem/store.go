@@ -64,7 +64,7 @@ type Store struct {
 
 	faults sync.Map // layer name ("" for the token arrays) → *SegmentError found by CheckSegments
 	segMu  sync.Mutex
-	seg   *segments // the segment files, nil until valid ones exist (segbuild.go)
+	seg    *segments // the segment files, nil until valid ones exist (segbuild.go)
 
 	committed atomic.Int64
 	ckptBytes atomic.Int64 // size of the last checkpoint: room kept for the next commit
