@@ -66,7 +66,7 @@ func (s *Scanner) SumsAll(ctx context.Context, qs []Query, from, to int) ([]Sums
 		return nil, fmt.Errorf("dualmem: sums %q: token range [%d, %d) outside [0, %d)", s.Mem.Spec.Name, from, to, s.N)
 	}
 	for i, q := range qs {
-		if err := s.checkQuery(i, q); err != nil {
+		if err := s.checkQuery("sums", i, q); err != nil {
 			return nil, err
 		}
 	}
@@ -203,19 +203,4 @@ func dot64(a, b []float64) float64 {
 		s += v * b[i]
 	}
 	return s
-}
-
-// checkQuery checks query i's shape against the layer.
-func (s *Scanner) checkQuery(i int, q Query) error {
-	name := s.Mem.Spec.Name
-	if len(q.X) != s.DIn {
-		return fmt.Errorf("dualmem: layer %q: query %d has %d values, want %d", name, i, len(q.X), s.DIn)
-	}
-	if q.Token < 0 && len(q.U) != s.DOut {
-		return fmt.Errorf("dualmem: layer %q: projection %d has %d values, want %d", name, i, len(q.U), s.DOut)
-	}
-	if q.Token >= s.DOut {
-		return fmt.Errorf("dualmem: layer %q: token %d out of range", name, q.Token)
-	}
-	return nil
 }

@@ -189,14 +189,8 @@ func (s *Scanner) Scan(ctx context.Context, qs []Query, opt ScanOptions) ([]Resu
 	}
 	xs := make([]float32, Q*s.DIn)
 	for i, q := range qs {
-		if len(q.X) != s.DIn {
-			return nil, fmt.Errorf("dualmem: scan %q: query %d has %d values, want %d", s.Mem.Spec.Name, i, len(q.X), s.DIn)
-		}
-		if q.Token < 0 && len(q.U) != s.DOut {
-			return nil, fmt.Errorf("dualmem: scan %q: projection %d has %d values, want %d", s.Mem.Spec.Name, i, len(q.U), s.DOut)
-		}
-		if q.Token >= s.DOut {
-			return nil, fmt.Errorf("dualmem: scan %q: token %d out of range", s.Mem.Spec.Name, q.Token)
+		if err := s.checkQuery("scan", i, q); err != nil {
+			return nil, err
 		}
 		copy(xs[i*s.DIn:], q.X)
 	}
@@ -595,6 +589,22 @@ func (s *Scanner) dualFromAggregates() bool {
 		s.wDual[i] += v
 	}
 	return true
+}
+
+// checkQuery checks query i's widths against the layer's, for the error of op (scan,
+// search, sums).
+func (s *Scanner) checkQuery(op string, i int, q Query) error {
+	name := s.Mem.Spec.Name
+	if len(q.X) != s.DIn {
+		return fmt.Errorf("dualmem: %s %q: query %d has %d values, want %d", op, name, i, len(q.X), s.DIn)
+	}
+	if q.Token < 0 && len(q.U) != s.DOut {
+		return fmt.Errorf("dualmem: %s %q: projection %d has %d values, want %d", op, name, i, len(q.U), s.DOut)
+	}
+	if q.Token >= s.DOut {
+		return fmt.Errorf("dualmem: %s %q: token %d out of range", op, name, q.Token)
+	}
+	return nil
 }
 
 // Warm builds what Dual needs now rather than on first use.

@@ -110,14 +110,8 @@ func (s *Scanner) prepare(qs []Query) (*searchQueries, error) {
 	sq := &searchQueries{qs: qs, xs: make([]float32, len(qs)*s.DIn), hq: make([]int, len(qs)),
 		xn: make([]float64, len(qs)), un: make([]float64, len(qs))}
 	for i, q := range qs {
-		if len(q.X) != s.DIn {
-			return nil, fmt.Errorf("dualmem: search %q: query %d has %d values, want %d", s.Mem.Spec.Name, i, len(q.X), s.DIn)
-		}
-		if q.Token < 0 && len(q.U) != s.DOut {
-			return nil, fmt.Errorf("dualmem: search %q: projection %d has %d values, want %d", s.Mem.Spec.Name, i, len(q.U), s.DOut)
-		}
-		if q.Token >= s.DOut {
-			return nil, fmt.Errorf("dualmem: search %q: token %d out of range", s.Mem.Spec.Name, q.Token)
+		if err := s.checkQuery("search", i, q); err != nil {
+			return nil, err
 		}
 		copy(sq.xs[i*s.DIn:], q.X)
 		sq.xn[i] = norm2(q.X)
