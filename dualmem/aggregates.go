@@ -22,6 +22,7 @@ import (
 //
 //	G_t = Σ_i g_{t,i} k_{t,i}ᵀ   float64 [DOut, DIn]
 //	K_t = Σ_i k_{t,i}            float64 [DIn]
+//	S_t = Σ_i g_{t,i}            float64 [DOut] (the bias's update)
 //
 // so totals, the W_0 and bias terms and the per-step timeline of a query follow without
 // reading a key: Σ_i α_i = K_t·x and Σ_i contribution_i = s_t·uᵀG_t x. They sit next to the
@@ -30,13 +31,13 @@ import (
 // the float64 sums of the very values a scan reads.
 //
 //	DIR/segments/<layer>.agg  header (magic, DIn, DOut), then one record per step:
-//	                          CRC of the payload, tokens, G_t, K_t
+//	                          CRC of the payload, tokens, G_t, K_t, S_t
 const (
 	aggHeader = 16
 	aggPrefix = 8 // CRC and token count before each record's payload
 )
 
-var aggMagic = []byte("SPAGG001")
+var aggMagic = []byte("SPAGG002")
 
 // aggFile is one layer's aggregate file within a set of segments.
 type aggFile struct {
@@ -63,7 +64,7 @@ func newAggFiles(dir string, meta Meta) []*aggFile {
 }
 
 // floats is the payload length of one record in float64s; recBytes its size with prefix.
-func (a *aggFile) floats() int     { return a.dout*a.din + a.din }
+func (a *aggFile) floats() int     { return a.dout*a.din + a.din + a.dout }
 func (a *aggFile) recBytes() int64 { return int64(aggPrefix + 8*a.floats()) }
 func (a *aggFile) size(steps int) int64 {
 	return aggHeader + int64(steps)*a.recBytes()
@@ -77,16 +78,16 @@ func (a *aggFile) header() []byte {
 func aggStepBytes(meta Meta) int64 {
 	var b int64
 	for _, l := range meta.Layers {
-		b += int64(aggPrefix + 8*(l.DOut*l.DIn+l.DIn))
+		b += int64(aggPrefix + 8*(l.DOut*l.DIn+l.DIn+l.DOut))
 	}
 	return b
 }
 
 // aggRecord computes one step's record from its n tokens' keys [n, din] and grads [n, dout].
 func aggRecord(din, dout, n int, keys, grads []float32) []byte {
-	rec := make([]byte, aggPrefix+8*(dout*din+din))
+	rec := make([]byte, aggPrefix+8*(dout*din+din+dout))
 	pay := asF64(rec[aggPrefix:])
-	g, kk := pay[:dout*din], pay[dout*din:]
+	g, kk, gs := pay[:dout*din], pay[dout*din:dout*din+din], pay[dout*din+din:]
 	if n > 0 {
 		k64 := make([]float64, n*din)
 		for i, v := range keys[:n*din] {
@@ -94,6 +95,12 @@ func aggRecord(din, dout, n int, keys, grads []float32) []byte {
 			kk[i%din] += float64(v)
 		}
 		addOuter(g, din, dout, n, k64, grads[:n*dout])
+		// Token by token, as the scanner sums them without aggregates: the same bits.
+		for j := range n {
+			for o, v := range grads[j*dout : (j+1)*dout] {
+				gs[o] += float64(v)
+			}
+		}
 	}
 	binary.LittleEndian.PutUint32(rec, crc32.Checksum(rec[aggPrefix:], crcTable))
 	binary.LittleEndian.PutUint32(rec[4:], uint32(n))
@@ -392,9 +399,9 @@ func (sg *segments) aggView(li, steps int) (*aggView, error) {
 	return &aggView{file: a, data: data}, nil
 }
 
-// step returns step k's (0-based) G [DOut, DIn] and K [DIn], verifying its checksum and
+// step returns step k's (0-based) G [DOut, DIn], K [DIn] and S [DOut], verifying its checksum and
 // token count the first time it is read.
-func (v *aggView) step(k, tokens int) (g, keySum []float64, err error) {
+func (v *aggView) step(k, tokens int) (g, keySum, gradSum []float64, err error) {
 	a := v.file
 	rec := v.data[aggHeader+int64(k)*a.recBytes():][:a.recBytes()]
 	a.mu.Lock()
@@ -402,7 +409,7 @@ func (v *aggView) step(k, tokens int) (g, keySum []float64, err error) {
 	a.mu.Unlock()
 	if !ok {
 		if err := a.verify(rec, k, tokens); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		a.mu.Lock()
 		for len(a.checked) <= k {
@@ -412,7 +419,7 @@ func (v *aggView) step(k, tokens int) (g, keySum []float64, err error) {
 		a.mu.Unlock()
 	}
 	pay := asF64(rec[aggPrefix:])
-	return pay[:a.dout*a.din], pay[a.dout*a.din:], nil
+	return pay[:a.dout*a.din], pay[a.dout*a.din : a.dout*a.din+a.din], pay[a.dout*a.din+a.din:], nil
 }
 
 func asF64(b []byte) []float64 {

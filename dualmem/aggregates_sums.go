@@ -160,7 +160,7 @@ func (s *Scanner) sumSteps(ctx context.Context, qs []Query, steps []int, out []S
 					return
 				}
 				k := steps[n]
-				g, ks, err := s.Mem.agg.step(k, s.Mem.Steps[k].Tokens())
+				g, ks, _, err := s.Mem.agg.step(k, s.Mem.Steps[k].Tokens())
 				if err != nil {
 					fail(err)
 					return

@@ -414,7 +414,8 @@ func TestAddOuterKernels(t *testing.T) {
 }
 
 // The final weights rebuilt from the aggregates (no key read) are the ones rebuilt from every
-// token, up to the order of float64 sums; without aggregates the token loop gives them.
+// token, up to the order of float64 sums, and the per-step gradient sums are the same bits;
+// without aggregates the token loop gives them.
 func TestDualFromAggregates(t *testing.T) {
 	dir := t.TempDir()
 	trainAggStore(t, dir)
@@ -432,6 +433,11 @@ func TestDualFromAggregates(t *testing.T) {
 		plain := *sc.Mem
 		plain.agg = nil
 		ref := NewScanner(&plain, s.Meta())
+		for i := range ref.GSum { // the bias's per-step sums, read from the aggregates
+			if sc.GSum[i] != ref.GSum[i] {
+				t.Fatalf("%s: gradient sum %d from aggregates %.17g, from tokens %.17g", name, i, sc.GSum[i], ref.GSum[i])
+			}
+		}
 		want := ref.Dual(x)
 		for o := range want {
 			if d := math.Abs(got[o] - want[o]); d > 1e-12*math.Max(1, math.Abs(want[o])) {

@@ -63,6 +63,7 @@ func NewScannerFrom(prev *Scanner, mem *LayerMemory, meta Meta) *Scanner {
 		from = prev.N
 		copy(s.GSum, prev.GSum)
 	}
+	from = s.gradSumsFromAggregates(from)
 	for j := from; j < s.N; j++ {
 		row := s.GSum[int(mem.Step[j]-s.first)*s.DOut:][:s.DOut]
 		for o, g := range mem.Grads[j*s.DOut : (j+1)*s.DOut] {
@@ -73,6 +74,29 @@ func NewScannerFrom(prev *Scanner, mem *LayerMemory, meta Meta) *Scanner {
 		s.byOffset = newOffsetIndex(mem.Offsets)
 	}
 	return s
+}
+
+// gradSumsFromAggregates fills GSum's rows of the steps from token `from` on (a step
+// boundary) from the aggregates, without reading a gradient, and returns the first token it
+// could not: N when every step was there, else the start of the first step missing or
+// failing its checksum, from which the token loop goes on.
+func (s *Scanner) gradSumsFromAggregates(from int) int {
+	if s.Mem.agg == nil {
+		return from
+	}
+	start := 0
+	for k, si := range s.Mem.Steps {
+		n := si.Tokens()
+		if start >= from {
+			_, _, gs, err := s.Mem.agg.step(k, n)
+			if err != nil {
+				return start
+			}
+			copy(s.GSum[k*s.DOut:(k+1)*s.DOut], gs)
+		}
+		start += n
+	}
+	return start
 }
 
 // extendedBy reports whether mem holds s's memory followed by later steps.
@@ -573,7 +597,7 @@ func (s *Scanner) dualFromAggregates() bool {
 	din, dout := s.DIn, s.DOut
 	acc := make([]float64, din*dout)
 	for k, si := range s.Mem.Steps {
-		g, _, err := s.Mem.agg.step(k, si.Tokens())
+		g, _, _, err := s.Mem.agg.step(k, si.Tokens())
 		if err != nil {
 			return false
 		}
