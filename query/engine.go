@@ -352,7 +352,7 @@ func (e *Engine) fullLayer(ctx context.Context, req Request, lq layerQueries) ([
 	// Rarely, more than the spare hits share windows with better ones: scan again with
 	// more, keeping the first scan's member scores.
 	opt.Score = nil
-	for err == nil && opt.TopK < to-from && shortOfWindows(sc, req, res, opt.TopK) {
+	for err == nil && opt.TopK < to-from && shortOfWindows(sc, req, rankedLists(req, res), opt.TopK) {
 		opt.TopK *= 8
 		var more []dualmem.Result
 		if more, err = sc.Scan(ctx, qs, opt); err == nil {
@@ -507,19 +507,27 @@ func (e *Engine) query(layer, rankBy string, p lm.Probe, tok int32) (dualmem.Que
 	return dualmem.Query{X: lp.X, Token: -1, U: u}, obj
 }
 
-// shortOfWindows reports whether some query's hits, K of them, hold fewer than TopK
-// distinct training windows.
-func shortOfWindows(sc *dualmem.Scanner, req Request, res []dualmem.Result, K int) bool {
-	for i := range res {
-		hits := res[i].TopContribution
-		if req.RankBy == RankAttention {
-			hits = res[i].TopAttention
-		}
+// shortOfWindows reports whether some query's K hits hold fewer than TopK distinct
+// training windows.
+func shortOfWindows(sc *dualmem.Scanner, req Request, lists [][]dualmem.Hit, K int) bool {
+	for _, hits := range lists {
 		if len(hits) == K && len(distinctWindows(sc, hits, req.TopK)) < req.TopK {
 			return true
 		}
 	}
 	return false
+}
+
+// rankedLists is each result's top list by the request's ranking.
+func rankedLists(req Request, res []dualmem.Result) [][]dualmem.Hit {
+	out := make([][]dualmem.Hit, len(res))
+	for i := range res {
+		out[i] = res[i].TopContribution
+		if req.RankBy == RankAttention {
+			out[i] = res[i].TopAttention
+		}
+	}
+	return out
 }
 
 // tokenRange is the memory's token index range of training steps [steps[0], steps[1]]

@@ -80,7 +80,7 @@ func topHits(ctx context.Context, sc *dualmem.Scanner, req Request, qs []dualmem
 		return out, nil
 	}
 	out, err := search()
-	for err == nil && opt.TopK < rg.to-rg.from && shortOfWindowsIn(sc, req, out, opt.TopK) {
+	for err == nil && opt.TopK < rg.to-rg.from && shortOfWindows(sc, req, out, opt.TopK) {
 		opt.TopK *= 8
 		out, err = search()
 	}
@@ -88,15 +88,4 @@ func topHits(ctx context.Context, sc *dualmem.Scanner, req Request, qs []dualmem
 		return nil, dualmem.ScanStats{}, err
 	}
 	return out, read, nil
-}
-
-// shortOfWindowsIn reports whether some query's K hits hold fewer than TopK distinct
-// training windows.
-func shortOfWindowsIn(sc *dualmem.Scanner, req Request, lists [][]dualmem.Hit, K int) bool {
-	for _, hits := range lists {
-		if len(hits) == K && len(distinctWindows(sc, hits, req.TopK)) < req.TopK {
-			return true
-		}
-	}
-	return false
 }
