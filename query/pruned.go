@@ -57,7 +57,7 @@ func topHits(ctx context.Context, sc *dualmem.Scanner, req Request, qs []dualmem
 	byAttention := req.RankBy == RankAttention
 	opt := dualmem.SearchOptions{TopK: 4*req.TopK + 64, From: rg.from, To: rg.to,
 		SkipAttention: !byAttention, SkipContribution: byAttention}
-	read, first := sc.NoneRead(), true
+	read := sc.NoneRead()
 	search := func() ([][]dualmem.Hit, error) {
 		res, err := sc.Search(ctx, qs, opt)
 		if err != nil {
@@ -70,12 +70,9 @@ func topHits(ctx context.Context, sc *dualmem.Scanner, req Request, qs []dualmem
 				out[i] = res[i].TopAttention
 			}
 		}
-		switch { // one read serves the batch; bytes are of the whole memory, blocks the search's in range
-		case len(res) > 0 && first:
-			read.BytesRead, read.BlocksRead, read.BlocksTotal = res[0].Stats.BytesRead, res[0].Stats.BlocksRead, res[0].Stats.BlocksTotal
-			first = false
-		case len(res) > 0:
+		if len(res) > 0 { // one read serves the batch; bytes are of the whole memory, blocks the search's in range
 			read = read.Plus(res[0].Stats)
+			read.BlocksTotal = res[0].Stats.BlocksTotal
 		}
 		return out, nil
 	}
