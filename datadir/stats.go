@@ -16,13 +16,17 @@ type LayerStats struct {
 
 // Stats summarises a data directory.
 type Stats struct {
-	Config    lm.Config    `json:"config"`
-	Step      int          `json:"step"`
-	LastLoss  float32      `json:"last_loss"`
-	EvalLoss  float64      `json:"eval_loss"`
-	Precision string       `json:"precision"`
-	Layers    []LayerStats `json:"layers"`
-	DiskBytes int64        `json:"disk_bytes"`
+	Config   lm.Config `json:"config"`
+	Step     int       `json:"step"`
+	LastLoss float32   `json:"last_loss"`
+	EvalLoss float64   `json:"eval_loss"`
+	// SplitLoss is the mean loss over the whole held-out split (SplitTokens tokens), the
+	// steadier figure for comparing runs; nil where it was not computed (through a server).
+	SplitLoss   *float64     `json:"split_loss,omitempty"`
+	SplitTokens int          `json:"split_tokens,omitempty"`
+	Precision   string       `json:"precision"`
+	Layers      []LayerStats `json:"layers"`
+	DiskBytes   int64        `json:"disk_bytes"`
 	// Kept are the checkpoints kept for retraining (GET /v1/counterfactual starts from
 	// them), KeptBytes what they take.
 	Kept      []KeptCheckpoint `json:"kept_checkpoints"`
@@ -53,8 +57,18 @@ func (d *Dir) Stats() (*Stats, error) {
 		return nil, err
 	}
 	defer m.Close()
-	st.EvalLoss, err = m.EvalLoss(string(d.Store.Corpus()))
-	return st, err
+	text := string(d.Store.Corpus())
+	if st.EvalLoss, err = m.EvalLoss(text); err != nil {
+		return nil, err
+	}
+	split, n, err := m.SplitLoss(text)
+	if err != nil {
+		return nil, err
+	}
+	if n > 0 {
+		st.SplitLoss, st.SplitTokens = &split, n
+	}
+	return st, nil
 }
 
 // LayerStats is every captured layer's memory as of the first steps committed steps (the

@@ -47,6 +47,9 @@ type LDSReport struct {
 	SingleDLoss Num `json:"single_dloss"`
 	QueryLoss   Num `json:"query_loss"`    // mean loss of the queries under the model the retrains change
 	HeldOutLoss Num `json:"held_out_loss"` // mean next-token loss over held-out windows' last tokens
+	// SplitLoss is the mean loss over every token of the held-out split (lm's SplitLoss),
+	// the steadier figure for comparing regimes.
+	SplitLoss Num `json:"held_out_split_loss"`
 	// ReproduceMaxAbsDLoss is the largest |Δloss| of a rerun with nothing dropped (0: exact).
 	ReproduceMaxAbsDLoss Num            `json:"reproduce_max_abs_dloss"`
 	Methods              []MethodResult `json:"methods"`
@@ -143,8 +146,12 @@ func RunLDS(ctx context.Context, opts LDSOptions) (*LDSReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	rep.HeldOutLoss = Num(held)
-	opts.Log("trained %d steps in %.0fs; held-out loss %.4f", cfg.Steps, rep.TrainSeconds, held)
+	split, _, err := base.tr.SplitLoss()
+	if err != nil {
+		return nil, err
+	}
+	rep.HeldOutLoss, rep.SplitLoss = Num(held), Num(split)
+	opts.Log("trained %d steps in %.0fs; held-out loss %.4f, over the whole held-out split %.4f", cfg.Steps, rep.TrainSeconds, held, split)
 
 	perStep := cfg.Batch * cfg.Ctx
 	units := cfg.Steps * perStep

@@ -295,16 +295,41 @@ func (m *Model) EvalLoss(text string) (float64, error) {
 	return m.evalLoss(corpus, trainSplit(len(corpus)))
 }
 
-func (m *Model) evalLoss(corpus []int32, trainLen int) (float64, error) {
+// SplitLoss is the mean next-token loss over the whole held-out split of the corpus the model
+// was trained on, in consecutive windows of Ctx characters (each position sees the window's
+// earlier characters), and how many tokens it averaged: a steadier figure than EvalLoss's
+// one batch, for comparing runs. Only whole batches of windows are used; a split shorter
+// than one batch gives NaN and 0 tokens.
+func (m *Model) SplitLoss(text string) (float64, int, error) {
+	corpus := m.Tok.EncodeCorpus(text)
+	return m.splitLoss(corpus, trainSplit(len(corpus)))
+}
+
+// SplitLoss is Model.SplitLoss on the trainer's own corpus.
+func (t *Trainer) SplitLoss() (float64, int, error) { return t.splitLoss(t.corpus, t.trainLen) }
+
+func (m *Model) splitLoss(corpus []int32, trainLen int) (float64, int, error) {
 	c := m.Cfg
-	contexts, targets := heldOut(corpus, trainLen, c.Ctx, c.Batch)
-	tok := make([]int32, 0, c.Batch*c.Ctx)
-	tgt := make([]int32, 0, c.Batch*c.Ctx)
-	for i, ctx := range contexts {
-		tok = append(tok, ctx...)
-		tgt = append(tgt, ctx[1:]...)
-		tgt = append(tgt, targets[i])
+	per := c.Batch * c.Ctx
+	batches := (len(corpus) - trainLen - 1) / per
+	if batches <= 0 {
+		return math.NaN(), 0, nil
 	}
+	var sum float64
+	for b := range batches {
+		s := trainLen + b*per
+		l, err := m.batchLoss(corpus[s:s+per], corpus[s+1:s+per+1])
+		if err != nil {
+			return 0, 0, err
+		}
+		sum += l
+	}
+	return sum / float64(batches), batches * per, nil
+}
+
+// batchLoss is the mean loss of one [Batch, Ctx] batch of tokens and their targets.
+func (m *Model) batchLoss(tok, tgt []int32) (float64, error) {
+	c := m.Cfg
 	m.mu.Lock()
 	out, err := m.ex.loss.Exec1(args(m.params,
 		tensors.FromFlatDataAndDimensions(tok, c.Batch, c.Ctx),
@@ -315,4 +340,17 @@ func (m *Model) evalLoss(corpus []int32, trainLen int) (float64, error) {
 	}
 	defer out.FinalizeAll()
 	return float64(tensors.ToScalar[float32](out)), nil
+}
+
+func (m *Model) evalLoss(corpus []int32, trainLen int) (float64, error) {
+	c := m.Cfg
+	contexts, targets := heldOut(corpus, trainLen, c.Ctx, c.Batch)
+	tok := make([]int32, 0, c.Batch*c.Ctx)
+	tgt := make([]int32, 0, c.Batch*c.Ctx)
+	for i, ctx := range contexts {
+		tok = append(tok, ctx...)
+		tgt = append(tgt, ctx[1:]...)
+		tgt = append(tgt, targets[i])
+	}
+	return m.batchLoss(tok, tgt)
 }

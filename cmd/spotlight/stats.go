@@ -106,6 +106,9 @@ func printStats(st *datadir.Stats) {
 		heldOut = "not computed by the server until it trains"
 	}
 	fmt.Printf("steps: %d of %d, train loss %.3f (last step's batch), held-out loss %s\n", st.Step, c.Steps, st.LastLoss, heldOut)
+	if st.SplitLoss != nil {
+		fmt.Printf("held-out split loss %.4f (all %d tokens of the held-out split's whole batches)\n", *st.SplitLoss, st.SplitTokens)
+	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "layer\td_in\td_out\tentries\tbytes\t")
 	for _, l := range st.Layers {
