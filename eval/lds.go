@@ -28,7 +28,10 @@ type LDSOptions struct {
 	// SkipAllParams leaves out grad-dot and TracIn-CP over all parameters, which cost 6–8×
 	// their linear-layer versions.
 	SkipAllParams bool
-	Log           func(format string, args ...any)
+	// NoiseOnly scores no method: the run, its held-out losses, the retrains and the noise
+	// floor, for comparing training regimes.
+	NoiseOnly bool
+	Log       func(format string, args ...any)
 }
 
 // LDSReport is the `spotlight eval lds --json` document.
@@ -107,6 +110,8 @@ func (o *LDSOptions) validate() error {
 		return errors.New("lds: --singles must be non-negative")
 	case o.Bootstrap < 100:
 		return errors.New("lds: --bootstrap must be at least 100")
+	case o.NoiseOnly && o.Influence:
+		return errors.New("lds: --noise-only scores no method; leave out --influence")
 	}
 	return nil
 }
@@ -175,9 +180,12 @@ func RunLDS(ctx context.Context, opts LDSOptions) (*LDSReport, error) {
 		return (step-1)*perStep + i
 	}
 
-	methods, err := scoreAll(ctx, base, opts, contexts, targets, subs, unitOf, rep)
-	if err != nil {
-		return nil, err
+	var methods []*method
+	rep.ReproduceMaxAbsDLoss = Num(math.NaN())
+	if !opts.NoiseOnly {
+		if methods, err = scoreAll(ctx, base, opts, contexts, targets, subs, unitOf, rep); err != nil {
+			return nil, err
+		}
 	}
 
 	// The retrains: under the same seed they continue the base run; under another seed they

@@ -60,8 +60,8 @@ func (r *LDSReport) Table() string {
 	if r.CrossSeed {
 		f(", retrained under seed %d (predictions from seed %d)", c.Seed+1, c.Seed)
 	}
-	f("\nmodel: d=%d blocks=%d ctx=%d batch=%d steps=%d lr=%g momentum=%g; held-out loss %.4f; train %.0fs, retrains %.0fs\n",
-		c.D, c.Blocks, c.Ctx, c.Batch, c.Steps, c.LR, c.Momentum, float64(r.HeldOutLoss), r.TrainSeconds, r.RetrainSeconds)
+	f("\nmodel: d=%d blocks=%d ctx=%d batch=%d steps=%d lr=%g momentum=%g; held-out loss %.4f (whole split %.4f); train %.0fs, retrains %.0fs\n",
+		c.D, c.Blocks, c.Ctx, c.Batch, c.Steps, c.LR, c.Momentum, float64(r.HeldOutLoss), float64(r.SplitLoss), r.TrainSeconds, r.RetrainSeconds)
 	f("noise floor: std of the real Δloss across subsets %.4g nats (mean |Δloss| %.4g, query loss %.3f); rerun with nothing dropped: max |Δloss| %.3g\n",
 		float64(r.NoiseFloor), float64(r.MeanAbsDLoss), float64(r.QueryLoss), float64(r.ReproduceMaxAbsDLoss))
 	if !math.IsNaN(float64(r.SingleDLoss)) {

@@ -93,8 +93,30 @@ func TestRunLDS(t *testing.T) {
 	}
 }
 
+// --noise-only retrains and measures the noise floor as the full run does, scoring nothing.
+func TestLDSNoiseOnly(t *testing.T) {
+	text := string(corpora.Default()[:40000])
+	o := LDSOptions{Corpus: text, Config: smallConfig(30), Subsets: 4, Queries: 4, Seed: 3, Bootstrap: 200, Singles: 1}
+	full, err := RunLDS(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.NoiseOnly = true
+	only, err := RunLDS(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(only.Methods) != 0 || !math.IsNaN(float64(only.ReproduceMaxAbsDLoss)) {
+		t.Fatalf("noise-only scored %d methods, reproduce %v", len(only.Methods), only.ReproduceMaxAbsDLoss)
+	}
+	if only.NoiseFloor != full.NoiseFloor || only.SingleDLoss != full.SingleDLoss || only.SplitLoss != full.SplitLoss || !(only.SplitLoss > 0) {
+		t.Fatalf("noise-only: floor %v, single %v, split loss %v; full run: %v, %v, %v",
+			only.NoiseFloor, only.SingleDLoss, only.SplitLoss, full.NoiseFloor, full.SingleDLoss, full.SplitLoss)
+	}
+}
+
 func TestLDSBadOptions(t *testing.T) {
-	for _, o := range []LDSOptions{{Subsets: 2}, {Drop: 1.5}, {Drop: -0.1}, {Queries: 1}, {Checkpoints: -1}, {Bootstrap: 10}, {Singles: -1}} {
+	for _, o := range []LDSOptions{{Subsets: 2}, {Drop: 1.5}, {Drop: -0.1}, {Queries: 1}, {Checkpoints: -1}, {Bootstrap: 10}, {Singles: -1}, {NoiseOnly: true, Influence: true}} {
 		o.Corpus, o.Config = "x", smallConfig(10)
 		if _, err := RunLDS(context.Background(), o); err == nil || !strings.HasPrefix(err.Error(), "lds: ") {
 			t.Fatalf("%+v: err %v", o, err)

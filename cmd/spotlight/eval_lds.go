@@ -73,6 +73,7 @@ still come from the seed run.`,
 	fl.IntVar(&opts.Checkpoints, "checkpoints", 4, "TracIn-CP checkpoints, evenly spaced, the last one final")
 	fl.BoolVar(&opts.Influence, "influence", false, "also score by the exact influence through the whole run (a reverse replay per query: several training runs' time)")
 	fl.BoolVar(&opts.SkipAllParams, "skip-all-params", false, "leave out grad-dot and TracIn-CP over all parameters (6–8× the cost of the linear layers' versions)")
+	fl.BoolVar(&opts.NoiseOnly, "noise-only", false, "score no method: measure the noise floor and held-out losses only (to compare training regimes)")
 	fl.BoolVar(&opts.CrossSeed, "cross-seed", false, "retrain under seed+1 (subsets then drop corpus offsets)")
 	fl.Uint64Var(&opts.Seed, "seed", 1, "seed of the subsets and the random score")
 	fl.IntVar(&opts.Workers, "workers", 1, "retrains run at once, each on its own trainer")
