@@ -58,8 +58,8 @@ import (
 type InfluenceOptions struct {
 	Float64    bool // replay and differentiate in float64 (from the float32 snapshots)
 	QueryBatch int  // queries carried through one reverse pass; default 4
-	// Progress (may be nil) is called after each reversed step: done of total, over all
-	// query batches.
+	// Progress (may be nil) is called after each step replayed forward and each step
+	// reversed: done of total, over all query batches.
 	Progress func(done, total int)
 }
 
@@ -111,7 +111,10 @@ func (t *Trainer) InfluenceRun(ctx context.Context, queries [][]int32, targets [
 	defer ex.finalize()
 	res := &InfluenceResult{From: keys[0], To: keys[len(keys)-1]}
 	steps := res.To - res.From
-	total, done := (len(queries)+q-1)/q*steps, 0
+	// Each batch replays every segment forward from its snapshot (the last one to the end),
+	// then reverses every step.
+	forward := steps - (len(keys) - 1) + 1
+	total, done := (len(queries)+q-1)/q*(forward+steps), 0
 	report := func() {
 		if done++; opts.Progress != nil {
 			opts.Progress(done, total)
@@ -194,7 +197,7 @@ func (t *Trainer) influenceBatch(ctx context.Context, ex *influenceExecs, querie
 	for seg := len(keys) - 2; seg >= 0; seg-- {
 		a, b := keys[seg], keys[seg+1]
 		last := seg == len(keys)-2
-		ws, err := t.replaySegment(ctx, ex, snaps[a], a, b, last)
+		ws, err := t.replaySegment(ctx, ex, snaps[a], a, b, last, report)
 		if err != nil {
 			return err
 		}
@@ -236,8 +239,8 @@ func (t *Trainer) influenceBatch(ctx context.Context, ex *influenceExecs, querie
 
 // replaySegment returns W_{a+1} … W_b (and W_{b+1} too when last) by replaying steps a+1 …
 // from snapshot a in ex's dtype.
-func (t *Trainer) replaySegment(ctx context.Context, ex *influenceExecs, snap []byte, a, b int, last bool) (
-	[][]*tensors.Tensor, error) {
+func (t *Trainer) replaySegment(ctx context.Context, ex *influenceExecs, snap []byte, a, b int, last bool,
+	report func()) ([][]*tensors.Tensor, error) {
 	_, _, st, err := decodeCheckpoint(snap)
 	if err != nil {
 		return nil, err
@@ -266,6 +269,7 @@ func (t *Trainer) replaySegment(ctx context.Context, ex *influenceExecs, snap []
 		freeAll(bufs)
 		params, bufs = outs[:p], outs[p:]
 		ws = append(ws, params)
+		report()
 	}
 	freeAll(bufs)
 	return ws, nil

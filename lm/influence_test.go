@@ -159,7 +159,7 @@ func TestInfluenceSnapshotsAnywhere(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ex.finalize()
-	ws, err := tr.replaySegment(context.Background(), ex, snaps[0], 0, steps, true)
+	ws, err := tr.replaySegment(context.Background(), ex, snaps[0], 0, steps, true, func() {})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,9 +183,19 @@ func TestInfluenceSnapshotsAnywhere(t *testing.T) {
 	}
 	var ref *InfluenceResult
 	for _, k := range []int{steps, 5, 1} {
-		res, err := tr.InfluenceRun(context.Background(), queries, targets, every(k), InfluenceOptions{QueryBatch: 2})
+		calls, last, lastTotal := 0, 0, 0
+		progress := func(done, total int) {
+			if calls++; done != last+1 || (lastTotal != 0 && total != lastTotal) {
+				t.Fatalf("snapshots every %d: progress %d of %d after %d of %d", k, done, total, last, lastTotal)
+			}
+			last, lastTotal = done, total
+		}
+		res, err := tr.InfluenceRun(context.Background(), queries, targets, every(k), InfluenceOptions{QueryBatch: 2, Progress: progress})
 		if err != nil {
 			t.Fatal(err)
+		}
+		if want := res.Replayed + 2*steps; last != lastTotal || last != want { // forward and reversed steps
+			t.Errorf("snapshots every %d: progress ended at %d of %d, want %d", k, last, lastTotal, want)
 		}
 		if want := steps - (len(every(k)) - 2); res.Replayed != want*2 { // two query batches
 			t.Errorf("snapshots every %d: replayed %d steps, want %d", k, res.Replayed, want*2)
