@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/spotlight-lm/spotlight/dualmem"
 	"github.com/spotlight-lm/spotlight/lm"
 )
@@ -79,40 +80,31 @@ type influenceRun struct {
 	seconds   float64
 }
 
-// influenceCache is a small LRU of influence runs; its zero value is empty.
+// influenceCache holds the influenceCacheSize most recently used runs; its zero value is empty.
 type influenceCache struct {
-	mu   sync.Mutex
-	runs []*influenceRun // least recently used first
+	once sync.Once
+	lru  *lru.Cache[influenceKey, *influenceRun]
+}
+
+func (c *influenceCache) runs() *lru.Cache[influenceKey, *influenceRun] {
+	c.once.Do(func() { c.lru, _ = lru.New[influenceKey, *influenceRun](influenceCacheSize) }) // errors only for size ≤ 0
+	return c.lru
 }
 
 func (c *influenceCache) get(k influenceKey) *influenceRun {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	i := slices.IndexFunc(c.runs, func(r *influenceRun) bool { return r.key == k })
-	if i < 0 {
-		return nil
-	}
-	r := c.runs[i]
-	c.runs = append(slices.Delete(c.runs, i, i+1), r)
+	r, _ := c.runs().Get(k)
 	return r
 }
 
-func (c *influenceCache) put(r *influenceRun) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.runs = slices.DeleteFunc(c.runs, func(o *influenceRun) bool { return o.key == r.key })
-	if len(c.runs) >= influenceCacheSize {
-		c.runs = c.runs[1:]
-	}
-	c.runs = append(c.runs, r)
-}
+func (c *influenceCache) put(r *influenceRun) { c.runs().Add(r.key, r) }
 
 // Influence answers "which training tokens made the model at step predict text[position]
 // as it does?" exactly: the derivative of that token's loss after step with respect to the
 // loss weight of every training token of steps 1 … step, through every SGD step, replayed
 // from the kept checkpoints. step must be a kept checkpoint's or the last committed one.
 // It lists the topK tokens of each ranking; runs are cached per (step, text, position).
-// progress (may be nil) is called after each reversed step; cancelling ctx stops the run.
+// progress (may be nil) is called after each step replayed or reversed; cancelling ctx
+// stops the run.
 func (d *Dir) Influence(ctx context.Context, step int, text string, position int, topK int,
 	progress func(done, total int)) (*InfluenceAnswer, error) {
 	q, err := d.influenceQuestion(step, text, position, topK)

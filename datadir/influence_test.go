@@ -29,8 +29,9 @@ func TestInfluence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if calls != 12 || last != 12 || total != 12 {
-		t.Errorf("progress: %d calls, last %d of %d, want 12 of 12", calls, last, total)
+	// 12 steps reversed, and 10 replayed forward: 3, 3 and 4 from the snapshots at 0, 4, 8.
+	if calls != 22 || last != 22 || total != 22 {
+		t.Errorf("progress: %d calls, last %d of %d, want 22 of 22", calls, last, total)
 	}
 	cfg := dir.Cfg
 	perStep := cfg.Batch * cfg.Ctx
@@ -162,11 +163,11 @@ func TestInfluenceCache(t *testing.T) {
 		t.Fatal("run 0 missing")
 	}
 	c.put(&influenceRun{key: key(influenceCacheSize)})
-	if c.get(key(1)) != nil || c.get(key(0)) == nil || c.get(key(influenceCacheSize)) == nil || len(c.runs) != influenceCacheSize {
-		t.Errorf("after one more: %d runs, run 1 kept %v", len(c.runs), c.get(key(1)) != nil)
+	if c.get(key(1)) != nil || c.get(key(0)) == nil || c.get(key(influenceCacheSize)) == nil || c.runs().Len() != influenceCacheSize {
+		t.Errorf("after one more: %d runs, run 1 kept %v", c.runs().Len(), c.get(key(1)) != nil)
 	}
 	c.put(&influenceRun{key: key(0), loss: 7})
-	if r := c.get(key(0)); r == nil || r.loss != 7 || len(c.runs) != influenceCacheSize {
-		t.Errorf("replacing run 0: %v, %d runs", r, len(c.runs))
+	if r := c.get(key(0)); r == nil || r.loss != 7 || c.runs().Len() != influenceCacheSize {
+		t.Errorf("replacing run 0: %v, %d runs", r, c.runs().Len())
 	}
 }
