@@ -239,6 +239,7 @@ func RunLDS(ctx context.Context, opts LDSOptions) (*LDSReport, error) {
 	}
 	rep.QueryLoss = Num(ql)
 	rep.NoiseFloor, rep.MeanAbsDLoss = noiseFloor(real, M, Q)
+	rep.Methods = []MethodResult{} // [] rather than null under --noise-only
 	for _, m := range methods {
 		lds, lo, hi := ldsScore(m.pred, real, M, Q, opts.Bootstrap, opts.Seed)
 		rep.Methods = append(rep.Methods, MethodResult{Name: m.name, Layers: m.layers, LDS: Num(lds),

@@ -106,6 +106,9 @@ func TestLDSNoiseOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if b, _ := json.Marshal(only); !strings.Contains(string(b), `"methods":[]`) {
+		t.Errorf("noise-only document %s", b)
+	}
 	if len(only.Methods) != 0 || !math.IsNaN(float64(only.ReproduceMaxAbsDLoss)) {
 		t.Fatalf("noise-only scored %d methods, reproduce %v", len(only.Methods), only.ReproduceMaxAbsDLoss)
 	}
