@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -238,6 +239,12 @@ func (s *Scanner) Scan(ctx context.Context, qs []Query, opt ScanOptions) ([]Resu
 		}
 	}
 	kernU := opt.Kernel.fn(nh)
+	// The listed tokens' scores are read from the block when the kernels compute them as
+	// Scores does; else Scores scores them while their keys are in cache.
+	fromBlock := opt.Kernel == KernelAuto || opt.Kernel == KernelSIMD
+	for _, q := range qs {
+		fromBlock = fromBlock && s.simdScores(q)
+	}
 	T := len(s.SW)
 	nBlocks := (opt.To - opt.From + opt.Block - 1) / opt.Block
 	workers := min(opt.Workers, max(nBlocks, 1))
@@ -255,7 +262,6 @@ func (s *Scanner) Scan(ctx context.Context, qs []Query, opt ScanOptions) ([]Resu
 		p := newPartial(Q, T, opt.TopK)
 		if opt.Groups != nil {
 			p.groups, p.ga, p.gc = opt.Groups, make([]float64, Q*opt.NGroups), make([]float64, Q*opt.NGroups)
-			p.cb = make([]float64, opt.Block)
 		}
 		parts[w] = p
 		wg.Add(1)
@@ -280,7 +286,11 @@ func (s *Scanner) Scan(ctx context.Context, qs []Query, opt ScanOptions) ([]Resu
 					gatherColumns(s.Mem.Grads[j0*s.DOut:(j0+nb)*s.DOut], s.DOut, toks, proj[nh*nb:(nh+len(toks))*nb])
 				}
 				s.accumulate(p, j0, nb, alpha, proj, row)
-				if opt.Score != nil {
+				switch {
+				case opt.Score == nil:
+				case fromBlock:
+					s.scoreFromBlock(opt.Score, res, j0, nb, alpha, proj, row)
+				default:
 					s.scoreListed(qs, opt.Score, res, j0, nb)
 				}
 			}
@@ -314,8 +324,8 @@ func (s *Scanner) Scan(ctx context.Context, qs []Query, opt ScanOptions) ([]Resu
 			r.GroupAlpha, r.GroupContribution = make([]float64, G), make([]float64, G)
 			for _, p := range parts {
 				for g := range G {
-					r.GroupAlpha[g] += p.ga[qi*G+g]
-					r.GroupContribution[g] += p.gc[qi*G+g]
+					r.GroupAlpha[g] += p.ga[g*Q+qi]
+					r.GroupContribution[g] += p.gc[g*Q+qi]
 				}
 			}
 		}
@@ -350,12 +360,6 @@ func gatherColumns(m []float32, d int, cols []int, out []float32) {
 func (s *Scanner) accumulate(p *partial, j0, nb int, alpha, proj []float32, row []int) {
 	T := len(s.SW)
 	steps := s.Mem.Step[j0 : j0+nb]
-	cb := p.cb[:0]
-	if p.groups != nil {
-		cb = p.cb[:nb]
-		p.j0 = j0
-		p.groupRuns(j0, nb)
-	}
 	for qi, r := range row {
 		att, con := p.att[qi], p.con[qi]
 		var sum, abs float64
@@ -376,9 +380,6 @@ func (s *Scanner) accumulate(p *partial, j0, nb int, alpha, proj []float32, row 
 			for ; b+2 <= hi; b += 2 {
 				a0, a1 := float64(al[b]), float64(al[b+1])
 				c0, c1 := a0*sw*float64(gu[b]), a1*sw*float64(gu[b+1])
-				if len(cb) != 0 {
-					cb[b], cb[b+1] = c0, c1
-				}
 				aa0, aa1 := math.Abs(a0), math.Abs(a1)
 				sa0 += a0
 				sa1 += a1
@@ -404,9 +405,6 @@ func (s *Scanner) accumulate(p *partial, j0, nb int, alpha, proj []float32, row 
 			for ; b < hi; b++ {
 				a := float64(al[b])
 				c := a * sw * float64(gu[b])
-				if len(cb) != 0 {
-					cb[b] = c
-				}
 				aa := math.Abs(a)
 				sa0 += a
 				saa0 += aa
@@ -431,46 +429,59 @@ func (s *Scanner) accumulate(p *partial, j0, nb int, alpha, proj []float32, row 
 		p.pos[qi] += (sum + abs) / 2
 		p.neg[qi] += (sum - abs) / 2
 		p.abs[qi] += abs
-		if p.groups != nil {
-			p.accumulateGroups(qi, al, cb)
-		}
+	}
+	if p.groups != nil {
+		s.accumulateGroups(p, j0, nb, alpha, proj, row)
 	}
 }
 
-// groupRuns cuts block [j0, j0+nb) into runs of one group (a batch row's tokens mostly
-// share a passage), once for all queries.
-func (p *partial) groupRuns(j0, nb int) {
-	p.runs = p.runs[:0]
-	g := p.groups[j0 : j0+nb]
+// accumulateGroups adds a block's α and contributions to their groups for every query: a
+// second pass over the block, kept out of accumulate's loop so scans without groups pay
+// nothing for them. The block is cut into runs of one group and step (a batch row's tokens
+// mostly share a passage), and each run is added for all queries at once, whose sums lie
+// side by side ([group, query]). Per group and query the sums still add up in token order,
+// as one addition per token would; the contributions are accumulate's, recomputed.
+func (s *Scanner) accumulateGroups(p *partial, j0, nb int, alpha, proj []float32, row []int) {
+	Q := len(row)
+	groups, steps := p.groups[j0:j0+nb], s.Mem.Step[j0:j0+nb]
 	for lo := 0; lo < nb; {
+		g, st := groups[lo], steps[lo]
 		hi := lo + 1
-		for hi < nb && g[hi] == g[lo] {
+		for hi < nb && groups[hi] == g && steps[hi] == st {
 			hi++
 		}
-		p.runs = append(p.runs, int32(hi))
+		if g >= 0 {
+			sw := s.SW[int(st-s.first)]
+			ga, gc := p.ga[int(g)*Q:][:Q], p.gc[int(g)*Q:][:Q]
+			for qi, r := range row {
+				al, gu := alpha[qi*nb+lo:qi*nb+hi], proj[r*nb+lo:r*nb+hi]
+				sa, sc := ga[qi], gc[qi]
+				for b, a32 := range al {
+					a := float64(a32)
+					sa += a
+					sc += a * sw * float64(gu[b])
+				}
+				ga[qi], gc[qi] = sa, sc
+			}
+		}
 		lo = hi
 	}
 }
 
-// accumulateGroups adds a block's α and contributions c for query qi to their groups, run
-// by run: a second pass over the block, kept out of accumulate's loop so scans without
-// groups pay nothing for them. Each run's sums stay in registers and add up in token order,
-// as one addition per token to the group's sums would.
-func (p *partial) accumulateGroups(qi int, al []float32, c []float64) {
-	G := len(p.ga) / len(p.att)
-	ga, gc := p.ga[qi*G:(qi+1)*G], p.gc[qi*G:(qi+1)*G]
-	groups := p.groups[p.j0:]
-	lo := 0
-	for _, hi := range p.runs {
-		if g := groups[lo]; g >= 0 {
-			sa, sc := ga[g], gc[g]
-			for b := lo; b < int(hi); b++ {
-				sa += float64(al[b])
-				sc += c[b]
-			}
-			ga[g], gc[g] = sa, sc
+// scoreFromBlock copies the listed tokens' α and contribution of block [j0, j0+nb) out of
+// the block's α and projections, for every query (as accumulate computes them). Blocks do
+// not overlap, so workers write disjoint parts of the results.
+func (s *Scanner) scoreFromBlock(lists [][]int32, res []Result, j0, nb int, alpha, proj []float32, row []int) {
+	for qi, l := range lists {
+		lo, _ := slices.BinarySearch(l, int32(j0))
+		hi, _ := slices.BinarySearch(l[lo:], int32(j0+nb))
+		al, gu := alpha[qi*nb:(qi+1)*nb], proj[row[qi]*nb:(row[qi]+1)*nb]
+		ra, rc := res[qi].ScoreAlpha[lo:lo+hi], res[qi].ScoreContribution[lo:lo+hi]
+		for k, j := range l[lo : lo+hi] {
+			b := int(j) - j0
+			a := float64(al[b])
+			ra[k], rc[k] = a, a*s.SW[s.StepIndex(int(j))]*float64(gu[b])
 		}
-		lo = int(hi)
 	}
 }
 
@@ -640,12 +651,7 @@ type partial struct {
 	pos, neg, abs []float64
 	sa, saa, sc   []float64 // [Q, T]
 	groups        []int32   // ScanOptions.Groups, or nil
-	ga, gc        []float64 // [Q, NGroups]
-	// With groups, per block: the contributions of the query being accumulated, the block's
-	// first token and the ends of its runs of one group.
-	cb   []float64
-	j0   int
-	runs []int32
+	ga, gc        []float64 // [NGroups, Q]
 }
 
 func newPartial(Q, T, k int) *partial {
