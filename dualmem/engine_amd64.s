@@ -20,6 +20,15 @@ TEXT ·dot4xq(SB), NOSPLIT, $0-56
 	LEAQ (SI)(BX*1), R9
 	LEAQ (R9)(BX*1), R10
 	LEAQ (R10)(BX*1), R11
+	// Prefetch the four keys eight keys ahead (a prefetch never faults past the end).
+	LEAQ (SI)(BX*8), DX
+	LEAQ (DX)(BX*4), R12
+
+prefetch:
+	PREFETCHT0 (DX)
+	ADDQ $64, DX
+	CMPQ DX, R12
+	JL   prefetch
 
 qloop:
 	MOVQ CX, DX
