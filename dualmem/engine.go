@@ -354,24 +354,21 @@ func gatherColumns(m []float32, d int, cols []int, out []float32) {
 }
 
 // accumulate folds a block's α into a worker's partial results. The block is cut into runs
-// of one training step, so the per-step sums stay in registers; alpha is query-major
-// ([Q, nb]), and so is proj, the projections v·u of the gradients (query qi's in row[qi]).
-// The positive/negative split is branch-free (pos = (Σc+Σ|c|)/2).
+// of one training step (and, with groups, of one group: a batch row's tokens mostly share a
+// passage), once for all queries, so each run's sums stay in registers; alpha is
+// query-major ([Q, nb]), and so is proj, the projections v·u of the gradients (query qi's
+// in row[qi]). The positive/negative split is branch-free (pos = (Σc+Σ|c|)/2).
 func (s *Scanner) accumulate(p *partial, j0, nb int, alpha, proj []float32, row []int) {
-	T := len(s.SW)
-	steps := s.Mem.Step[j0 : j0+nb]
+	T, Q := len(s.SW), len(row)
+	p.cutRuns(s, j0, nb)
 	for qi, r := range row {
 		att, con := p.att[qi], p.con[qi]
 		var sum, abs float64
 		al := alpha[qi*nb : (qi+1)*nb]
 		gu := proj[r*nb : (r+1)*nb]
-		for lo := 0; lo < nb; {
-			st := steps[lo]
-			hi := lo + 1
-			for hi < nb && steps[hi] == st {
-				hi++
-			}
-			t := int(st - s.first)
+		lo := 0
+		for _, rn := range p.runs {
+			hi, t := int(rn.hi), int(rn.t)
 			sw := s.SW[t]
 			// Two interleaved chains of sums halve the add-latency bound.
 			var sa0, saa0, sc0, ab0, sa1, saa1, sc1, ab1 float64
@@ -422,6 +419,11 @@ func (s *Scanner) accumulate(p *partial, j0, nb int, alpha, proj []float32, row 
 			p.sa[qi*T+t] += sa0 + sa1
 			p.saa[qi*T+t] += saa0 + saa1
 			p.sc[qi*T+t] += sc0 + sc1
+			if rn.g >= 0 {
+				// [group, query]: a block's few groups stay in cache for all queries.
+				p.ga[int(rn.g)*Q+qi] += sa0 + sa1
+				p.gc[int(rn.g)*Q+qi] += sc0 + sc1
+			}
 			sum += sc0 + sc1
 			abs += ab0 + ab1
 			lo = hi
@@ -430,40 +432,34 @@ func (s *Scanner) accumulate(p *partial, j0, nb int, alpha, proj []float32, row 
 		p.neg[qi] += (sum - abs) / 2
 		p.abs[qi] += abs
 	}
-	if p.groups != nil {
-		s.accumulateGroups(p, j0, nb, alpha, proj, row)
-	}
 }
 
-// accumulateGroups adds a block's α and contributions to their groups for every query: a
-// second pass over the block, kept out of accumulate's loop so scans without groups pay
-// nothing for them. The block is cut into runs of one group and step (a batch row's tokens
-// mostly share a passage), and each run is added for all queries at once, whose sums lie
-// side by side ([group, query]). Per group and query the sums still add up in token order,
-// as one addition per token would; the contributions are accumulate's, recomputed.
-func (s *Scanner) accumulateGroups(p *partial, j0, nb int, alpha, proj []float32, row []int) {
-	Q := len(row)
-	groups, steps := p.groups[j0:j0+nb], s.Mem.Step[j0:j0+nb]
+// run is the end (in its block), step index and group (−1: none, or no groups) of a run of
+// tokens that accumulate sums together.
+type run struct{ hi, t, g int32 }
+
+// cutRuns cuts block [j0, j0+nb) into runs of one step and, with groups, one group.
+func (p *partial) cutRuns(s *Scanner, j0, nb int) {
+	steps := s.Mem.Step[j0 : j0+nb]
+	var groups []int32
+	if p.groups != nil {
+		groups = p.groups[j0 : j0+nb]
+	}
+	p.runs = p.runs[:0]
 	for lo := 0; lo < nb; {
-		g, st := groups[lo], steps[lo]
+		st, g := steps[lo], int32(-1)
 		hi := lo + 1
-		for hi < nb && groups[hi] == g && steps[hi] == st {
-			hi++
-		}
-		if g >= 0 {
-			sw := s.SW[int(st-s.first)]
-			ga, gc := p.ga[int(g)*Q:][:Q], p.gc[int(g)*Q:][:Q]
-			for qi, r := range row {
-				al, gu := alpha[qi*nb+lo:qi*nb+hi], proj[r*nb+lo:r*nb+hi]
-				sa, sc := ga[qi], gc[qi]
-				for b, a32 := range al {
-					a := float64(a32)
-					sa += a
-					sc += a * sw * float64(gu[b])
-				}
-				ga[qi], gc[qi] = sa, sc
+		if groups == nil {
+			for hi < nb && steps[hi] == st {
+				hi++
+			}
+		} else {
+			g = groups[lo]
+			for hi < nb && steps[hi] == st && groups[hi] == g {
+				hi++
 			}
 		}
+		p.runs = append(p.runs, run{hi: int32(hi), t: st - s.first, g: g})
 		lo = hi
 	}
 }
@@ -652,6 +648,7 @@ type partial struct {
 	sa, saa, sc   []float64 // [Q, T]
 	groups        []int32   // ScanOptions.Groups, or nil
 	ga, gc        []float64 // [NGroups, Q]
+	runs          []run     // the block's runs (cutRuns)
 }
 
 func newPartial(Q, T, k int) *partial {
