@@ -1,7 +1,6 @@
 package dualmem
 
 import (
-	"container/heap"
 	"context"
 	"fmt"
 	"math"
@@ -687,23 +686,52 @@ func (h *hitHeap) better(a, b Hit) bool {
 	return a.Index < b.Index
 }
 
-func (h *hitHeap) Len() int           { return len(h.h) }
-func (h *hitHeap) Less(i, j int) bool { return h.better(h.h[j], h.h[i]) }
-func (h *hitHeap) Swap(i, j int)      { h.h[i], h.h[j] = h.h[j], h.h[i] }
-func (h *hitHeap) Push(x any)         { h.h = append(h.h, x.(Hit)) }
-func (h *hitHeap) Pop() any           { x := h.h[len(h.h)-1]; h.h = h.h[:len(h.h)-1]; return x }
-
+// offer keeps x if it is among the k best so far. The heap is kept by hand (the worst
+// hit at the root), as container/heap would, without its interface calls.
 func (h *hitHeap) offer(x Hit, k int) {
-	if len(h.h) < k {
-		heap.Push(h, x)
-	} else if h.better(x, h.h[0]) {
+	switch {
+	case len(h.h) < k:
+		h.h = append(h.h, x)
+		h.up(len(h.h) - 1)
+	case h.better(x, h.h[0]):
 		h.h[0] = x
-		heap.Fix(h, 0)
-	} else {
+		h.down(0)
+	default:
 		return
 	}
 	if len(h.h) == k {
 		h.min = h.score(h.h[0])
+	}
+}
+
+// up moves hit j towards the root while it is worse than its parent.
+func (h *hitHeap) up(j int) {
+	for j > 0 {
+		i := (j - 1) / 2
+		if !h.better(h.h[i], h.h[j]) {
+			break
+		}
+		h.h[i], h.h[j] = h.h[j], h.h[i]
+		j = i
+	}
+}
+
+// down moves hit i away from the root while a child is worse.
+func (h *hitHeap) down(i int) {
+	n := len(h.h)
+	for {
+		j := 2*i + 1
+		if j >= n {
+			return
+		}
+		if j2 := j + 1; j2 < n && h.better(h.h[j], h.h[j2]) {
+			j = j2
+		}
+		if !h.better(h.h[i], h.h[j]) {
+			return
+		}
+		h.h[i], h.h[j] = h.h[j], h.h[i]
+		i = j
 	}
 }
 
