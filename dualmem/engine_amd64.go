@@ -16,7 +16,7 @@ func simdDims(d int) bool { return haveAVX2 && d%8 == 0 && d > 0 }
 
 // dotBlockAVX is dotBlock with an AVX2/FMA kernel (4 keys × 2 queries, 8 lanes of d per
 // instruction) when the CPU has it and d is a multiple of 8. One assembly call covers four
-// keys and every query; the last nb%4 keys go through it too, padded with zero keys, so a
+// keys and every query; the last nb%4 keys go through dot8x1, which computes the same, so a
 // key's α does not depend on where its block starts.
 func dotBlockAVX(keys []float32, nb, d int, xs []float32, q int, out []float32) {
 	if !simdDims(d) {
@@ -36,11 +36,14 @@ func dotBlockAVX(keys []float32, nb, d int, xs []float32, q int, out []float32) 
 	if b == nb {
 		return
 	}
-	pad, r := make([]float32, 4*d), make([]float32, 4*q)
-	copy(pad, keys[b*d:nb*d])
-	dot4xq(&pad[0], d, &xs[0], q, d, &r[0], 4)
+	var rows [8]*float32
+	for r := range rows {
+		rows[r] = &keys[min(b+r, nb-1)*d]
+	}
+	var r [8]float32
 	for i := range q {
-		copy(out[i*nb+b:(i+1)*nb], r[4*i:4*i+nb-b])
+		dot8x1(&rows, &xs[i*d], d, &r)
+		copy(out[i*nb+b:(i+1)*nb], r[:nb-b])
 	}
 }
 
