@@ -1,11 +1,11 @@
 package dualmem
 
 import (
-	"container/heap"
 	"context"
 	"fmt"
 	"math"
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -238,6 +238,12 @@ func (s *Scanner) Scan(ctx context.Context, qs []Query, opt ScanOptions) ([]Resu
 		}
 	}
 	kernU := opt.Kernel.fn(nh)
+	// The listed tokens' scores are read from the block when the kernels compute them as
+	// Scores does; else Scores scores them while their keys are in cache.
+	fromBlock := opt.Kernel == KernelAuto || opt.Kernel == KernelSIMD
+	for _, q := range qs {
+		fromBlock = fromBlock && s.simdScores(q)
+	}
 	T := len(s.SW)
 	nBlocks := (opt.To - opt.From + opt.Block - 1) / opt.Block
 	workers := min(opt.Workers, max(nBlocks, 1))
@@ -255,7 +261,6 @@ func (s *Scanner) Scan(ctx context.Context, qs []Query, opt ScanOptions) ([]Resu
 		p := newPartial(Q, T, opt.TopK)
 		if opt.Groups != nil {
 			p.groups, p.ga, p.gc = opt.Groups, make([]float64, Q*opt.NGroups), make([]float64, Q*opt.NGroups)
-			p.cb = make([]float64, opt.Block)
 		}
 		parts[w] = p
 		wg.Add(1)
@@ -280,7 +285,11 @@ func (s *Scanner) Scan(ctx context.Context, qs []Query, opt ScanOptions) ([]Resu
 					gatherColumns(s.Mem.Grads[j0*s.DOut:(j0+nb)*s.DOut], s.DOut, toks, proj[nh*nb:(nh+len(toks))*nb])
 				}
 				s.accumulate(p, j0, nb, alpha, proj, row)
-				if opt.Score != nil {
+				switch {
+				case opt.Score == nil:
+				case fromBlock:
+					s.scoreFromBlock(opt.Score, res, j0, nb, alpha, proj, row)
+				default:
 					s.scoreListed(qs, opt.Score, res, j0, nb)
 				}
 			}
@@ -314,8 +323,8 @@ func (s *Scanner) Scan(ctx context.Context, qs []Query, opt ScanOptions) ([]Resu
 			r.GroupAlpha, r.GroupContribution = make([]float64, G), make([]float64, G)
 			for _, p := range parts {
 				for g := range G {
-					r.GroupAlpha[g] += p.ga[qi*G+g]
-					r.GroupContribution[g] += p.gc[qi*G+g]
+					r.GroupAlpha[g] += p.ga[g*Q+qi]
+					r.GroupContribution[g] += p.gc[g*Q+qi]
 				}
 			}
 		}
@@ -344,30 +353,21 @@ func gatherColumns(m []float32, d int, cols []int, out []float32) {
 }
 
 // accumulate folds a block's α into a worker's partial results. The block is cut into runs
-// of one training step, so the per-step sums stay in registers; alpha is query-major
-// ([Q, nb]), and so is proj, the projections v·u of the gradients (query qi's in row[qi]).
-// The positive/negative split is branch-free (pos = (Σc+Σ|c|)/2).
+// of one training step (and, with groups, of one group: a batch row's tokens mostly share a
+// passage), once for all queries, so each run's sums stay in registers; alpha is
+// query-major ([Q, nb]), and so is proj, the projections v·u of the gradients (query qi's
+// in row[qi]). The positive/negative split is branch-free (pos = (Σc+Σ|c|)/2).
 func (s *Scanner) accumulate(p *partial, j0, nb int, alpha, proj []float32, row []int) {
-	T := len(s.SW)
-	steps := s.Mem.Step[j0 : j0+nb]
-	cb := p.cb[:0]
-	if p.groups != nil {
-		cb = p.cb[:nb]
-		p.j0 = j0
-		p.groupRuns(j0, nb)
-	}
+	T, Q := len(s.SW), len(row)
+	p.cutRuns(s, j0, nb)
 	for qi, r := range row {
 		att, con := p.att[qi], p.con[qi]
 		var sum, abs float64
 		al := alpha[qi*nb : (qi+1)*nb]
 		gu := proj[r*nb : (r+1)*nb]
-		for lo := 0; lo < nb; {
-			st := steps[lo]
-			hi := lo + 1
-			for hi < nb && steps[hi] == st {
-				hi++
-			}
-			t := int(st - s.first)
+		lo := 0
+		for _, rn := range p.runs {
+			hi, t := int(rn.hi), int(rn.t)
 			sw := s.SW[t]
 			// Two interleaved chains of sums halve the add-latency bound.
 			var sa0, saa0, sc0, ab0, sa1, saa1, sc1, ab1 float64
@@ -376,9 +376,6 @@ func (s *Scanner) accumulate(p *partial, j0, nb int, alpha, proj []float32, row 
 			for ; b+2 <= hi; b += 2 {
 				a0, a1 := float64(al[b]), float64(al[b+1])
 				c0, c1 := a0*sw*float64(gu[b]), a1*sw*float64(gu[b+1])
-				if len(cb) != 0 {
-					cb[b], cb[b+1] = c0, c1
-				}
 				aa0, aa1 := math.Abs(a0), math.Abs(a1)
 				sa0 += a0
 				sa1 += a1
@@ -404,9 +401,6 @@ func (s *Scanner) accumulate(p *partial, j0, nb int, alpha, proj []float32, row 
 			for ; b < hi; b++ {
 				a := float64(al[b])
 				c := a * sw * float64(gu[b])
-				if len(cb) != 0 {
-					cb[b] = c
-				}
 				aa := math.Abs(a)
 				sa0 += a
 				saa0 += aa
@@ -424,6 +418,11 @@ func (s *Scanner) accumulate(p *partial, j0, nb int, alpha, proj []float32, row 
 			p.sa[qi*T+t] += sa0 + sa1
 			p.saa[qi*T+t] += saa0 + saa1
 			p.sc[qi*T+t] += sc0 + sc1
+			if rn.g >= 0 {
+				// [group, query]: a block's few groups stay in cache for all queries.
+				p.ga[int(rn.g)*Q+qi] += sa0 + sa1
+				p.gc[int(rn.g)*Q+qi] += sc0 + sc1
+			}
 			sum += sc0 + sc1
 			abs += ab0 + ab1
 			lo = hi
@@ -431,46 +430,53 @@ func (s *Scanner) accumulate(p *partial, j0, nb int, alpha, proj []float32, row 
 		p.pos[qi] += (sum + abs) / 2
 		p.neg[qi] += (sum - abs) / 2
 		p.abs[qi] += abs
-		if p.groups != nil {
-			p.accumulateGroups(qi, al, cb)
-		}
 	}
 }
 
-// groupRuns cuts block [j0, j0+nb) into runs of one group (a batch row's tokens mostly
-// share a passage), once for all queries.
-func (p *partial) groupRuns(j0, nb int) {
+// run is the end (in its block), step index and group (−1: none, or no groups) of a run of
+// tokens that accumulate sums together.
+type run struct{ hi, t, g int32 }
+
+// cutRuns cuts block [j0, j0+nb) into runs of one step and, with groups, one group.
+func (p *partial) cutRuns(s *Scanner, j0, nb int) {
+	steps := s.Mem.Step[j0 : j0+nb]
+	var groups []int32
+	if p.groups != nil {
+		groups = p.groups[j0 : j0+nb]
+	}
 	p.runs = p.runs[:0]
-	g := p.groups[j0 : j0+nb]
 	for lo := 0; lo < nb; {
+		st, g := steps[lo], int32(-1)
 		hi := lo + 1
-		for hi < nb && g[hi] == g[lo] {
-			hi++
+		if groups == nil {
+			for hi < nb && steps[hi] == st {
+				hi++
+			}
+		} else {
+			g = groups[lo]
+			for hi < nb && steps[hi] == st && groups[hi] == g {
+				hi++
+			}
 		}
-		p.runs = append(p.runs, int32(hi))
+		p.runs = append(p.runs, run{hi: int32(hi), t: st - s.first, g: g})
 		lo = hi
 	}
 }
 
-// accumulateGroups adds a block's α and contributions c for query qi to their groups, run
-// by run: a second pass over the block, kept out of accumulate's loop so scans without
-// groups pay nothing for them. Each run's sums stay in registers and add up in token order,
-// as one addition per token to the group's sums would.
-func (p *partial) accumulateGroups(qi int, al []float32, c []float64) {
-	G := len(p.ga) / len(p.att)
-	ga, gc := p.ga[qi*G:(qi+1)*G], p.gc[qi*G:(qi+1)*G]
-	groups := p.groups[p.j0:]
-	lo := 0
-	for _, hi := range p.runs {
-		if g := groups[lo]; g >= 0 {
-			sa, sc := ga[g], gc[g]
-			for b := lo; b < int(hi); b++ {
-				sa += float64(al[b])
-				sc += c[b]
-			}
-			ga[g], gc[g] = sa, sc
+// scoreFromBlock copies the listed tokens' α and contribution of block [j0, j0+nb) out of
+// the block's α and projections, for every query (as accumulate computes them). Blocks do
+// not overlap, so workers write disjoint parts of the results.
+func (s *Scanner) scoreFromBlock(lists [][]int32, res []Result, j0, nb int, alpha, proj []float32, row []int) {
+	for qi, l := range lists {
+		lo, _ := slices.BinarySearch(l, int32(j0))
+		hi, _ := slices.BinarySearch(l[lo:], int32(j0+nb))
+		al, gu := alpha[qi*nb:(qi+1)*nb], proj[row[qi]*nb:(row[qi]+1)*nb]
+		ra, rc := res[qi].ScoreAlpha[lo:lo+hi], res[qi].ScoreContribution[lo:lo+hi]
+		for k, j := range l[lo : lo+hi] {
+			b := int(j) - j0
+			a := float64(al[b])
+			ra[k], rc[k] = a, a*s.SW[s.StepIndex(int(j))]*float64(gu[b])
 		}
-		lo = int(hi)
 	}
 }
 
@@ -640,12 +646,8 @@ type partial struct {
 	pos, neg, abs []float64
 	sa, saa, sc   []float64 // [Q, T]
 	groups        []int32   // ScanOptions.Groups, or nil
-	ga, gc        []float64 // [Q, NGroups]
-	// With groups, per block: the contributions of the query being accumulated, the block's
-	// first token and the ends of its runs of one group.
-	cb   []float64
-	j0   int
-	runs []int32
+	ga, gc        []float64 // [NGroups, Q]
+	runs          []run     // the block's runs (cutRuns)
 }
 
 func newPartial(Q, T, k int) *partial {
@@ -684,23 +686,52 @@ func (h *hitHeap) better(a, b Hit) bool {
 	return a.Index < b.Index
 }
 
-func (h *hitHeap) Len() int           { return len(h.h) }
-func (h *hitHeap) Less(i, j int) bool { return h.better(h.h[j], h.h[i]) }
-func (h *hitHeap) Swap(i, j int)      { h.h[i], h.h[j] = h.h[j], h.h[i] }
-func (h *hitHeap) Push(x any)         { h.h = append(h.h, x.(Hit)) }
-func (h *hitHeap) Pop() any           { x := h.h[len(h.h)-1]; h.h = h.h[:len(h.h)-1]; return x }
-
+// offer keeps x if it is among the k best so far. The heap is kept by hand (the worst
+// hit at the root), as container/heap would, without its interface calls.
 func (h *hitHeap) offer(x Hit, k int) {
-	if len(h.h) < k {
-		heap.Push(h, x)
-	} else if h.better(x, h.h[0]) {
+	switch {
+	case len(h.h) < k:
+		h.h = append(h.h, x)
+		h.up(len(h.h) - 1)
+	case h.better(x, h.h[0]):
 		h.h[0] = x
-		heap.Fix(h, 0)
-	} else {
+		h.down(0)
+	default:
 		return
 	}
 	if len(h.h) == k {
 		h.min = h.score(h.h[0])
+	}
+}
+
+// up moves hit j towards the root while it is worse than its parent.
+func (h *hitHeap) up(j int) {
+	for j > 0 {
+		i := (j - 1) / 2
+		if !h.better(h.h[i], h.h[j]) {
+			break
+		}
+		h.h[i], h.h[j] = h.h[j], h.h[i]
+		j = i
+	}
+}
+
+// down moves hit i away from the root while a child is worse.
+func (h *hitHeap) down(i int) {
+	n := len(h.h)
+	for {
+		j := 2*i + 1
+		if j >= n {
+			return
+		}
+		if j2 := j + 1; j2 < n && h.better(h.h[j], h.h[j2]) {
+			j = j2
+		}
+		if !h.better(h.h[i], h.h[j]) {
+			return
+		}
+		h.h[i], h.h[j] = h.h[j], h.h[i]
+		i = j
 	}
 }
 

@@ -3,46 +3,50 @@ package dualmem
 import "golang.org/x/sys/cpu"
 
 //go:noescape
-func dot4x2(k *float32, kstride int, x *float32, xstride int, d int, out *[8]float32)
+func dot4xq(k *float32, kstride int, xs *float32, q int, d int, out *float32, ostride int)
+
+//go:noescape
+func dot8x1(k *[8]*float32, x *float32, d int, out *[8]float32)
 
 var haveAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA
 
+// simdDims reports whether dotBlockAVX and dotRows8 use the AVX2 kernels for rows of d
+// floats, and so compute every product k·x with the same float32 arithmetic.
+func simdDims(d int) bool { return haveAVX2 && d%8 == 0 && d > 0 }
+
 // dotBlockAVX is dotBlock with an AVX2/FMA kernel (4 keys × 2 queries, 8 lanes of d per
-// instruction) when the CPU has it and d is a multiple of 8.
+// instruction) when the CPU has it and d is a multiple of 8. One assembly call covers four
+// keys and every query; the last nb%4 keys go through dot8x1, which computes the same, so a
+// key's α does not depend on where its block starts.
 func dotBlockAVX(keys []float32, nb, d int, xs []float32, q int, out []float32) {
-	if !haveAVX2 || d%8 != 0 || d == 0 {
+	if !simdDims(d) {
 		dotBlock(keys, nb, d, xs, q, out)
+		return
+	}
+	if nb == 0 || q == 0 {
 		return
 	}
 	_ = keys[nb*d-1]
 	_ = xs[q*d-1]
 	_ = out[nb*q-1]
-	var r [8]float32
 	b := 0
 	for ; b+4 <= nb; b += 4 {
-		k := &keys[b*d]
-		for i := 0; i < q; i += 2 {
-			xstride := d
-			if i+1 == q { // odd query count: pair the last query with itself
-				xstride = 0
-			}
-			dot4x2(k, d, &xs[i*d], xstride, d, &r)
-			o := out[i*nb+b : i*nb+b+4]
-			o[0], o[1], o[2], o[3] = r[0], r[2], r[4], r[6]
-			if xstride != 0 {
-				o = out[(i+1)*nb+b : (i+1)*nb+b+4]
-				o[0], o[1], o[2], o[3] = r[1], r[3], r[5], r[7]
-			}
-		}
+		dot4xq(&keys[b*d], d, &xs[0], q, d, &out[b], nb)
 	}
-	for ; b < nb; b++ { // the last nb%4 keys
-		k := keys[b*d : (b+1)*d]
-		for i := range q {
-			var s float32
-			for p, x := range xs[i*d : (i+1)*d] {
-				s += k[p] * x
-			}
-			out[i*nb+b] = s
-		}
+	if b == nb {
+		return
+	}
+	var rows [8]*float32
+	for r := range rows {
+		rows[r] = &keys[min(b+r, nb-1)*d]
+	}
+	var r [8]float32
+	for i := range q {
+		dot8x1(&rows, &xs[i*d], d, &r)
+		copy(out[i*nb+b:(i+1)*nb], r[:nb-b])
 	}
 }
+
+// dotRows8 sets out[r] = k[r]·x (d floats each) for eight rows anywhere in memory, with
+// the arithmetic dotBlockAVX uses for a key and a query when simdDims(d).
+func dotRows8(k *[8]*float32, x *float32, d int, out *[8]float32) { dot8x1(k, x, d, out) }

@@ -9,12 +9,19 @@ import (
 
 // TestScanScoreLists checks that the scores a scan returns for listed tokens are Scores'
 // own, bit for bit, for both kinds of projection, every kernel and token ranges that cut
-// blocks and steps.
+// blocks and steps; with 8 outputs the SIMD scan reads them from its block, with 5 the
+// projections are not SIMD and Scores scores them.
 func TestScanScoreLists(t *testing.T) {
-	mem, meta := randomMemory(9000, 16, 5, 6)
+	for _, dout := range []int{5, 8} {
+		scanScoreLists(t, dout)
+	}
+}
+
+func scanScoreLists(t *testing.T, dout int) {
+	mem, meta := randomMemory(9000, 16, dout, 6)
 	s := NewScanner(mem, meta)
 	rng := rand.New(rand.NewPCG(5, 5))
-	x, u := randF32(rng, 16, 1), randF32(rng, 5, 1)
+	x, u := randF32(rng, 16, 1), randF32(rng, dout, 1)
 	qs := []Query{{X: x, Token: 2}, {X: x, U: u, Token: -1}, {X: randF32(rng, 16, 1), Token: 4}}
 	tests := []struct {
 		name     string
@@ -23,6 +30,7 @@ func TestScanScoreLists(t *testing.T) {
 		{"all", 0, 9000},
 		{"range across steps", 1000, 7777},
 		{"empty range", 4096, 4096},
+		{"blocks not a multiple of 4", 3, 8998},
 	}
 	for _, tt := range tests {
 		lists := make([][]int32, len(qs))
@@ -43,7 +51,7 @@ func TestScanScoreLists(t *testing.T) {
 				a, c := make([]float64, len(lists[qi])), make([]float64, len(lists[qi]))
 				s.Scores(q, lists[qi], a, c)
 				if !slices.Equal(res[qi].ScoreAlpha, a) || !slices.Equal(res[qi].ScoreContribution, c) {
-					t.Errorf("%s kernel %d query %d: listed scores differ from Scores", tt.name, kern, qi)
+					t.Errorf("%d outputs, %s, kernel %d query %d: listed scores differ from Scores", dout, tt.name, kern, qi)
 				}
 			}
 		}

@@ -10,7 +10,14 @@ import (
 // evidence of an answer scores hundreds of thousands of scattered tokens, so this is Score
 // with float32 products summed in dot32's four chains (the scan's own α are float32 too),
 // eight tokens at a time.
+//
+// When the scan's kernels run in SIMD for the layer's widths (simdScores), the products are
+// theirs instead, so a listed token's scores are the scan's own α and contribution.
 func (s *Scanner) Scores(q Query, idx []int32, alpha, contribution []float64) {
+	if s.simdScores(q) {
+		s.scoresSIMD(q, idx, alpha, contribution)
+		return
+	}
 	din, dout := s.DIn, s.DOut
 	keys, grads := s.Mem.Keys, s.Mem.Grads
 	i := 0
@@ -50,6 +57,44 @@ func (s *Scanner) Scores(q Query, idx []int32, alpha, contribution []float64) {
 			proj = float64(dot32(g, q.U))
 		}
 		alpha[i], contribution[i] = a, a*s.SW[s.StepIndex(j)]*proj
+	}
+}
+
+// simdScores reports whether Scores computes q's α and projection with the scan's SIMD
+// kernels (the keys' width, and for a projection vector the gradients', are multiples of 8
+// on a CPU with AVX2): the scan then reads its listed tokens' scores from its own block.
+func (s *Scanner) simdScores(q Query) bool {
+	return simdDims(s.DIn) && (q.Token >= 0 || simdDims(s.DOut))
+}
+
+// scoresSIMD is Scores with the scan's kernel, eight listed tokens per call (a short last
+// group repeats its first token and drops the extra results).
+func (s *Scanner) scoresSIMD(q Query, idx []int32, alpha, contribution []float64) {
+	din, dout := s.DIn, s.DOut
+	keys, grads := s.Mem.Keys, s.Mem.Grads
+	var kp, gp [8]*float32
+	var ka, ga [8]float32
+	for i := 0; i < len(idx); i += 8 {
+		j := idx[i:min(i+8, len(idx))]
+		for r := range kp {
+			jr := int(j[0])
+			if r < len(j) {
+				jr = int(j[r])
+			}
+			kp[r], gp[r] = &keys[jr*din:][:din][0], &grads[jr*dout:][:dout][0]
+		}
+		dotRows8(&kp, &q.X[0], din, &ka)
+		if q.Token < 0 {
+			dotRows8(&gp, &q.U[0], dout, &ga)
+		}
+		for r, jr := range j {
+			a := float64(ka[r])
+			proj := float64(ga[r])
+			if q.Token >= 0 {
+				proj = float64(grads[int(jr)*dout+q.Token])
+			}
+			alpha[i+r], contribution[i+r] = a, a*s.SW[s.StepIndex(int(jr))]*proj
+		}
 	}
 }
 

@@ -25,7 +25,8 @@ func TestScoresMatchScore(t *testing.T) {
 
 // TestScoresFourChains pins Scores to one float32 formula, bit for bit, whatever the
 // dimensions (multiples of 4 or not, below 4) and however many tokens are listed: per token,
-// products summed in four chains i mod 4, the rest into the first, then (s0+s1)+(s2+s3).
+// products summed in four chains i mod 4, the rest into the first, then (s0+s1)+(s2+s3);
+// or, where the scan's SIMD kernels serve the widths, theirs (lanes8).
 func TestScoresFourChains(t *testing.T) {
 	chains := func(a, b []float32) float32 {
 		var s [4]float32
@@ -41,7 +42,7 @@ func TestScoresFourChains(t *testing.T) {
 		return (s[0] + s[1]) + (s[2] + s[3])
 	}
 	rng := rand.New(rand.NewPCG(8, 8))
-	for _, dims := range [][2]int{{64, 256}, {37, 11}, {3, 2}, {8, 5}, {4, 4}} {
+	for _, dims := range [][2]int{{64, 256}, {64, 91}, {37, 11}, {3, 2}, {8, 5}, {4, 4}} {
 		din, dout := dims[0], dims[1]
 		mem, meta := randomMemory(3000, din, dout, 4)
 		s := NewScanner(mem, meta)
@@ -52,12 +53,16 @@ func TestScoresFourChains(t *testing.T) {
 		for _, q := range []Query{{X: randF32(rng, din, 1), Token: dout - 1}, {X: randF32(rng, din, 1), U: randF32(rng, dout, 1), Token: -1}} {
 			alpha, c := make([]float64, len(idx)), make([]float64, len(idx))
 			s.Scores(q, idx, alpha, c)
+			dot := chains
+			if s.simdScores(q) {
+				dot = lanes8
+			}
 			for i, j := range idx {
-				a := float64(chains(mem.Keys[int(j)*din:][:din], q.X))
+				a := float64(dot(mem.Keys[int(j)*din:][:din], q.X))
 				g := mem.Grads[int(j)*dout:][:dout]
 				proj := float64(g[max(q.Token, 0)])
 				if q.Token < 0 {
-					proj = float64(chains(g, q.U))
+					proj = float64(dot(g, q.U))
 				}
 				if wc := a * s.SW[s.StepIndex(int(j))] * proj; alpha[i] != a || c[i] != wc {
 					t.Fatalf("d %v token %d: %v %v, want %v %v", dims, j, alpha[i], c[i], a, wc)
