@@ -202,7 +202,7 @@ func scoreAll(ctx context.Context, base *run, opts LDSOptions, contexts [][]int3
 	}
 	out = append(out, grads...)
 	if opts.Influence {
-		m, err := influenceMethod(ctx, base, contexts, targets, subs, unitOf, newMethod("influence (exact metagradient)", false))
+		m, err := influenceMethod(ctx, base, contexts, targets, subs, unitOf, newMethod("influence (exact metagradient)", false), opts.Log)
 		if err != nil {
 			return nil, err
 		}
@@ -362,13 +362,20 @@ func scaled(s []float64, f float64) []float64 {
 // through every recorded step). Dropping a token moves its weight from 1 to 0, so its
 // predicted loss change is minus that derivative.
 func influenceMethod(ctx context.Context, base *run, contexts [][]int32, targets []int32, subs *subsets,
-	unitOf func(int, int, *lm.Batch) int, m *method) (*method, error) {
+	unitOf func(int, int, *lm.Batch) int, m *method, log func(string, ...any)) (*method, error) {
 	start := time.Now()
 	tr, cfg := base.tr, base.tr.Cfg
-	scores, err := tr.Influence(ctx, contexts, targets, base.snaps)
+	tenth := -1
+	res, err := tr.InfluenceRun(ctx, contexts, targets, base.snaps, lm.InfluenceOptions{Progress: func(done, total int) {
+		if t := 10 * done / total; t > tenth {
+			tenth = t
+			log("influence: %d of %d steps replayed or reversed (%.0fs)", done, total, time.Since(start).Seconds())
+		}
+	}})
 	if err != nil {
 		return nil, err
 	}
+	scores := res.Scores
 	m.layers = allParams
 	Q, n := len(contexts), cfg.Batch*cfg.Ctx
 	units, score := make([]int, n), make([]float64, n*Q)
