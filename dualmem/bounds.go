@@ -16,10 +16,13 @@ import (
 //
 // A box is a centre c and radius r per coordinate such that every key k of the block has
 // |k_i − c_i| ≤ r_i exactly; gc, gr do the same for the gradients; nk ≥ ‖|c|+r‖₂ and
-// ng ≥ ‖|gc|+gr‖₂. Why the bounds hold: for a key k in the box and a query x, exactly
+// ng ≥ ‖|gc|+gr‖₂; rk ≥ ‖k − c‖₂ for every key (a ball about the same centre) and rg the
+// same for the gradients. Why the bounds hold: for a key k in the box and a query x, exactly
 //
-//	c·x − r·|x| ≤ k·x ≤ c·x + r·|x|,
+//	c·x − w ≤ k·x ≤ c·x + w, w = min(r·|x|, rk·‖x‖),
 //
+// (the box and Cauchy–Schwarz: the keys are spread, not clustered, so the ball is often the
+// tighter of the two, and taking both costs one product)
 // and a float32 dot product of d terms (any order, fused or not) is within
 // γ_d·Σ|k_i x_i| ≤ γ_d·nk·‖x‖ of the real one (γ_d = d·u/(1−d·u), u = 2⁻²⁴). c·x and r·|x|
 // are computed in float32 too, within the same error together, so the float32 α that Scan
@@ -97,13 +100,20 @@ func stepBlocks(targets []int32, perm []int32, ends []int32) ([]int32, []int32) 
 	return perm, ends
 }
 
-// boxes is a view of n boxes laid out as C[n][din] R[n][din] GC[n][dout] GR[n][dout] NK[n] NG[n].
+// boxes is a view of n boxes laid out as C[n][din] R[n][din] GC[n][dout] GR[n][dout] NK[n]
+// NG[n] RK[n] RG[n].
 type boxes struct {
-	n, din, dout         int
-	c, r, gc, gr, nk, ng []float32
+	n, din, dout                 int
+	c, r, gc, gr, nk, ng, rk, rg []float32
 }
 
-func boxWords(n, din, dout int) int { return n * (2*din + 2*dout + 2) }
+func boxWords(n, din, dout int) int { return n * (2*din + 2*dout + 4) }
+
+// sub is boxes [a, e) of b.
+func (b boxes) sub(a, e int) boxes {
+	return boxes{n: e - a, din: b.din, dout: b.dout, c: b.c[a*b.din : e*b.din], r: b.r[a*b.din : e*b.din],
+		gc: b.gc[a*b.dout : e*b.dout], gr: b.gr[a*b.dout : e*b.dout], nk: b.nk[a:e], ng: b.ng[a:e], rk: b.rk[a:e], rg: b.rg[a:e]}
+}
 
 func viewBoxes(w []float32, n, din, dout int) boxes {
 	b := boxes{n: n, din: din, dout: dout}
@@ -111,7 +121,7 @@ func viewBoxes(w []float32, n, din, dout int) boxes {
 	b.r, w = w[:n*din], w[n*din:]
 	b.gc, w = w[:n*dout], w[n*dout:]
 	b.gr, w = w[:n*dout], w[n*dout:]
-	b.nk, b.ng = w[:n], w[n:2*n]
+	b.nk, b.ng, b.rk, b.rg = w[:n], w[n:2*n], w[2*n:3*n], w[3*n:4*n]
 	return b
 }
 
@@ -179,6 +189,8 @@ func stepRecord(keys, grads []float32, targets []int32, din, dout int) (rec []fl
 			}
 		}
 		b.ng[k] = upF32(setBox(b.gc[k*dout:(k+1)*dout], b.gr[k*dout:(k+1)*dout], glo, ghi))
+		b.rk[k] = ballRadius(keys, perm[start:end], b.c[k*din:(k+1)*din])
+		b.rg[k] = ballRadius(grads, perm[start:end], b.gc[k*dout:(k+1)*dout])
 		unionBox(slo, shi, klo, khi)
 		unionBox(sglo, sghi, glo, ghi)
 		start = end
@@ -186,8 +198,27 @@ func stepRecord(keys, grads []float32, targets []int32, din, dout int) (rec []fl
 	if len(ends) > 0 {
 		b.nk[0] = upF32(setBox(b.c[:din], b.r[:din], slo, shi))
 		b.ng[0] = upF32(setBox(b.gc[:dout], b.gr[:dout], sglo, sghi))
+		b.rk[0] = ballRadius(keys, perm, b.c[:din])
+		b.rg[0] = ballRadius(grads, perm, b.gc[:dout])
 	}
 	return rec, len(ends)
+}
+
+// ballRadius is an upper bound, in float32, of ‖v_j − c‖₂ over the rows j of vs (each of
+// len(c) values) listed in rows. The differences of float32 values are exact in float64 and
+// the sum of their squares is within a few d·2⁻⁵³ of the real one: 1e-9 covers it.
+func ballRadius(vs []float32, rows []int32, c []float32) float32 {
+	d := len(c)
+	var m float64
+	for _, j := range rows {
+		var s float64
+		for i, v := range vs[int(j)*d : int(j+1)*d] {
+			e := float64(v) - float64(c[i])
+			s += e * e
+		}
+		m = math.Max(m, s)
+	}
+	return upF32(math.Sqrt(m) * (1 + 1e-9))
 }
 
 // minMax widens [lo, hi] per coordinate to hold v (NaNs never widen it).
@@ -299,7 +330,8 @@ func (sq *searchQueries) ubs(b boxes, sw func(i int) float64, att, con []float64
 	ga, gg := boundSlack*gamma(b.din), boundSlack*gamma(b.dout)
 	for qi, q := range sq.qs {
 		for i := range n {
-			c, r := float64(cx[qi*n+i]), float64(rx[qi*n+i])+ga*float64(b.nk[i])*sq.xn[qi]
+			c := float64(cx[qi*n+i])
+			r := math.Min(float64(rx[qi*n+i]), float64(b.rk[i])*sq.xn[qi]) + ga*float64(b.nk[i])*sq.xn[qi]
 			e := relSlack * (math.Abs(c) + r)
 			alo, ahi := c-r-e, c+r+e
 			att[qi*n+i] = math.Max(math.Abs(alo), math.Abs(ahi))
@@ -308,7 +340,8 @@ func (sq *searchQueries) ubs(b boxes, sw func(i int) float64, att, con []float64
 				gc, gr = float64(b.gc[i*b.dout+q.Token]), float64(b.gr[i*b.dout+q.Token])
 			} else {
 				h := sq.hq[qi]
-				gc, gr = float64(gcu[h*n+i]), float64(gru[h*n+i])+gg*float64(b.ng[i])*sq.un[qi]
+				gc = float64(gcu[h*n+i])
+				gr = math.Min(float64(gru[h*n+i]), float64(b.rg[i])*sq.un[qi]) + gg*float64(b.ng[i])*sq.un[qi]
 			}
 			e = relSlack * (math.Abs(gc) + gr)
 			glo, ghi := gc-gr-e, gc+gr+e
@@ -325,9 +358,12 @@ func (sq *searchQueries) ubs(b boxes, sw func(i int) float64, att, con []float64
 
 // scratch is one worker's reusable buffers.
 type scratch struct {
-	cx, rx, gcu, gru, alpha, gu, kb, gb, y []float32
-	keep                                   []bool
-	toks                                   []int32 // token, position in its step
+	cx, rx, gcu, gru, alpha, gu, kb, gb, y, xsel, usel []float32
+	keep                                               []bool
+	toks                                               []int32 // token, position in its step
+	surv                                               []int32
+	live                                               []liveQuery
+	sel                                                []int
 }
 
 func (w *scratch) f32(p *[]float32, n int) []float32 {

@@ -90,7 +90,7 @@ func (s *Scanner) buildIndex() *searchIndex {
 		copy(ix.top.r[t*s.DIn:], b.r[:s.DIn])
 		copy(ix.top.gc[t*s.DOut:], b.gc[:s.DOut])
 		copy(ix.top.gr[t*s.DOut:], b.gr[:s.DOut])
-		ix.top.nk[t], ix.top.ng[t] = b.nk[0], b.ng[0]
+		ix.top.nk[t], ix.top.ng[t], ix.top.rk[t], ix.top.rg[t] = b.nk[0], b.ng[0], b.rk[0], b.rg[0]
 	}
 	return ix
 }
@@ -255,9 +255,7 @@ func (r *searchRun) run(ctx context.Context) error {
 	}
 	// The whole-step bounds seed every queue.
 	n := r.t1 - r.t0
-	top := ix.top
-	sub := boxes{n: n, din: top.din, dout: top.dout, c: top.c[r.t0*top.din : r.t1*top.din], r: top.r[r.t0*top.din : r.t1*top.din],
-		gc: top.gc[r.t0*top.dout : r.t1*top.dout], gr: top.gr[r.t0*top.dout : r.t1*top.dout], nk: top.nk[r.t0:r.t1], ng: top.ng[r.t0:r.t1]}
+	sub := ix.top.sub(r.t0, r.t1)
 	att, con := make([]float64, n*Q), make([]float64, n*Q)
 	r.sq.ubs(sub, func(i int) float64 { return s.SW[r.t0+i] }, att, con, &scratch{})
 	for qi := range Q {
@@ -374,7 +372,7 @@ func (r *searchRun) expand(t int, thr []float64, out []push, w *scratch) []push 
 	b := r.ix.bb.step(t)
 	first := r.ix.sblk[t]
 	n := b.n - 1
-	blk := boxes{n: n, din: b.din, dout: b.dout, c: b.c[b.din:], r: b.r[b.din:], gc: b.gc[b.dout:], gr: b.gr[b.dout:], nk: b.nk[1:], ng: b.ng[1:]}
+	blk := b.sub(1, b.n)
 	att, con := make([]float64, n*len(r.sq.qs)), make([]float64, n*len(r.sq.qs))
 	sw := r.s.SW[t]
 	r.sq.ubs(blk, func(int) float64 { return sw }, att, con, w)
@@ -397,16 +395,17 @@ func (r *searchRun) expand(t int, thr []float64, out []push, w *scratch) []push 
 }
 
 // read bounds the α of block b's tokens in range from their int8 codes and refines those
-// whose bound can still enter a queue's top-k. With y = r⊙x, the code gives
-// α̃ = c·x + (q·y)/127, and the float32 α that Scan computes is within
-// E = r·|x|·(1/254 + 2γ_d) + boundSlack·γ_d·nk·‖x‖ of it (the code's rounding, the float32
-// sum of q·y, and α's own rounding), with c·x and r·|x| taken in float64.
+// whose bound can still enter a queue's top-k. Each query first bounds the whole block at
+// the current thresholds (the box and the ball, see bounds.go); only the queries it can
+// still serve read the codes, since the codes cost as many products per query as the keys.
+// With y = r⊙x, the code gives α̃ = c·x + (q·y)/127, and the float32 α that Scan computes is
+// within E = r·|x|·(1/254 + 2γ_d) + boundSlack·γ_d·nk·‖x‖ of it (the code's rounding, the
+// float32 sum of q·y, and α's own rounding), with c·x and r·|x| taken in float64.
 func (r *searchRun) read(b int32, thr []float64, out []found, st *ScanStats, w *scratch) []found {
 	s, sq, ix := r.s, r.sq, r.ix
-	din, dout, Q := s.DIn, s.DOut, len(sq.qs)
+	din, dout := s.DIn, s.DOut
 	t := s.StepIndex(int(ix.perm[ix.bstart[b]]))
 	p0 := ix.bstart[ix.sblk[t]]
-	codes := ix.bb.codes(t, ix.tstart[t+1]-ix.tstart[t])
 	bx, k := ix.bb.step(t), int(b-ix.sblk[t])+1
 	c, rr := bx.c[k*din:(k+1)*din], bx.r[k*din:(k+1)*din]
 	toks := w.toks[:0]
@@ -420,31 +419,9 @@ func (r *searchRun) read(b int32, thr []float64, out []found, st *ScanStats, w *
 	if nb == 0 {
 		return out
 	}
-	st.BlocksRead++
-	st.BytesRead += int64(nb * din)
-	np := (nb + 3) &^ 3
-	cb := w.f32(&w.kb, np*din)
-	clear(cb[nb*din:])
-	for i := range nb {
-		src, dst := codes[int(toks[2*i+1])*din:][:din], cb[i*din:][:din]
-		for p, q := range src {
-			dst[p] = float32(q)
-		}
-	}
-	y := w.f32(&w.y, Q*din)
-	for qi := range Q {
-		for i, x := range sq.xs[qi*din : (qi+1)*din] {
-			y[qi*din+i] = rr[i] * x
-		}
-	}
-	at := w.f32(&w.alpha, np*Q)
-	dotBlockAVX(cb, np, din, y, Q, at)
 	g, ga, gg := gamma(din), boundSlack*gamma(din), boundSlack*gamma(dout)
 	sw := s.SW[t]
-	keep := w.keep[:0]
-	for range nb {
-		keep = append(keep, false)
-	}
+	live := w.live[:0]
 	for qi, q := range sq.qs {
 		ta, tc := thr[2*qi], thr[2*qi+1]
 		var cx, rx float64
@@ -461,7 +438,7 @@ func (r *searchRun) read(b int32, thr []float64, out []found, st *ScanStats, w *
 				gc += float64(bx.gc[k*dout+o]) * float64(u)
 				gr += float64(bx.gr[k*dout+o]) * math.Abs(float64(u))
 			}
-			gr += gg * float64(bx.ng[k]) * sq.un[qi]
+			gr = math.Min(gr, float64(bx.rg[k])*sq.un[qi]) + gg*float64(bx.ng[k])*sq.un[qi]
 		}
 		ge := relSlack * (math.Abs(gc) + gr)
 		// G = s_t·(g·u) lies in [glo, ghi]; α·G is largest at an end of α's interval, times
@@ -471,32 +448,88 @@ func (r *searchRun) read(b int32, thr []float64, out []found, st *ScanStats, w *
 			glo, ghi = ghi, glo
 		}
 		gm := max(-glo, ghi)
-		// The whole block first: its α interval is [cx−rx, cx+rx] widened by e.
-		bw := rx + e + relSlack*(math.Abs(cx)+rx+e)
+		// The whole block first: its α interval is c·x ± min(r·|x|, rk·‖x‖), widened by e.
+		bw := math.Min(rx, float64(bx.rk[k])*sq.xn[qi]) + e + relSlack*(math.Abs(cx)+rx+e)
 		if math.Abs(cx)+bw < ta && conUB(cx-bw, cx+bw, glo, ghi, gm) < tc {
 			continue
 		}
-		for i := range nb {
-			if keep[i] {
-				continue
-			}
-			a := cx + float64(at[qi*np+i])/127
-			ae := e + relSlack*(math.Abs(a)+e)
-			keep[i] = math.Abs(a)+ae >= ta || conUB(a-ae, a+ae, glo, ghi, gm) >= tc
+		// A token's contribution bound is at most (|α̃|+E)·gm·(1+8·relSlack), so one whose
+		// |α̃|+E is below lim enters neither list; only the others take the full test.
+		lim := ta
+		switch {
+		case gm > 0:
+			lim = math.Min(lim, tc/(gm*(1+8*relSlack)))
+		case tc <= 0: // a zero contribution can still enter
+			lim = math.Inf(-1)
+		}
+		live = append(live, liveQuery{qi: qi, cx: cx, e: e, glo: glo, ghi: ghi, gm: gm, lim: lim})
+	}
+	w.live = live
+	if len(live) == 0 {
+		return out
+	}
+	st.BlocksRead++
+	st.BytesRead += int64(nb * din)
+	codes := ix.bb.codes(t, ix.tstart[t+1]-ix.tstart[t])
+	np := (nb + 3) &^ 3
+	cb := w.f32(&w.kb, np*din)
+	clear(cb[nb*din:])
+	for i := range nb {
+		src, dst := codes[int(toks[2*i+1])*din:][:din], cb[i*din:][:din]
+		for p, q := range src {
+			dst[p] = float32(q)
 		}
 	}
-	w.keep = keep
-	var surv []int32
+	L := len(live)
+	y := w.f32(&w.y, L*din)
+	for li, lq := range live {
+		for i, x := range sq.xs[lq.qi*din : (lq.qi+1)*din] {
+			y[li*din+i] = rr[i] * x
+		}
+	}
+	at := w.f32(&w.alpha, np*L)
+	dotBlockAVX(cb, np, din, y, L, at)
+	keep := w.keep[:0]
+	for range nb {
+		keep = append(keep, false)
+	}
+	sel := w.sel[:0]
+	for li, lq := range live {
+		ta, tc := thr[2*lq.qi], thr[2*lq.qi+1]
+		kept := false
+		for i, v := range at[li*np : li*np+nb] {
+			a := lq.cx + float64(v)/127
+			ae := lq.e + relSlack*(math.Abs(a)+lq.e)
+			if math.Abs(a)+ae < lq.lim {
+				continue
+			}
+			if math.Abs(a)+ae >= ta || conUB(a-ae, a+ae, lq.glo, lq.ghi, lq.gm) >= tc {
+				keep[i], kept = true, true
+			}
+		}
+		if kept {
+			sel = append(sel, lq.qi)
+		}
+	}
+	w.keep, w.sel = keep, sel
+	surv := w.surv[:0]
 	for i := range nb {
 		if keep[i] {
 			surv = append(surv, toks[2*i])
 		}
 	}
+	w.surv = surv
 	if len(surv) == 0 {
 		return out
 	}
 	st.BytesRead += int64(len(surv)) * r.rowBytes
-	return r.refine(surv, thr, out, w)
+	return r.refine(surv, sel, thr, out, w)
+}
+
+// liveQuery is a query that block bounds could not rule out, with what its token test needs.
+type liveQuery struct {
+	qi                       int
+	cx, e, glo, ghi, gm, lim float64
 }
 
 // conUB bounds α·G over α in [alo, ahi] and G in [glo, ghi] (gm = max |G|).
@@ -521,12 +554,12 @@ func abs(x float64) float64 {
 	return x
 }
 
-// refine computes the exact α and contribution of tokens toks (of one step), as Scan does,
-// and returns the hits that beat a queue's k-th best.
-func (r *searchRun) refine(toks []int32, thr []float64, out []found, w *scratch) []found {
+// refine computes the exact α and contribution of tokens toks (of one step) for queries
+// sel, as Scan does, and returns the hits that beat a queue's k-th best.
+func (r *searchRun) refine(toks []int32, sel []int, thr []float64, out []found, w *scratch) []found {
 	s, sq := r.s, r.sq
-	din, dout, Q := s.DIn, s.DOut, len(sq.qs)
-	nb := len(toks)
+	din, dout := s.DIn, s.DOut
+	nb, L := len(toks), len(sel)
 	// Zero rows pad the block to a multiple of 4 keys, so every key takes the kernel's
 	// 4-key path, as in Scan, and gets the same float32 α.
 	np := (nb + 3) &^ 3
@@ -535,28 +568,45 @@ func (r *searchRun) refine(toks []int32, thr []float64, out []found, w *scratch)
 	for i, j := range toks {
 		copy(kb[i*din:(i+1)*din], s.Mem.Keys[int(j)*din:])
 	}
-	alpha := w.f32(&w.alpha, np*Q)
-	dotBlockAVX(kb, np, din, sq.xs, Q, alpha)
+	xs := w.f32(&w.xsel, L*din)
+	var us []float32
+	nh := 0
+	for li, qi := range sel {
+		copy(xs[li*din:(li+1)*din], sq.xs[qi*din:])
+		if h := sq.hq[qi]; h >= 0 {
+			us = append(w.usel[:nh*dout], sq.us[h*dout:(h+1)*dout]...)
+			w.usel = us
+			nh++
+		}
+	}
+	alpha := w.f32(&w.alpha, np*L)
+	dotBlockAVX(kb, np, din, xs, L, alpha)
 	var gus []float32
-	if sq.nh > 0 {
+	if nh > 0 {
 		gb := w.f32(&w.gb, np*dout)
 		clear(gb[nb*dout:])
 		for i, j := range toks {
 			copy(gb[i*dout:(i+1)*dout], s.Mem.Grads[int(j)*dout:])
 		}
-		gus = w.f32(&w.gu, np*sq.nh)
-		dotBlockAVX(gb, np, dout, sq.us, sq.nh, gus)
+		gus = w.f32(&w.gu, np*nh)
+		dotBlockAVX(gb, np, dout, us, nh, gus)
 	}
 	sw := s.SW[s.StepIndex(int(toks[0]))]
-	for qi, q := range sq.qs {
+	h := 0
+	for li, qi := range sel {
+		q := sq.qs[qi]
 		ta, tc := thr[2*qi], thr[2*qi+1]
+		hu := -1
+		if q.Token < 0 {
+			hu, h = h, h+1
+		}
 		for i, j := range toks {
-			a := float64(alpha[qi*np+i])
+			a := float64(alpha[li*np+i])
 			var gu float64
-			if q.Token >= 0 {
+			if hu < 0 {
 				gu = float64(s.Mem.Grads[int(j)*dout+q.Token])
 			} else {
-				gu = float64(gus[sq.hq[qi]*np+i])
+				gu = float64(gus[hu*np+i])
 			}
 			c := a * sw * gu
 			if math.Abs(a) > ta {
