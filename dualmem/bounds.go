@@ -373,3 +373,11 @@ func (w *scratch) f32(p *[]float32, n int) []float32 {
 	*p = (*p)[:n]
 	return *p
 }
+
+// widenI8Go is widenI8 in Go (the fallback, and the tail the kernel leaves).
+func widenI8Go(dst []float32, src []int8) {
+	dst = dst[:len(src)]
+	for i, q := range src {
+		dst[i] = float32(q)
+	}
+}

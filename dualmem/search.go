@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 )
@@ -163,6 +164,13 @@ type push struct {
 	n  node
 }
 
+// cand is block bound ub on queue qr, in a block's list (searchRun.head).
+type cand struct {
+	ub   float64
+	qr   int32
+	next int32
+}
+
 // found is one hit for queue qr (2q: attention, 2q+1: contribution) found by a worker.
 type found struct {
 	qr int
@@ -223,6 +231,10 @@ type searchRun struct {
 	hits     []*hitHeap // per queue qr
 	stepDone []bool     // per step: expanded
 	blkDone  []bool     // per block: read
+	// The queues each block was pushed on, with its bound there: a list per block, from
+	// head[b] through cands[·].next (0 ends it; cands[0] is unused).
+	head     []int32
+	cands    []cand
 	stats    ScanStats
 	t0, t1   int // steps in range
 	rowBytes int64
@@ -236,6 +248,7 @@ func (r *searchRun) run(ctx context.Context) error {
 	r.stats.BytesTotal = int64(r.to-r.from) * r.rowBytes
 	r.queues, r.hits = make([]nodeHeap, 2*Q), make([]*hitHeap, 2*Q)
 	r.stepDone, r.blkDone = make([]bool, len(ix.sblk)-1), make([]bool, len(ix.bstart)-1)
+	r.head, r.cands = make([]int32, len(ix.bstart)-1), make([]cand, 1, 1024)
 	for qr := range r.hits {
 		r.hits[qr] = &hitHeap{abs: qr%2 == 0, k: r.k, min: math.Inf(-1)}
 		if r.skip[qr%2] { // nothing beats +Inf: the queue is never seeded nor fed
@@ -361,6 +374,8 @@ func (r *searchRun) round(jobs []int32, ws []scratch) {
 		for _, p := range pushes[w] {
 			if p.n.ub >= r.theta(p.qr) {
 				heap.Push(&r.queues[p.qr], p.n)
+				r.cands = append(r.cands, cand{ub: p.n.ub, qr: int32(p.qr), next: r.head[p.n.id]})
+				r.head[p.n.id] = int32(len(r.cands) - 1)
 			}
 		}
 	}
@@ -421,8 +436,19 @@ func (r *searchRun) read(b int32, thr []float64, out []found, st *ScanStats, w *
 	}
 	g, ga, gg := gamma(din), boundSlack*gamma(din), boundSlack*gamma(dout)
 	sw := s.SW[t]
+	// Only queries whose expand-time bound reached their k-th best then, and still does,
+	// can be served: thresholds only rise.
+	sel := w.sel[:0]
+	for c := r.head[b]; c != 0; c = r.cands[c].next {
+		if cd := r.cands[c]; cd.ub >= thr[cd.qr] && (len(sel) == 0 || sel[len(sel)-1] != int(cd.qr/2)) {
+			sel = append(sel, int(cd.qr/2))
+		}
+	}
+	slices.Sort(sel)
+	sel = slices.Compact(sel)
 	live := w.live[:0]
-	for qi, q := range sq.qs {
+	for _, qi := range sel {
+		q := sq.qs[qi]
 		ta, tc := thr[2*qi], thr[2*qi+1]
 		var cx, rx float64
 		for i, x := range sq.xs[qi*din : (qi+1)*din] {
@@ -474,10 +500,11 @@ func (r *searchRun) read(b int32, thr []float64, out []found, st *ScanStats, w *
 	np := (nb + 3) &^ 3
 	cb := w.f32(&w.kb, np*din)
 	clear(cb[nb*din:])
-	for i := range nb {
-		src, dst := codes[int(toks[2*i+1])*din:][:din], cb[i*din:][:din]
-		for p, q := range src {
-			dst[p] = float32(q)
+	if p := int(toks[1]); int(toks[2*nb-1]) == p+nb-1 { // the block's tokens, in a row
+		widenI8(cb, codes[p*din:(p+nb)*din])
+	} else {
+		for i := range nb {
+			widenI8(cb[i*din:], codes[int(toks[2*i+1])*din:][:din])
 		}
 	}
 	L := len(live)
@@ -493,7 +520,7 @@ func (r *searchRun) read(b int32, thr []float64, out []found, st *ScanStats, w *
 	for range nb {
 		keep = append(keep, false)
 	}
-	sel := w.sel[:0]
+	sel = sel[:0]
 	for li, lq := range live {
 		ta, tc := thr[2*lq.qi], thr[2*lq.qi+1]
 		kept := false
