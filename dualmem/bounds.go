@@ -3,6 +3,7 @@ package dualmem
 import (
 	"math"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -313,33 +314,53 @@ func computeBounds(m *LayerMemory) *blockBounds {
 	return bb
 }
 
-// ubs sets, for boxes b (all of step scale sw[i]) and the queries of sq, the upper bounds
-// att[q*n+i] of |α| and con[q*n+i] of the contribution (see the comment at the top).
-// Scratch buffers come from w.
-func (sq *searchQueries) ubs(b boxes, sw func(i int) float64, att, con []float64, w *scratch) {
-	n, Q := b.n, len(sq.qs)
-	cx, rx := w.f32(&w.cx, n*Q), w.f32(&w.rx, n*Q)
-	dotBlockAVX(b.c, n, b.din, sq.xs, Q, cx)
-	dotBlockAVX(b.r, n, b.din, sq.axs, Q, rx)
-	var gcu, gru []float32
-	if sq.nh > 0 {
-		gcu, gru = w.f32(&w.gcu, n*sq.nh), w.f32(&w.gru, n*sq.nh)
-		dotBlockAVX(b.gc, n, b.dout, sq.us, sq.nh, gcu)
-		dotBlockAVX(b.gr, n, b.dout, sq.aus, sq.nh, gru)
+// ubs sets, for boxes b (all of step scale sw[i]) and the queries sel of sq, the upper
+// bounds att[l*n+i] of |α| and con[l*n+i] of the contribution of query sel[l] (see the
+// comment at the top). Scratch buffers come from w.
+func (sq *searchQueries) ubs(b boxes, sw func(i int) float64, sel []int, att, con []float64, w *scratch) {
+	n, L, din, dout := b.n, len(sel), b.din, b.dout
+	xs, axs := w.f32(&w.gx, L*din), w.f32(&w.gax, L*din)
+	hs := w.hs[:0] // per selected query: its row of us, or −1
+	for l, qi := range sel {
+		copy(xs[l*din:(l+1)*din], sq.xs[qi*din:])
+		copy(axs[l*din:(l+1)*din], sq.axs[qi*din:])
+		if sq.hq[qi] >= 0 {
+			hs = append(hs, len(hs))
+		} else {
+			hs = append(hs, -1)
+		}
 	}
-	ga, gg := boundSlack*gamma(b.din), boundSlack*gamma(b.dout)
-	for qi, q := range sq.qs {
+	w.hs = hs
+	cx, rx := w.f32(&w.cx, n*L), w.f32(&w.rx, n*L)
+	dotBlockAVX(b.c, n, din, xs, L, cx)
+	dotBlockAVX(b.r, n, din, axs, L, rx)
+	var gcu, gru []float32
+	if nh := slices.Max(hs) + 1; nh > 0 {
+		us, aus := w.f32(&w.gus, nh*dout), w.f32(&w.gaus, nh*dout)
+		for l, qi := range sel {
+			if h := hs[l]; h >= 0 {
+				copy(us[h*dout:(h+1)*dout], sq.us[sq.hq[qi]*dout:])
+				copy(aus[h*dout:(h+1)*dout], sq.aus[sq.hq[qi]*dout:])
+			}
+		}
+		gcu, gru = w.f32(&w.gcu, n*nh), w.f32(&w.gru, n*nh)
+		dotBlockAVX(b.gc, n, dout, us, nh, gcu)
+		dotBlockAVX(b.gr, n, dout, aus, nh, gru)
+	}
+	ga, gg := boundSlack*gamma(din), boundSlack*gamma(dout)
+	for l, qi := range sel {
+		q := sq.qs[qi]
 		for i := range n {
-			c := float64(cx[qi*n+i])
-			r := math.Min(float64(rx[qi*n+i]), float64(b.rk[i])*sq.xn[qi]) + ga*float64(b.nk[i])*sq.xn[qi]
+			c := float64(cx[l*n+i])
+			r := math.Min(float64(rx[l*n+i]), float64(b.rk[i])*sq.xn[qi]) + ga*float64(b.nk[i])*sq.xn[qi]
 			e := relSlack * (math.Abs(c) + r)
 			alo, ahi := c-r-e, c+r+e
-			att[qi*n+i] = math.Max(math.Abs(alo), math.Abs(ahi))
+			att[l*n+i] = math.Max(math.Abs(alo), math.Abs(ahi))
 			var gc, gr float64
 			if q.Token >= 0 {
-				gc, gr = float64(b.gc[i*b.dout+q.Token]), float64(b.gr[i*b.dout+q.Token])
+				gc, gr = float64(b.gc[i*dout+q.Token]), float64(b.gr[i*dout+q.Token])
 			} else {
-				h := sq.hq[qi]
+				h := hs[l]
 				gc = float64(gcu[h*n+i])
 				gr = math.Min(float64(gru[h*n+i]), float64(b.rg[i])*sq.un[qi]) + gg*float64(b.ng[i])*sq.un[qi]
 			}
@@ -351,7 +372,7 @@ func (sq *searchQueries) ubs(b boxes, sw func(i int) float64, att, con []float64
 			for _, v := range p {
 				best, big = math.Max(best, v), math.Max(big, math.Abs(v))
 			}
-			con[qi*n+i] = best + 4*relSlack*big
+			con[l*n+i] = best + 4*relSlack*big
 		}
 	}
 }
@@ -359,11 +380,21 @@ func (sq *searchQueries) ubs(b boxes, sw func(i int) float64, att, con []float64
 // scratch is one worker's reusable buffers.
 type scratch struct {
 	cx, rx, gcu, gru, alpha, gu, kb, gb, y, xsel, usel []float32
+	gx, gax, gus, gaus                                 []float32 // ubs's selected queries
+	att, con                                           []float64
 	keep                                               []bool
 	toks                                               []int32 // token, position in its step
 	surv                                               []int32
 	live                                               []liveQuery
-	sel                                                []int
+	sel, esel, hs                                      []int
+}
+
+func (w *scratch) f64(p *[]float64, n int) []float64 {
+	if cap(*p) < n {
+		*p = make([]float64, n)
+	}
+	*p = (*p)[:n]
+	return *p
 }
 
 func (w *scratch) f32(p *[]float32, n int) []float32 {

@@ -233,11 +233,13 @@ type searchRun struct {
 	blkDone  []bool     // per block: read
 	// The queues each block was pushed on, with its bound there: a list per block, from
 	// head[b] through cands[·].next (0 ends it; cands[0] is unused).
-	head     []int32
-	cands    []cand
-	stats    ScanStats
-	t0, t1   int // steps in range
-	rowBytes int64
+	head   []int32
+	cands  []cand
+	stats  ScanStats
+	t0, t1 int // steps in range
+	// The whole-step bounds of each query: [q*(t1−t0) + t−t0].
+	stepAtt, stepCon []float64
+	rowBytes         int64
 }
 
 func (r *searchRun) theta(qr int) float64 { return r.hits[qr].min }
@@ -270,7 +272,12 @@ func (r *searchRun) run(ctx context.Context) error {
 	n := r.t1 - r.t0
 	sub := ix.top.sub(r.t0, r.t1)
 	att, con := make([]float64, n*Q), make([]float64, n*Q)
-	r.sq.ubs(sub, func(i int) float64 { return s.SW[r.t0+i] }, att, con, &scratch{})
+	all := make([]int, Q)
+	for qi := range all {
+		all[qi] = qi
+	}
+	r.sq.ubs(sub, func(i int) float64 { return s.SW[r.t0+i] }, all, att, con, &scratch{})
+	r.stepAtt, r.stepCon = att, con
 	for qi := range Q {
 		a, c := make(nodeHeap, 0, n), make(nodeHeap, 0, n)
 		for i := range n {
@@ -381,27 +388,37 @@ func (r *searchRun) round(jobs []int32, ws []scratch) {
 	}
 }
 
-// expand computes the bounds of step t's blocks and returns those that can still enter a
-// queue's top-k.
+// expand computes the bounds of step t's blocks for the queries whose whole-step bound can
+// still enter their top-k, and returns those that can still enter a queue's top-k.
 func (r *searchRun) expand(t int, thr []float64, out []push, w *scratch) []push {
+	nt, it := r.t1-r.t0, t-r.t0
+	sel := w.esel[:0]
+	for qi := range r.sq.qs {
+		if r.stepAtt[qi*nt+it] >= thr[2*qi] || r.stepCon[qi*nt+it] >= thr[2*qi+1] {
+			sel = append(sel, qi)
+		}
+	}
+	w.esel = sel
+	if len(sel) == 0 {
+		return out
+	}
 	b := r.ix.bb.step(t)
 	first := r.ix.sblk[t]
 	n := b.n - 1
-	blk := b.sub(1, b.n)
-	att, con := make([]float64, n*len(r.sq.qs)), make([]float64, n*len(r.sq.qs))
+	att, con := w.f64(&w.att, n*len(sel)), w.f64(&w.con, n*len(sel))
 	sw := r.s.SW[t]
-	r.sq.ubs(blk, func(int) float64 { return sw }, att, con, w)
+	r.sq.ubs(b.sub(1, b.n), func(int) float64 { return sw }, sel, att, con, w)
 	partial := t == r.t0 || t == r.t1-1
 	for i := range n {
 		id := first + int32(i)
 		if partial && !r.inRange(id) {
 			continue
 		}
-		for qi := range r.sq.qs {
-			if a := att[qi*n+i]; a >= thr[2*qi] {
+		for l, qi := range sel {
+			if a := att[l*n+i]; a >= thr[2*qi] {
 				out = append(out, push{2 * qi, node{a, id}})
 			}
-			if c := con[qi*n+i]; c >= thr[2*qi+1] {
+			if c := con[l*n+i]; c >= thr[2*qi+1] {
 				out = append(out, push{2*qi + 1, node{c, id}})
 			}
 		}
