@@ -1,7 +1,6 @@
 package dualmem
 
 import (
-	"container/heap"
 	"context"
 	"fmt"
 	"log/slog"
@@ -42,6 +41,7 @@ type searchIndex struct {
 	perm   []int32 // token indices, block by block, step by step
 	bstart []int32 // per block: its first position in perm; then len(perm)
 	sblk   []int32 // per step: its first block; then the block count
+	bstep  []int32 // per block: its step
 	tstart []int   // per step: its first token; then N
 	top    boxes   // the whole-step box of every step
 }
@@ -68,6 +68,9 @@ func (s *Scanner) buildIndex() *searchIndex {
 			ix.bstart = append(ix.bstart, base+e)
 		}
 		ix.sblk = append(ix.sblk, int32(len(ix.bstart)-1))
+		for range ends {
+			ix.bstep = append(ix.bstep, int32(t))
+		}
 	}
 	ix.bb = m.bounds
 	if bb := ix.bb; bb != nil {
@@ -150,13 +153,57 @@ type node struct {
 	id int32
 }
 
+// nodeHeap is a max-heap of nodes by ub, typed rather than through container/heap: the
+// queues hold every step and pop most of them.
 type nodeHeap []node
 
-func (h nodeHeap) Len() int           { return len(h) }
-func (h nodeHeap) Less(i, j int) bool { return h[i].ub > h[j].ub }
-func (h nodeHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *nodeHeap) Push(x any)        { *h = append(*h, x.(node)) }
-func (h *nodeHeap) Pop() any          { x := (*h)[len(*h)-1]; *h = (*h)[:len(*h)-1]; return x }
+func (h nodeHeap) Len() int { return len(h) }
+
+func (h nodeHeap) init() {
+	for i := len(h)/2 - 1; i >= 0; i-- {
+		h.down(i)
+	}
+}
+
+func (h *nodeHeap) push(n node) {
+	*h = append(*h, n)
+	a := *h
+	for i := len(a) - 1; i > 0; {
+		p := (i - 1) / 2
+		if a[p].ub >= a[i].ub {
+			break
+		}
+		a[p], a[i] = a[i], a[p]
+		i = p
+	}
+}
+
+func (h *nodeHeap) pop() node {
+	a := *h
+	top := a[0]
+	last := len(a) - 1
+	a[0] = a[last]
+	*h = a[:last]
+	(*h).down(0)
+	return top
+}
+
+func (h nodeHeap) down(i int) {
+	for {
+		l := 2*i + 1
+		if l >= len(h) {
+			return
+		}
+		if r := l + 1; r < len(h) && h[r].ub > h[l].ub {
+			l = r
+		}
+		if h[i].ub >= h[l].ub {
+			return
+		}
+		h[i], h[l] = h[l], h[i]
+		i = l
+	}
+}
 
 // push is one node for queue qr found by a worker.
 type push struct {
@@ -285,8 +332,8 @@ func (r *searchRun) run(ctx context.Context) error {
 				a, c = append(a, node{att[qi*n+i], int32(-1 - t)}), append(c, node{con[qi*n+i], int32(-1 - t)})
 			}
 		}
-		heap.Init(&a)
-		heap.Init(&c)
+		a.init()
+		c.init()
 		if !r.skip[0] {
 			r.queues[2*qi] = a
 		}
@@ -308,7 +355,7 @@ func (r *searchRun) run(ctx context.Context) error {
 				if top.ub < r.theta(qr) {
 					break
 				}
-				heap.Pop(q)
+				q.pop()
 				if r.claim(top.id) {
 					continue
 				}
@@ -380,7 +427,7 @@ func (r *searchRun) round(jobs []int32, ws []scratch) {
 	for w := range workers {
 		for _, p := range pushes[w] {
 			if p.n.ub >= r.theta(p.qr) {
-				heap.Push(&r.queues[p.qr], p.n)
+				r.queues[p.qr].push(p.n)
 				r.cands = append(r.cands, cand{ub: p.n.ub, qr: int32(p.qr), next: r.head[p.n.id]})
 				r.head[p.n.id] = int32(len(r.cands) - 1)
 			}
@@ -432,11 +479,12 @@ func (r *searchRun) expand(t int, thr []float64, out []push, w *scratch) []push 
 // still serve read the codes, since the codes cost as many products per query as the keys.
 // With y = r⊙x, the code gives α̃ = c·x + (q·y)/127, and the float32 α that Scan computes is
 // within E = r·|x|·(1/254 + 2γ_d) + boundSlack·γ_d·nk·‖x‖ of it (the code's rounding, the
-// float32 sum of q·y, and α's own rounding), with c·x and r·|x| taken in float64.
+// float32 sum of q·y, and α's own rounding); c·x and r·|x| are taken in float32, within the
+// rest of boundSlack.
 func (r *searchRun) read(b int32, thr []float64, out []found, st *ScanStats, w *scratch) []found {
 	s, sq, ix := r.s, r.sq, r.ix
 	din, dout := s.DIn, s.DOut
-	t := s.StepIndex(int(ix.perm[ix.bstart[b]]))
+	t := int(ix.bstep[b])
 	p0 := ix.bstart[ix.sblk[t]]
 	bx, k := ix.bb.step(t), int(b-ix.sblk[t])+1
 	c, rr := bx.c[k*din:(k+1)*din], bx.r[k*din:(k+1)*din]
@@ -463,25 +511,46 @@ func (r *searchRun) read(b int32, thr []float64, out []found, st *ScanStats, w *
 	}
 	slices.Sort(sel)
 	sel = slices.Compact(sel)
+	if len(sel) == 0 {
+		return out
+	}
+	// c·x and r·|x| (and gc·u, gr·|u|) in float32, the selected queries' rows as the
+	// kernel's keys; their rounding is within boundSlack's margin, as in ubs.
+	L := len(sel)
+	xs, axs := w.f32(&w.gx, L*din), w.f32(&w.gax, L*din)
+	nh := 0
+	for l, qi := range sel {
+		copy(xs[l*din:(l+1)*din], sq.xs[qi*din:])
+		copy(axs[l*din:(l+1)*din], sq.axs[qi*din:])
+		if h := sq.hq[qi]; h >= 0 {
+			w.gus = append(w.gus[:nh*dout], sq.us[h*dout:(h+1)*dout]...)
+			w.gaus = append(w.gaus[:nh*dout], sq.aus[h*dout:(h+1)*dout]...)
+			nh++
+		}
+	}
+	cxs, rxs := w.f32(&w.cx, L), w.f32(&w.rx, L)
+	dotBlockAVX(xs, L, din, c, 1, cxs)
+	dotBlockAVX(axs, L, din, rr, 1, rxs)
+	var gcs, grs []float32
+	if nh > 0 {
+		gcs, grs = w.f32(&w.gcu, nh), w.f32(&w.gru, nh)
+		dotBlockAVX(w.gus, nh, dout, bx.gc[k*dout:(k+1)*dout], 1, gcs)
+		dotBlockAVX(w.gaus, nh, dout, bx.gr[k*dout:(k+1)*dout], 1, grs)
+	}
 	live := w.live[:0]
-	for _, qi := range sel {
+	h := 0
+	for l, qi := range sel {
 		q := sq.qs[qi]
 		ta, tc := thr[2*qi], thr[2*qi+1]
-		var cx, rx float64
-		for i, x := range sq.xs[qi*din : (qi+1)*din] {
-			cx += float64(c[i]) * float64(x)
-			rx += float64(rr[i]) * math.Abs(float64(x))
-		}
+		cx, rx := float64(cxs[l]), float64(rxs[l])
 		e := rx*(1.0/254*(1+1e-6)+2*g) + ga*float64(bx.nk[k])*sq.xn[qi]
 		var gc, gr float64
 		if q.Token >= 0 {
 			gc, gr = float64(bx.gc[k*dout+q.Token]), float64(bx.gr[k*dout+q.Token])
 		} else {
-			for o, u := range q.U {
-				gc += float64(bx.gc[k*dout+o]) * float64(u)
-				gr += float64(bx.gr[k*dout+o]) * math.Abs(float64(u))
-			}
+			gc, gr = float64(gcs[h]), float64(grs[h])
 			gr = math.Min(gr, float64(bx.rg[k])*sq.un[qi]) + gg*float64(bx.ng[k])*sq.un[qi]
+			h++
 		}
 		ge := relSlack * (math.Abs(gc) + gr)
 		// G = s_t·(g·u) lies in [glo, ghi]; α·G is largest at an end of α's interval, times
@@ -505,7 +574,9 @@ func (r *searchRun) read(b int32, thr []float64, out []found, st *ScanStats, w *
 		case tc <= 0: // a zero contribution can still enter
 			lim = math.Inf(-1)
 		}
-		live = append(live, liveQuery{qi: qi, cx: cx, e: e, glo: glo, ghi: ghi, gm: gm, lim: lim})
+		lq := liveQuery{qi: qi, cx: cx, e: e, glo: glo, ghi: ghi, gm: gm}
+		lq.vlo, lq.vhi = pruneRange(cx, e, lim)
+		live = append(live, lq)
 	}
 	w.live = live
 	if len(live) == 0 {
@@ -524,7 +595,7 @@ func (r *searchRun) read(b int32, thr []float64, out []found, st *ScanStats, w *
 			widenI8(cb[i*din:], codes[int(toks[2*i+1])*din:][:din])
 		}
 	}
-	L := len(live)
+	L = len(live)
 	y := w.f32(&w.y, L*din)
 	for li, lq := range live {
 		for i, x := range sq.xs[lq.qi*din : (lq.qi+1)*din] {
@@ -542,11 +613,11 @@ func (r *searchRun) read(b int32, thr []float64, out []found, st *ScanStats, w *
 		ta, tc := thr[2*lq.qi], thr[2*lq.qi+1]
 		kept := false
 		for i, v := range at[li*np : li*np+nb] {
-			a := lq.cx + float64(v)/127
-			ae := lq.e + relSlack*(math.Abs(a)+lq.e)
-			if math.Abs(a)+ae < lq.lim {
+			if v > lq.vlo && v < lq.vhi {
 				continue
 			}
+			a := lq.cx + float64(v)/127
+			ae := lq.e + relSlack*(math.Abs(a)+lq.e)
 			if math.Abs(a)+ae >= ta || conUB(a-ae, a+ae, lq.glo, lq.ghi, lq.gm) >= tc {
 				keep[i], kept = true, true
 			}
@@ -570,10 +641,37 @@ func (r *searchRun) read(b int32, thr []float64, out []found, st *ScanStats, w *
 	return r.refine(surv, sel, thr, out, w)
 }
 
-// liveQuery is a query that block bounds could not rule out, with what its token test needs.
+// liveQuery is a query that block bounds could not rule out, with what its token test
+// needs: a token whose q·y lies in (vlo, vhi) enters neither of its lists.
 type liveQuery struct {
-	qi                       int
-	cx, e, glo, ghi, gm, lim float64
+	qi                  int
+	cx, e, glo, ghi, gm float64
+	vlo, vhi            float32
+}
+
+// pruneRange is the range (vlo, vhi) of v = q·y for which α̃ = cx + v/127 has |α̃| + E
+// below lim, with E = e + relSlack·(|α̃| + e) as in read: |α̃| < m for
+// m = (lim − e·(1+relSlack))/(1+relSlack). It is narrowed by 1e-9 of its scale for the
+// float64 roundings, and its ends rounded inwards to float32; empty when m ≤ 0.
+func pruneRange(cx, e, lim float64) (vlo, vhi float32) {
+	none := [2]float32{float32(math.Inf(1)), float32(math.Inf(-1))}
+	m := (lim - e*(1+relSlack)) / (1 + relSlack)
+	if !(m > 0) || math.IsInf(m, 0) {
+		return none[0], none[1]
+	}
+	d := 1e-9 * (math.Abs(cx) + m)
+	lo, hi := 127*(-m-cx+d), 127*(m-cx-d)
+	if !(lo < hi) {
+		return none[0], none[1]
+	}
+	vlo, vhi = float32(lo), float32(hi)
+	if float64(vlo) < lo {
+		vlo = math.Nextafter32(vlo, float32(math.Inf(1)))
+	}
+	if float64(vhi) > hi {
+		vhi = math.Nextafter32(vhi, float32(math.Inf(-1)))
+	}
+	return vlo, vhi
 }
 
 // conUB bounds α·G over α in [alo, ahi] and G in [glo, ghi] (gm = max |G|).
