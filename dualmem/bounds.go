@@ -149,20 +149,24 @@ func setBox(c, r []float32, lo, hi []float32) (norm float64) {
 	return math.Sqrt(norm) * (1 + 1e-9)
 }
 
-// recordWords is the size of a step's record: its boxes, then its codes.
+// recordWords is the size of a step's record: its boxes, then its key codes and its
+// gradient codes.
 func recordWords(nblk, tokens, din, dout int) int {
-	return boxWords(nblk+1, din, dout) + (tokens*din+3)/4
+	return boxWords(nblk+1, din, dout) + (tokens*(din+dout)+3)/4
 }
 
 // stepRecord computes the record of one step: box 0 is the whole step, then one box per
 // block of stepBlocks; then every token's key as int8 codes in its block's box, in block
 // order: q_i = round(127·(k_i − c_i)/r_i), so k_i = c_i + r_i·q_i/127 + e_i with
-// |e_i| ≤ r_i/254. keys [n, din], grads [n, dout].
+// |e_i| ≤ r_i/254; then every token's gradient the same way in the block's gradient box
+// (a token's own G interval is much tighter than its block's, where contributions are
+// ranked). keys [n, din], grads [n, dout].
 func stepRecord(keys, grads []float32, targets []int32, din, dout int) (rec []float32, nblk int) {
 	perm, ends := stepBlocks(targets, make([]int32, len(targets)), nil)
 	n := len(ends) + 1
 	rec = make([]float32, recordWords(len(ends), len(targets), din, dout))
 	codes := asI8(rec[boxWords(n, din, dout):])
+	codes, gcodes := codes[:len(targets)*din], codes[len(targets)*din:]
 	b := viewBoxes(rec, n, din, dout)
 	klo, khi, glo, ghi := make([]float32, din), make([]float32, din), make([]float32, dout), make([]float32, dout)
 	slo, shi, sglo, sghi := filled(din, inf), filled(din, -inf), filled(dout, inf), filled(dout, -inf)
@@ -181,15 +185,9 @@ func stepRecord(keys, grads []float32, targets []int32, din, dout int) (rec []fl
 		k := bi + 1
 		b.nk[k] = upF32(setBox(b.c[k*din:(k+1)*din], b.r[k*din:(k+1)*din], klo, khi))
 		c, r := b.c[k*din:(k+1)*din], b.r[k*din:(k+1)*din]
-		for p := start; p < end; p++ {
-			code := codes[int(p)*din : int(p+1)*din]
-			for i, v := range keys[int(perm[p])*din : int(perm[p]+1)*din] {
-				if r[i] > 0 {
-					code[i] = int8(max(-127, min(127, math.Round(127*(float64(v)-float64(c[i]))/float64(r[i])))))
-				}
-			}
-		}
+		encode(codes, keys, perm, start, end, c, r)
 		b.ng[k] = upF32(setBox(b.gc[k*dout:(k+1)*dout], b.gr[k*dout:(k+1)*dout], glo, ghi))
+		encode(gcodes, grads, perm, start, end, b.gc[k*dout:(k+1)*dout], b.gr[k*dout:(k+1)*dout])
 		b.rk[k] = ballRadius(keys, perm[start:end], b.c[k*din:(k+1)*din])
 		b.rg[k] = ballRadius(grads, perm[start:end], b.gc[k*dout:(k+1)*dout])
 		unionBox(slo, shi, klo, khi)
@@ -220,6 +218,20 @@ func ballRadius(vs []float32, rows []int32, c []float32) float32 {
 		m = math.Max(m, s)
 	}
 	return upF32(math.Sqrt(m) * (1 + 1e-9))
+}
+
+// encode writes the int8 codes of rows perm[start:end] of vs (len(c) values each) in the box
+// c, r at positions start..end−1 of codes.
+func encode(codes []int8, vs []float32, perm []int32, start, end int32, c, r []float32) {
+	d := len(c)
+	for p := start; p < end; p++ {
+		code := codes[int(p)*d : int(p+1)*d]
+		for i, v := range vs[int(perm[p])*d : int(perm[p]+1)*d] {
+			if r[i] > 0 {
+				code[i] = int8(max(-127, min(127, math.Round(127*(float64(v)-float64(c[i]))/float64(r[i])))))
+			}
+		}
+	}
 }
 
 // minMax widens [lo, hi] per coordinate to hold v (NaNs never widen it).
@@ -263,6 +275,12 @@ type blockBounds struct {
 func (bb *blockBounds) codes(t, tokens int) []int8 {
 	w := bb.words[bb.off[t]+int64(boxWords(int(bb.nblk[t])+1, bb.din, bb.dout)):]
 	return asI8(w)[:tokens*bb.din]
+}
+
+// gcodes is step t's gradient codes (tokens of the step, in block order).
+func (bb *blockBounds) gcodes(t, tokens int) []int8 {
+	w := bb.words[bb.off[t]+int64(boxWords(int(bb.nblk[t])+1, bb.din, bb.dout)):]
+	return asI8(w)[tokens*bb.din : tokens*(bb.din+bb.dout)]
 }
 
 func asI8(w []float32) []int8 {
@@ -381,6 +399,7 @@ func (sq *searchQueries) ubs(b boxes, sw func(i int) float64, sel []int, att, co
 type scratch struct {
 	cx, rx, gcu, gru, alpha, gu, kb, gb, y, xsel, usel []float32
 	gx, gax, gus, gaus                                 []float32 // ubs's selected queries
+	gcb, yg, gat                                       []float32 // gradient codes
 	att, con                                           []float64
 	keep                                               []bool
 	toks                                               []int32 // token, position in its step

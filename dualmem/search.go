@@ -23,8 +23,9 @@ type SearchOptions struct {
 
 // What a search read goes into ScanStats (scanstats.go): BytesTotal is what a full scan
 // reads (4·(DIn+DOut) bytes per token in range); BytesRead counts DIn bytes per token whose
-// int8 codes were read and 4·(DIn+DOut) per token refined in float32, so it can exceed
-// BytesTotal (by DIn/(4·(DIn+DOut))) where nothing prunes. Its blocks are the search's
+// key codes were read, DOut per token whose gradient codes were read for a projection, one
+// per token and token query that read its gradient code, and 4·(DIn+DOut) per token refined
+// in float32, so it can exceed BytesTotal where nothing prunes. Its blocks are the search's
 // (at most 64 tokens of one step), and BlocksRead counts those whose codes were read.
 
 // SearchResult is what Search found for one query. Stats are the batch's: one read serves
@@ -544,11 +545,13 @@ func (r *searchRun) read(b int32, thr []float64, out []found, st *ScanStats, w *
 		ta, tc := thr[2*qi], thr[2*qi+1]
 		cx, rx := float64(cxs[l]), float64(rxs[l])
 		e := rx*(1.0/254*(1+1e-6)+2*g) + ga*float64(bx.nk[k])*sq.xn[qi]
-		var gc, gr float64
+		var gc, gr, gr0 float64 // gr0: gr·|u| alone
 		if q.Token >= 0 {
 			gc, gr = float64(bx.gc[k*dout+q.Token]), float64(bx.gr[k*dout+q.Token])
+			gr0 = gr
 		} else {
 			gc, gr = float64(gcs[h]), float64(grs[h])
+			gr0 = gr
 			gr = math.Min(gr, float64(bx.rg[k])*sq.un[qi]) + gg*float64(bx.ng[k])*sq.un[qi]
 			h++
 		}
@@ -574,7 +577,13 @@ func (r *searchRun) read(b int32, thr []float64, out []found, st *ScanStats, w *
 		case tc <= 0: // a zero contribution can still enter
 			lim = math.Inf(-1)
 		}
-		lq := liveQuery{qi: qi, cx: cx, e: e, glo: glo, ghi: ghi, gm: gm}
+		lq := liveQuery{qi: qi, cx: cx, e: e, glo: glo, ghi: ghi, gm: gm, gc: gc, gr: gr0, hrow: -1}
+		// A gradient code gives g·u to within eg: the code's rounding, and for a projection
+		// the float32 sums as for α (the part for g·u's own rounding is in gr already).
+		lq.eg = gr0*(1.0/254*(1+1e-6)) + relSlack*(math.Abs(gc)+gr0)
+		if q.Token < 0 {
+			lq.eg += gr0*2*gamma(dout) + gg*float64(bx.ng[k])*sq.un[qi]
+		}
 		lq.vlo, lq.vhi = pruneRange(cx, e, lim)
 		live = append(live, lq)
 	}
@@ -604,13 +613,16 @@ func (r *searchRun) read(b int32, thr []float64, out []found, st *ScanStats, w *
 	}
 	at := w.f32(&w.alpha, np*L)
 	dotBlockAVX(cb, np, din, y, L, at)
+	gat := r.gradCodes(t, bx.gr[k*dout:(k+1)*dout], toks, live, thr, st, w)
 	keep := w.keep[:0]
 	for range nb {
 		keep = append(keep, false)
 	}
+	gcodes := ix.bb.gcodes(t, ix.tstart[t+1]-ix.tstart[t])
 	sel = sel[:0]
 	for li, lq := range live {
 		ta, tc := thr[2*lq.qi], thr[2*lq.qi+1]
+		tok := sq.qs[lq.qi].Token
 		kept := false
 		for i, v := range at[li*np : li*np+nb] {
 			if v > lq.vlo && v < lq.vhi {
@@ -618,7 +630,28 @@ func (r *searchRun) read(b int32, thr []float64, out []found, st *ScanStats, w *
 			}
 			a := lq.cx + float64(v)/127
 			ae := lq.e + relSlack*(math.Abs(a)+lq.e)
-			if math.Abs(a)+ae >= ta || conUB(a-ae, a+ae, lq.glo, lq.ghi, lq.gm) >= tc {
+			if math.Abs(a)+ae >= ta {
+				keep[i], kept = true, true
+				continue
+			}
+			glo, ghi, gm := lq.glo, lq.ghi, lq.gm
+			if !math.IsInf(tc, 1) { // the token's own G interval from its gradient code
+				var gu float64
+				if tok >= 0 {
+					gu = lq.gc + lq.gr*float64(gcodes[int(toks[2*i+1])*dout+tok])/127
+				} else {
+					gu = lq.gc + float64(gat[lq.hrow*np+i])/127
+				}
+				l, h := sw*(gu-lq.eg), sw*(gu+lq.eg)
+				if l > h {
+					l, h = h, l
+				}
+				sl := relSlack * (math.Abs(l) + math.Abs(h))
+				if l, h = max(glo, l-sl), min(ghi, h+sl); l <= h {
+					glo, ghi, gm = l, h, max(-l, h)
+				}
+			}
+			if conUB(a-ae, a+ae, glo, ghi, gm) >= tc {
 				keep[i], kept = true, true
 			}
 		}
@@ -647,6 +680,60 @@ type liveQuery struct {
 	qi                  int
 	cx, e, glo, ghi, gm float64
 	vlo, vhi            float32
+	// For the token's own G: g·u ≈ gc + (code·(gr⊙u))/127 within eg (for a token query,
+	// gc + gr·code/127); hrow is the query's row in gradCodes' products, or −1.
+	gc, gr, eg float64
+	hrow       int
+}
+
+// gradCodes returns the products of block tokens toks' (token, position pairs) gradient
+// codes with gr⊙u (gr the block's gradient radii) for the live projection queries that rank
+// by contribution, [hrow·np + i], setting their hrow; nil when there are none. It counts
+// what the token queries read of the codes too (a byte per token each).
+func (r *searchRun) gradCodes(t int, gr []float32, toks []int32, live []liveQuery, thr []float64, st *ScanStats, w *scratch) []float32 {
+	ix, sq := r.ix, r.sq
+	dout := r.s.DOut
+	nb := len(toks) / 2
+	np := (nb + 3) &^ 3
+	H := 0
+	for li := range live {
+		qi := live[li].qi
+		if math.IsInf(thr[2*qi+1], 1) {
+			continue
+		}
+		if sq.qs[qi].Token >= 0 {
+			st.BytesRead += int64(nb)
+			continue
+		}
+		live[li].hrow = H
+		H++
+	}
+	if H == 0 {
+		return nil
+	}
+	st.BytesRead += int64(nb * dout)
+	gcodes := ix.bb.gcodes(t, ix.tstart[t+1]-ix.tstart[t])
+	gb := w.f32(&w.gcb, np*dout)
+	clear(gb[nb*dout:])
+	if p := int(toks[1]); int(toks[2*nb-1]) == p+nb-1 {
+		widenI8(gb, gcodes[p*dout:(p+nb)*dout])
+	} else {
+		for i := range nb {
+			widenI8(gb[i*dout:], gcodes[int(toks[2*i+1])*dout:][:dout])
+		}
+	}
+	yg := w.f32(&w.yg, H*dout)
+	for _, lq := range live {
+		if lq.hrow >= 0 {
+			u := sq.qs[lq.qi].U
+			for o, g := range gr {
+				yg[lq.hrow*dout+o] = g * u[o]
+			}
+		}
+	}
+	gat := w.f32(&w.gat, np*H)
+	dotBlockAVX(gb, np, dout, yg, H, gat)
+	return gat
 }
 
 // pruneRange is the range (vlo, vhi) of v = q·y for which α̃ = cx + v/127 has |α̃| + E
