@@ -585,50 +585,8 @@ func (r *searchRun) read(b int32, thr []float64, out []found, st *ScanStats, w *
 			lq.eg += gr0*2*gamma(dout) + gg*float64(bx.ng[k])*sq.un[qi]
 		}
 		lq.vlo, lq.vhi = pruneRange(cx, e, lim)
-		lq.bw = bw
 		live = append(live, lq)
 	}
-	if len(live) == 0 {
-		w.live = live
-		return out
-	}
-	// The gradient codes first: a query that only the contribution can serve, and for which
-	// no token's own G interval times the block's α interval reaches its k-th best, leaves
-	// before the key codes (which cost DIn products a token, against DOut or one here).
-	gat := r.gradCodes(t, bx.gr[k*dout:(k+1)*dout], toks, live, thr, st, w)
-	gcodes := ix.bb.gcodes(t, ix.tstart[t+1]-ix.tstart[t])
-	np := (nb + 3) &^ 3
-	tokenG := func(lq *liveQuery, i int) (glo, ghi, gm float64) {
-		var gu float64
-		if tok := sq.qs[lq.qi].Token; tok >= 0 {
-			gu = lq.gc + lq.gr*float64(gcodes[int(toks[2*i+1])*dout+tok])/127
-		} else {
-			gu = lq.gc + float64(gat[lq.hrow*np+i])/127
-		}
-		l, h := sw*(gu-lq.eg), sw*(gu+lq.eg)
-		if l > h {
-			l, h = h, l
-		}
-		sl := relSlack * (math.Abs(l) + math.Abs(h))
-		if l, h = max(lq.glo, l-sl), min(lq.ghi, h+sl); l <= h {
-			return l, h, max(-l, h)
-		}
-		return lq.glo, lq.ghi, lq.gm
-	}
-	serving := live[:0]
-	for li := range live {
-		lq := &live[li]
-		ta, tc := thr[2*lq.qi], thr[2*lq.qi+1]
-		serve := math.Abs(lq.cx)+lq.bw >= ta
-		for i := 0; !serve && !math.IsInf(tc, 1) && i < nb; i++ {
-			glo, ghi, gm := tokenG(lq, i)
-			serve = conUB(lq.cx-lq.bw, lq.cx+lq.bw, glo, ghi, gm) >= tc
-		}
-		if serve {
-			serving = append(serving, *lq)
-		}
-	}
-	live = serving
 	w.live = live
 	if len(live) == 0 {
 		return out
@@ -636,6 +594,7 @@ func (r *searchRun) read(b int32, thr []float64, out []found, st *ScanStats, w *
 	st.BlocksRead++
 	st.BytesRead += int64(nb * din)
 	codes := ix.bb.codes(t, ix.tstart[t+1]-ix.tstart[t])
+	np := (nb + 3) &^ 3
 	cb := w.f32(&w.kb, np*din)
 	clear(cb[nb*din:])
 	if p := int(toks[1]); int(toks[2*nb-1]) == p+nb-1 { // the block's tokens, in a row
@@ -654,14 +613,16 @@ func (r *searchRun) read(b int32, thr []float64, out []found, st *ScanStats, w *
 	}
 	at := w.f32(&w.alpha, np*L)
 	dotBlockAVX(cb, np, din, y, L, at)
+	gat := r.gradCodes(t, bx.gr[k*dout:(k+1)*dout], toks, live, thr, st, w)
 	keep := w.keep[:0]
 	for range nb {
 		keep = append(keep, false)
 	}
+	gcodes := ix.bb.gcodes(t, ix.tstart[t+1]-ix.tstart[t])
 	sel = sel[:0]
-	for li := range live {
-		lq := &live[li]
+	for li, lq := range live {
 		ta, tc := thr[2*lq.qi], thr[2*lq.qi+1]
+		tok := sq.qs[lq.qi].Token
 		kept := false
 		for i, v := range at[li*np : li*np+nb] {
 			if v > lq.vlo && v < lq.vhi {
@@ -673,10 +634,23 @@ func (r *searchRun) read(b int32, thr []float64, out []found, st *ScanStats, w *
 				keep[i], kept = true, true
 				continue
 			}
-			if math.IsInf(tc, 1) {
-				continue
+			glo, ghi, gm := lq.glo, lq.ghi, lq.gm
+			if !math.IsInf(tc, 1) { // the token's own G interval from its gradient code
+				var gu float64
+				if tok >= 0 {
+					gu = lq.gc + lq.gr*float64(gcodes[int(toks[2*i+1])*dout+tok])/127
+				} else {
+					gu = lq.gc + float64(gat[lq.hrow*np+i])/127
+				}
+				l, h := sw*(gu-lq.eg), sw*(gu+lq.eg)
+				if l > h {
+					l, h = h, l
+				}
+				sl := relSlack * (math.Abs(l) + math.Abs(h))
+				if l, h = max(glo, l-sl), min(ghi, h+sl); l <= h {
+					glo, ghi, gm = l, h, max(-l, h)
+				}
 			}
-			glo, ghi, gm := tokenG(lq, i)
 			if conUB(a-ae, a+ae, glo, ghi, gm) >= tc {
 				keep[i], kept = true, true
 			}
@@ -710,7 +684,6 @@ type liveQuery struct {
 	// gc + gr·code/127); hrow is the query's row in gradCodes' products, or −1.
 	gc, gr, eg float64
 	hrow       int
-	bw         float64 // the half-width of the block's α interval about cx
 }
 
 // gradCodes returns the products of block tokens toks' (token, position pairs) gradient
