@@ -278,4 +278,18 @@ func TestSearchBoundsFiles(t *testing.T) {
 	if b, err := os.ReadFile(path); err != nil || !bytes.Equal(b, orig["block0.ff1"]) {
 		t.Fatalf("rebuilt block0.ff1.bounds differs from the appended one (%v)", err)
 	}
+
+	// A file of the earlier format (no balls, no gradient codes) is rebuilt, not misread.
+	old := append([]byte("SPBND001"), orig["out"][8:]...)
+	if err := os.WriteFile(filepath.Join(seg, "out.bounds"), old, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, mems = open(false)
+	if layer(s, mems, "out").bounds == nil {
+		t.Fatal("old-format bounds not rebuilt")
+	}
+	s.Close()
+	if b, err := os.ReadFile(filepath.Join(seg, "out.bounds")); err != nil || !bytes.Equal(b, orig["out"]) {
+		t.Fatalf("rebuilt out.bounds differs from the appended one (%v)", err)
+	}
 }
