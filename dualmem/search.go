@@ -22,9 +22,9 @@ type SearchOptions struct {
 
 // What a search read goes into ScanStats (scanstats.go): BytesTotal is what a full scan
 // reads (4·(DIn+DOut) bytes per token in range); BytesRead counts DIn bytes per token whose
-// key codes were read, DOut per token whose gradient codes were read for a projection, one
-// per token and token query that read its gradient code, and 4·(DIn+DOut) per token refined
-// in float32, so it can exceed BytesTotal where nothing prunes. Its blocks are the search's
+// key codes were read, up to DOut per token whose gradient codes were read (the whole row
+// for a projection, a byte per token query), and 4·(DIn+DOut) per token refined in float32,
+// so it can exceed BytesTotal (by a quarter) where nothing prunes. Its blocks are the search's
 // (at most 64 tokens of one step), and BlocksRead counts those whose codes were read.
 
 // SearchResult is what Search found for one query. Stats are the batch's: one read serves

@@ -223,29 +223,33 @@ type liveQuery struct {
 // gradCodes returns the products of block tokens toks' (token, position pairs) gradient
 // codes with gr⊙u (gr the block's gradient radii) for the live projection queries that rank
 // by contribution, [hrow·np + i], setting their hrow; nil when there are none. It counts
-// what the token queries read of the codes too (a byte per token each).
+// what was read of the codes: a token's whole row for a projection, else a byte per token
+// query (at most the row).
 func (r *searchRun) gradCodes(t int, gr []float32, toks []int32, live []liveQuery, thr []float64, st *ScanStats, w *scratch) []float32 {
 	ix, sq := r.ix, r.sq
 	dout := r.s.DOut
 	nb := len(toks) / 2
 	np := (nb + 3) &^ 3
-	H := 0
+	H, tq := 0, 0
 	for li := range live {
 		qi := live[li].qi
 		if math.IsInf(thr[2*qi+1], 1) {
 			continue
 		}
 		if sq.qs[qi].Token >= 0 {
-			st.BytesRead += int64(nb)
+			tq++
 			continue
 		}
 		live[li].hrow = H
 		H++
 	}
+	if H > 0 {
+		tq = dout
+	}
+	st.BytesRead += int64(nb * min(tq, dout))
 	if H == 0 {
 		return nil
 	}
-	st.BytesRead += int64(nb * dout)
 	gcodes := ix.bb.gcodes(t, ix.tstart[t+1]-ix.tstart[t])
 	gb := w.f32(&w.gcb, np*dout)
 	clear(gb[nb*dout:])

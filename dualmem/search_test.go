@@ -137,7 +137,7 @@ func checkSearch(t *testing.T, mems []*LayerMemory, meta Meta, rng *rand.Rand) {
 				if to == 0 {
 					to = N
 				}
-				if st.BytesTotal != int64(to-rg[0])*int64(4*(s.DIn+s.DOut)) || st.BytesRead > st.BytesTotal+int64(to-rg[0])*int64(s.DIn+s.DOut+len(qs)) || st.BlocksRead > st.BlocksTotal {
+				if st.BytesTotal != int64(to-rg[0])*int64(4*(s.DIn+s.DOut)) || st.BytesRead > st.BytesTotal+int64(to-rg[0])*int64(s.DIn+s.DOut) || st.BlocksRead > st.BlocksTotal {
 					t.Fatalf("%s [%d,%d) k=%d: stats %+v", m.Spec.Name, rg[0], rg[1], k, st)
 				}
 				if rg == [2]int{0, 0} {
