@@ -8,8 +8,8 @@ import (
 // The token level of Search: a block's codes bound each token's α and contribution, and
 // the survivors are read in float32 as Scan reads them.
 
-// read bounds the α of block b's tokens in range from their int8 codes and refines those
-// whose bound can still enter a queue's top-k. Each query first bounds the whole block at
+// read bounds the α and G of block b's tokens in range from their int8 key and gradient
+// codes and refines those whose bound can still enter a queue's top-k. Each query first bounds the whole block at
 // the current thresholds (the box and the ball, see bounds.go); only the queries it can
 // still serve read the codes, since the codes cost as many products per query as the keys.
 // With y = r⊙x, the code gives α̃ = c·x + (q·y)/127, and the float32 α that Scan computes is
@@ -112,8 +112,8 @@ func (r *searchRun) read(b int32, thr []float64, out []found, st *ScanStats, w *
 			lim = math.Inf(-1)
 		}
 		lq := liveQuery{qi: qi, cx: cx, e: e, glo: glo, ghi: ghi, gm: gm, gc: gc, gr: gr0, hrow: -1}
-		// A gradient code gives g·u to within eg: the code's rounding, and for a projection
-		// the float32 sums as for α (the part for g·u's own rounding is in gr already).
+		// A token's gradient code gives its g·u to within eg: the code's rounding, and for a
+		// projection the float32 sums, as for α (code·(gr⊙u), gc·u, and g·u's own).
 		lq.eg = gr0*(1.0/254*(1+1e-6)) + relSlack*(math.Abs(gc)+gr0)
 		if q.Token < 0 {
 			lq.eg += gr0*2*gamma(dout) + gg*float64(bx.ng[k])*sq.un[qi]
