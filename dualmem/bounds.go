@@ -34,9 +34,9 @@ import (
 // slack for the float64 rounding of those products.
 //
 // Three levels are searched best-first: a whole step's box, its blocks' boxes, then each
-// token's int8 code in its block's box (see stepRecord and searchRun.read), which bounds
-// its α to within r·|x|/254 plus rounding; only tokens still able to enter a top-k are read
-// in float32.
+// token's int8 codes in its block's boxes (see stepRecord and searchRun.read), which bound
+// its α to within r·|x|/254 and its g·u to within gr·|u|/254, plus rounding; only tokens
+// still able to enter a top-k are read in float32.
 const (
 	boundsBlock = 64
 	boundSlack  = 4     // times γ_d·nk·‖x‖: 2 is the proven error, the rest is margin
@@ -204,8 +204,8 @@ func stepRecord(keys, grads []float32, targets []int32, din, dout int) (rec []fl
 }
 
 // ballRadius is an upper bound, in float32, of ‖v_j − c‖₂ over the rows j of vs (each of
-// len(c) values) listed in rows. The differences of float32 values are exact in float64 and
-// the sum of their squares is within a few d·2⁻⁵³ of the real one: 1e-9 covers it.
+// len(c) values) listed in rows. The differences, squares and sum in float64 are within a
+// few d·2⁻⁵³ of the real ones, relatively: 1e-9 covers it.
 func ballRadius(vs []float32, rows []int32, c []float32) float32 {
 	d := len(c)
 	var m float64
