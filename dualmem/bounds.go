@@ -3,6 +3,7 @@ package dualmem
 import (
 	"math"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -16,10 +17,13 @@ import (
 //
 // A box is a centre c and radius r per coordinate such that every key k of the block has
 // |k_i − c_i| ≤ r_i exactly; gc, gr do the same for the gradients; nk ≥ ‖|c|+r‖₂ and
-// ng ≥ ‖|gc|+gr‖₂. Why the bounds hold: for a key k in the box and a query x, exactly
+// ng ≥ ‖|gc|+gr‖₂; rk ≥ ‖k − c‖₂ for every key (a ball about the same centre) and rg the
+// same for the gradients. Why the bounds hold: for a key k in the box and a query x, exactly
 //
-//	c·x − r·|x| ≤ k·x ≤ c·x + r·|x|,
+//	c·x − w ≤ k·x ≤ c·x + w, w = min(r·|x|, rk·‖x‖),
 //
+// (the box and Cauchy–Schwarz: the keys are spread, not clustered, so the ball is often the
+// tighter of the two, and taking both costs one product)
 // and a float32 dot product of d terms (any order, fused or not) is within
 // γ_d·Σ|k_i x_i| ≤ γ_d·nk·‖x‖ of the real one (γ_d = d·u/(1−d·u), u = 2⁻²⁴). c·x and r·|x|
 // are computed in float32 too, within the same error together, so the float32 α that Scan
@@ -30,9 +34,9 @@ import (
 // slack for the float64 rounding of those products.
 //
 // Three levels are searched best-first: a whole step's box, its blocks' boxes, then each
-// token's int8 code in its block's box (see stepRecord and searchRun.read), which bounds
-// its α to within r·|x|/254 plus rounding; only tokens still able to enter a top-k are read
-// in float32.
+// token's int8 codes in its block's boxes (see stepRecord and searchRun.read), which bound
+// its α to within r·|x|/254 and its g·u to within gr·|u|/254, plus rounding; only tokens
+// still able to enter a top-k are read in float32.
 const (
 	boundsBlock = 64
 	boundSlack  = 4     // times γ_d·nk·‖x‖: 2 is the proven error, the rest is margin
@@ -97,13 +101,20 @@ func stepBlocks(targets []int32, perm []int32, ends []int32) ([]int32, []int32) 
 	return perm, ends
 }
 
-// boxes is a view of n boxes laid out as C[n][din] R[n][din] GC[n][dout] GR[n][dout] NK[n] NG[n].
+// boxes is a view of n boxes laid out as C[n][din] R[n][din] GC[n][dout] GR[n][dout] NK[n]
+// NG[n] RK[n] RG[n].
 type boxes struct {
-	n, din, dout         int
-	c, r, gc, gr, nk, ng []float32
+	n, din, dout                 int
+	c, r, gc, gr, nk, ng, rk, rg []float32
 }
 
-func boxWords(n, din, dout int) int { return n * (2*din + 2*dout + 2) }
+func boxWords(n, din, dout int) int { return n * (2*din + 2*dout + 4) }
+
+// sub is boxes [a, e) of b.
+func (b boxes) sub(a, e int) boxes {
+	return boxes{n: e - a, din: b.din, dout: b.dout, c: b.c[a*b.din : e*b.din], r: b.r[a*b.din : e*b.din],
+		gc: b.gc[a*b.dout : e*b.dout], gr: b.gr[a*b.dout : e*b.dout], nk: b.nk[a:e], ng: b.ng[a:e], rk: b.rk[a:e], rg: b.rg[a:e]}
+}
 
 func viewBoxes(w []float32, n, din, dout int) boxes {
 	b := boxes{n: n, din: din, dout: dout}
@@ -111,7 +122,7 @@ func viewBoxes(w []float32, n, din, dout int) boxes {
 	b.r, w = w[:n*din], w[n*din:]
 	b.gc, w = w[:n*dout], w[n*dout:]
 	b.gr, w = w[:n*dout], w[n*dout:]
-	b.nk, b.ng = w[:n], w[n:2*n]
+	b.nk, b.ng, b.rk, b.rg = w[:n], w[n:2*n], w[2*n:3*n], w[3*n:4*n]
 	return b
 }
 
@@ -138,20 +149,24 @@ func setBox(c, r []float32, lo, hi []float32) (norm float64) {
 	return math.Sqrt(norm) * (1 + 1e-9)
 }
 
-// recordWords is the size of a step's record: its boxes, then its codes.
+// recordWords is the size of a step's record: its boxes, then its key codes and its
+// gradient codes.
 func recordWords(nblk, tokens, din, dout int) int {
-	return boxWords(nblk+1, din, dout) + (tokens*din+3)/4
+	return boxWords(nblk+1, din, dout) + (tokens*(din+dout)+3)/4
 }
 
 // stepRecord computes the record of one step: box 0 is the whole step, then one box per
 // block of stepBlocks; then every token's key as int8 codes in its block's box, in block
 // order: q_i = round(127·(k_i − c_i)/r_i), so k_i = c_i + r_i·q_i/127 + e_i with
-// |e_i| ≤ r_i/254. keys [n, din], grads [n, dout].
+// |e_i| ≤ r_i/254; then every token's gradient the same way in the block's gradient box
+// (a token's own G interval is much tighter than its block's, where contributions are
+// ranked). keys [n, din], grads [n, dout].
 func stepRecord(keys, grads []float32, targets []int32, din, dout int) (rec []float32, nblk int) {
 	perm, ends := stepBlocks(targets, make([]int32, len(targets)), nil)
 	n := len(ends) + 1
 	rec = make([]float32, recordWords(len(ends), len(targets), din, dout))
 	codes := asI8(rec[boxWords(n, din, dout):])
+	codes, gcodes := codes[:len(targets)*din], codes[len(targets)*din:]
 	b := viewBoxes(rec, n, din, dout)
 	klo, khi, glo, ghi := make([]float32, din), make([]float32, din), make([]float32, dout), make([]float32, dout)
 	slo, shi, sglo, sghi := filled(din, inf), filled(din, -inf), filled(dout, inf), filled(dout, -inf)
@@ -170,15 +185,11 @@ func stepRecord(keys, grads []float32, targets []int32, din, dout int) (rec []fl
 		k := bi + 1
 		b.nk[k] = upF32(setBox(b.c[k*din:(k+1)*din], b.r[k*din:(k+1)*din], klo, khi))
 		c, r := b.c[k*din:(k+1)*din], b.r[k*din:(k+1)*din]
-		for p := start; p < end; p++ {
-			code := codes[int(p)*din : int(p+1)*din]
-			for i, v := range keys[int(perm[p])*din : int(perm[p]+1)*din] {
-				if r[i] > 0 {
-					code[i] = int8(max(-127, min(127, math.Round(127*(float64(v)-float64(c[i]))/float64(r[i])))))
-				}
-			}
-		}
+		encode(codes, keys, perm, start, end, c, r)
 		b.ng[k] = upF32(setBox(b.gc[k*dout:(k+1)*dout], b.gr[k*dout:(k+1)*dout], glo, ghi))
+		encode(gcodes, grads, perm, start, end, b.gc[k*dout:(k+1)*dout], b.gr[k*dout:(k+1)*dout])
+		b.rk[k] = ballRadius(keys, perm[start:end], b.c[k*din:(k+1)*din])
+		b.rg[k] = ballRadius(grads, perm[start:end], b.gc[k*dout:(k+1)*dout])
 		unionBox(slo, shi, klo, khi)
 		unionBox(sglo, sghi, glo, ghi)
 		start = end
@@ -186,8 +197,41 @@ func stepRecord(keys, grads []float32, targets []int32, din, dout int) (rec []fl
 	if len(ends) > 0 {
 		b.nk[0] = upF32(setBox(b.c[:din], b.r[:din], slo, shi))
 		b.ng[0] = upF32(setBox(b.gc[:dout], b.gr[:dout], sglo, sghi))
+		b.rk[0] = ballRadius(keys, perm, b.c[:din])
+		b.rg[0] = ballRadius(grads, perm, b.gc[:dout])
 	}
 	return rec, len(ends)
+}
+
+// ballRadius is an upper bound, in float32, of ‖v_j − c‖₂ over the rows j of vs (each of
+// len(c) values) listed in rows. The differences, squares and sum in float64 are within a
+// few d·2⁻⁵³ of the real ones, relatively: 1e-9 covers it.
+func ballRadius(vs []float32, rows []int32, c []float32) float32 {
+	d := len(c)
+	var m float64
+	for _, j := range rows {
+		var s float64
+		for i, v := range vs[int(j)*d : int(j+1)*d] {
+			e := float64(v) - float64(c[i])
+			s += e * e
+		}
+		m = math.Max(m, s)
+	}
+	return upF32(math.Sqrt(m) * (1 + 1e-9))
+}
+
+// encode writes the int8 codes of rows perm[start:end] of vs (len(c) values each) in the box
+// c, r at positions start..end−1 of codes.
+func encode(codes []int8, vs []float32, perm []int32, start, end int32, c, r []float32) {
+	d := len(c)
+	for p := start; p < end; p++ {
+		code := codes[int(p)*d : int(p+1)*d]
+		for i, v := range vs[int(perm[p])*d : int(perm[p]+1)*d] {
+			if r[i] > 0 {
+				code[i] = int8(max(-127, min(127, math.Round(127*(float64(v)-float64(c[i]))/float64(r[i])))))
+			}
+		}
+	}
 }
 
 // minMax widens [lo, hi] per coordinate to hold v (NaNs never widen it).
@@ -231,6 +275,12 @@ type blockBounds struct {
 func (bb *blockBounds) codes(t, tokens int) []int8 {
 	w := bb.words[bb.off[t]+int64(boxWords(int(bb.nblk[t])+1, bb.din, bb.dout)):]
 	return asI8(w)[:tokens*bb.din]
+}
+
+// gcodes is step t's gradient codes (tokens of the step, in block order).
+func (bb *blockBounds) gcodes(t, tokens int) []int8 {
+	w := bb.words[bb.off[t]+int64(boxWords(int(bb.nblk[t])+1, bb.din, bb.dout)):]
+	return asI8(w)[tokens*bb.din : tokens*(bb.din+bb.dout)]
 }
 
 func asI8(w []float32) []int8 {
@@ -282,33 +332,55 @@ func computeBounds(m *LayerMemory) *blockBounds {
 	return bb
 }
 
-// ubs sets, for boxes b (all of step scale sw[i]) and the queries of sq, the upper bounds
-// att[q*n+i] of |α| and con[q*n+i] of the contribution (see the comment at the top).
-// Scratch buffers come from w.
-func (sq *searchQueries) ubs(b boxes, sw func(i int) float64, att, con []float64, w *scratch) {
-	n, Q := b.n, len(sq.qs)
-	cx, rx := w.f32(&w.cx, n*Q), w.f32(&w.rx, n*Q)
-	dotBlockAVX(b.c, n, b.din, sq.xs, Q, cx)
-	dotBlockAVX(b.r, n, b.din, sq.axs, Q, rx)
-	var gcu, gru []float32
-	if sq.nh > 0 {
-		gcu, gru = w.f32(&w.gcu, n*sq.nh), w.f32(&w.gru, n*sq.nh)
-		dotBlockAVX(b.gc, n, b.dout, sq.us, sq.nh, gcu)
-		dotBlockAVX(b.gr, n, b.dout, sq.aus, sq.nh, gru)
+// ubs sets, for boxes b (all of step scale sw[i]) and the queries sel of sq, the upper
+// bounds att[l*n+i] of |α| and con[l*n+i] of the contribution of query sel[l] (see the
+// comment at the top). Scratch buffers come from w.
+func (sq *searchQueries) ubs(b boxes, sw func(i int) float64, sel []int, att, con []float64, w *scratch) {
+	n, L, din, dout := b.n, len(sel), b.din, b.dout
+	xs, axs := w.f32(&w.gx, L*din), w.f32(&w.gax, L*din)
+	hs := w.hs[:0] // per selected query: its row of us, or −1
+	for l, qi := range sel {
+		copy(xs[l*din:(l+1)*din], sq.xs[qi*din:])
+		copy(axs[l*din:(l+1)*din], sq.axs[qi*din:])
+		if sq.hq[qi] >= 0 {
+			hs = append(hs, len(hs))
+		} else {
+			hs = append(hs, -1)
+		}
 	}
-	ga, gg := boundSlack*gamma(b.din), boundSlack*gamma(b.dout)
-	for qi, q := range sq.qs {
+	w.hs = hs
+	cx, rx := w.f32(&w.cx, n*L), w.f32(&w.rx, n*L)
+	dotBlockAVX(b.c, n, din, xs, L, cx)
+	dotBlockAVX(b.r, n, din, axs, L, rx)
+	var gcu, gru []float32
+	if nh := slices.Max(hs) + 1; nh > 0 {
+		us, aus := w.f32(&w.gus, nh*dout), w.f32(&w.gaus, nh*dout)
+		for l, qi := range sel {
+			if h := hs[l]; h >= 0 {
+				copy(us[h*dout:(h+1)*dout], sq.us[sq.hq[qi]*dout:])
+				copy(aus[h*dout:(h+1)*dout], sq.aus[sq.hq[qi]*dout:])
+			}
+		}
+		gcu, gru = w.f32(&w.gcu, n*nh), w.f32(&w.gru, n*nh)
+		dotBlockAVX(b.gc, n, dout, us, nh, gcu)
+		dotBlockAVX(b.gr, n, dout, aus, nh, gru)
+	}
+	ga, gg := boundSlack*gamma(din), boundSlack*gamma(dout)
+	for l, qi := range sel {
+		q := sq.qs[qi]
 		for i := range n {
-			c, r := float64(cx[qi*n+i]), float64(rx[qi*n+i])+ga*float64(b.nk[i])*sq.xn[qi]
+			c := float64(cx[l*n+i])
+			r := math.Min(float64(rx[l*n+i]), float64(b.rk[i])*sq.xn[qi]) + ga*float64(b.nk[i])*sq.xn[qi]
 			e := relSlack * (math.Abs(c) + r)
 			alo, ahi := c-r-e, c+r+e
-			att[qi*n+i] = math.Max(math.Abs(alo), math.Abs(ahi))
+			att[l*n+i] = math.Max(math.Abs(alo), math.Abs(ahi))
 			var gc, gr float64
 			if q.Token >= 0 {
-				gc, gr = float64(b.gc[i*b.dout+q.Token]), float64(b.gr[i*b.dout+q.Token])
+				gc, gr = float64(b.gc[i*dout+q.Token]), float64(b.gr[i*dout+q.Token])
 			} else {
-				h := sq.hq[qi]
-				gc, gr = float64(gcu[h*n+i]), float64(gru[h*n+i])+gg*float64(b.ng[i])*sq.un[qi]
+				h := hs[l]
+				gc = float64(gcu[h*n+i])
+				gr = math.Min(float64(gru[h*n+i]), float64(b.rg[i])*sq.un[qi]) + gg*float64(b.ng[i])*sq.un[qi]
 			}
 			e = relSlack * (math.Abs(gc) + gr)
 			glo, ghi := gc-gr-e, gc+gr+e
@@ -318,16 +390,30 @@ func (sq *searchQueries) ubs(b boxes, sw func(i int) float64, att, con []float64
 			for _, v := range p {
 				best, big = math.Max(best, v), math.Max(big, math.Abs(v))
 			}
-			con[qi*n+i] = best + 4*relSlack*big
+			con[l*n+i] = best + 4*relSlack*big
 		}
 	}
 }
 
 // scratch is one worker's reusable buffers.
 type scratch struct {
-	cx, rx, gcu, gru, alpha, gu, kb, gb, y []float32
-	keep                                   []bool
-	toks                                   []int32 // token, position in its step
+	cx, rx, gcu, gru, alpha, gu, kb, gb, y, xsel, usel []float32
+	gx, gax, gus, gaus                                 []float32 // ubs's selected queries
+	gcb, yg, gat                                       []float32 // gradient codes
+	att, con                                           []float64
+	keep                                               []bool
+	toks                                               []int32 // token, position in its step
+	surv                                               []int32
+	live                                               []liveQuery
+	sel, esel, hs                                      []int
+}
+
+func (w *scratch) f64(p *[]float64, n int) []float64 {
+	if cap(*p) < n {
+		*p = make([]float64, n)
+	}
+	*p = (*p)[:n]
+	return *p
 }
 
 func (w *scratch) f32(p *[]float32, n int) []float32 {
@@ -336,4 +422,12 @@ func (w *scratch) f32(p *[]float32, n int) []float32 {
 	}
 	*p = (*p)[:n]
 	return *p
+}
+
+// widenI8Go is widenI8 in Go (the fallback, and the tail the kernel leaves).
+func widenI8Go(dst []float32, src []int8) {
+	dst = dst[:len(src)]
+	for i, q := range src {
+		dst[i] = float32(q)
+	}
 }

@@ -20,7 +20,7 @@ import (
 // on a read-only open): a bad bounds file costs time, never a wrong answer.
 const boundsHeader = 32
 
-var boundsMagic = []byte("SPBND001")
+var boundsMagic = []byte("SPBND002")
 
 // boundsFile is one layer's bounds sidecar.
 type boundsFile struct {

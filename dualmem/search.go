@@ -1,7 +1,6 @@
 package dualmem
 
 import (
-	"container/heap"
 	"context"
 	"fmt"
 	"log/slog"
@@ -23,8 +22,9 @@ type SearchOptions struct {
 
 // What a search read goes into ScanStats (scanstats.go): BytesTotal is what a full scan
 // reads (4·(DIn+DOut) bytes per token in range); BytesRead counts DIn bytes per token whose
-// int8 codes were read and 4·(DIn+DOut) per token refined in float32, so it can exceed
-// BytesTotal (by DIn/(4·(DIn+DOut))) where nothing prunes. Its blocks are the search's
+// key codes were read, up to DOut per token whose gradient codes were read (the whole row
+// for a projection, a byte per token query), and 4·(DIn+DOut) per token refined in float32,
+// so it can exceed BytesTotal (by a quarter) where nothing prunes. Its blocks are the search's
 // (at most 64 tokens of one step), and BlocksRead counts those whose codes were read.
 
 // SearchResult is what Search found for one query. Stats are the batch's: one read serves
@@ -41,6 +41,7 @@ type searchIndex struct {
 	perm   []int32 // token indices, block by block, step by step
 	bstart []int32 // per block: its first position in perm; then len(perm)
 	sblk   []int32 // per step: its first block; then the block count
+	bstep  []int32 // per block: its step
 	tstart []int   // per step: its first token; then N
 	top    boxes   // the whole-step box of every step
 }
@@ -67,6 +68,9 @@ func (s *Scanner) buildIndex() *searchIndex {
 			ix.bstart = append(ix.bstart, base+e)
 		}
 		ix.sblk = append(ix.sblk, int32(len(ix.bstart)-1))
+		for range ends {
+			ix.bstep = append(ix.bstep, int32(t))
+		}
 	}
 	ix.bb = m.bounds
 	if bb := ix.bb; bb != nil {
@@ -90,7 +94,7 @@ func (s *Scanner) buildIndex() *searchIndex {
 		copy(ix.top.r[t*s.DIn:], b.r[:s.DIn])
 		copy(ix.top.gc[t*s.DOut:], b.gc[:s.DOut])
 		copy(ix.top.gr[t*s.DOut:], b.gr[:s.DOut])
-		ix.top.nk[t], ix.top.ng[t] = b.nk[0], b.ng[0]
+		ix.top.nk[t], ix.top.ng[t], ix.top.rk[t], ix.top.rg[t] = b.nk[0], b.ng[0], b.rk[0], b.rg[0]
 	}
 	return ix
 }
@@ -149,18 +153,69 @@ type node struct {
 	id int32
 }
 
+// nodeHeap is a max-heap of nodes by ub, typed rather than through container/heap: the
+// queues hold every step and pop most of them.
 type nodeHeap []node
 
-func (h nodeHeap) Len() int           { return len(h) }
-func (h nodeHeap) Less(i, j int) bool { return h[i].ub > h[j].ub }
-func (h nodeHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *nodeHeap) Push(x any)        { *h = append(*h, x.(node)) }
-func (h *nodeHeap) Pop() any          { x := (*h)[len(*h)-1]; *h = (*h)[:len(*h)-1]; return x }
+func (h nodeHeap) Len() int { return len(h) }
+
+func (h nodeHeap) init() {
+	for i := len(h)/2 - 1; i >= 0; i-- {
+		h.down(i)
+	}
+}
+
+func (h *nodeHeap) push(n node) {
+	*h = append(*h, n)
+	a := *h
+	for i := len(a) - 1; i > 0; {
+		p := (i - 1) / 2
+		if a[p].ub >= a[i].ub {
+			break
+		}
+		a[p], a[i] = a[i], a[p]
+		i = p
+	}
+}
+
+func (h *nodeHeap) pop() node {
+	a := *h
+	top := a[0]
+	last := len(a) - 1
+	a[0] = a[last]
+	*h = a[:last]
+	(*h).down(0)
+	return top
+}
+
+func (h nodeHeap) down(i int) {
+	for {
+		l := 2*i + 1
+		if l >= len(h) {
+			return
+		}
+		if r := l + 1; r < len(h) && h[r].ub > h[l].ub {
+			l = r
+		}
+		if h[i].ub >= h[l].ub {
+			return
+		}
+		h[i], h[l] = h[l], h[i]
+		i = l
+	}
+}
 
 // push is one node for queue qr found by a worker.
 type push struct {
 	qr int
 	n  node
+}
+
+// cand is block bound ub on queue qr, in a block's list (searchRun.head).
+type cand struct {
+	ub   float64
+	qr   int32
+	next int32
 }
 
 // found is one hit for queue qr (2q: attention, 2q+1: contribution) found by a worker.
@@ -223,9 +278,15 @@ type searchRun struct {
 	hits     []*hitHeap // per queue qr
 	stepDone []bool     // per step: expanded
 	blkDone  []bool     // per block: read
-	stats    ScanStats
-	t0, t1   int // steps in range
-	rowBytes int64
+	// The queues each block was pushed on, with its bound there: a list per block, from
+	// head[b] through cands[·].next (0 ends it; cands[0] is unused).
+	head   []int32
+	cands  []cand
+	stats  ScanStats
+	t0, t1 int // steps in range
+	// The whole-step bounds of each query: [q*(t1−t0) + t−t0].
+	stepAtt, stepCon []float64
+	rowBytes         int64
 }
 
 func (r *searchRun) theta(qr int) float64 { return r.hits[qr].min }
@@ -236,6 +297,7 @@ func (r *searchRun) run(ctx context.Context) error {
 	r.stats.BytesTotal = int64(r.to-r.from) * r.rowBytes
 	r.queues, r.hits = make([]nodeHeap, 2*Q), make([]*hitHeap, 2*Q)
 	r.stepDone, r.blkDone = make([]bool, len(ix.sblk)-1), make([]bool, len(ix.bstart)-1)
+	r.head, r.cands = make([]int32, len(ix.bstart)-1), make([]cand, 1, 1024)
 	for qr := range r.hits {
 		r.hits[qr] = &hitHeap{abs: qr%2 == 0, k: r.k, min: math.Inf(-1)}
 		if r.skip[qr%2] { // nothing beats +Inf: the queue is never seeded nor fed
@@ -255,11 +317,14 @@ func (r *searchRun) run(ctx context.Context) error {
 	}
 	// The whole-step bounds seed every queue.
 	n := r.t1 - r.t0
-	top := ix.top
-	sub := boxes{n: n, din: top.din, dout: top.dout, c: top.c[r.t0*top.din : r.t1*top.din], r: top.r[r.t0*top.din : r.t1*top.din],
-		gc: top.gc[r.t0*top.dout : r.t1*top.dout], gr: top.gr[r.t0*top.dout : r.t1*top.dout], nk: top.nk[r.t0:r.t1], ng: top.ng[r.t0:r.t1]}
+	sub := ix.top.sub(r.t0, r.t1)
 	att, con := make([]float64, n*Q), make([]float64, n*Q)
-	r.sq.ubs(sub, func(i int) float64 { return s.SW[r.t0+i] }, att, con, &scratch{})
+	all := make([]int, Q)
+	for qi := range all {
+		all[qi] = qi
+	}
+	r.sq.ubs(sub, func(i int) float64 { return s.SW[r.t0+i] }, all, att, con, &scratch{})
+	r.stepAtt, r.stepCon = att, con
 	for qi := range Q {
 		a, c := make(nodeHeap, 0, n), make(nodeHeap, 0, n)
 		for i := range n {
@@ -267,8 +332,8 @@ func (r *searchRun) run(ctx context.Context) error {
 				a, c = append(a, node{att[qi*n+i], int32(-1 - t)}), append(c, node{con[qi*n+i], int32(-1 - t)})
 			}
 		}
-		heap.Init(&a)
-		heap.Init(&c)
+		a.init()
+		c.init()
 		if !r.skip[0] {
 			r.queues[2*qi] = a
 		}
@@ -290,7 +355,7 @@ func (r *searchRun) run(ctx context.Context) error {
 				if top.ub < r.theta(qr) {
 					break
 				}
-				heap.Pop(q)
+				q.pop()
 				if r.claim(top.id) {
 					continue
 				}
@@ -362,208 +427,46 @@ func (r *searchRun) round(jobs []int32, ws []scratch) {
 	for w := range workers {
 		for _, p := range pushes[w] {
 			if p.n.ub >= r.theta(p.qr) {
-				heap.Push(&r.queues[p.qr], p.n)
+				r.queues[p.qr].push(p.n)
+				r.cands = append(r.cands, cand{ub: p.n.ub, qr: int32(p.qr), next: r.head[p.n.id]})
+				r.head[p.n.id] = int32(len(r.cands) - 1)
 			}
 		}
 	}
 }
 
-// expand computes the bounds of step t's blocks and returns those that can still enter a
-// queue's top-k.
+// expand computes the bounds of step t's blocks for the queries whose whole-step bound can
+// still enter their top-k, and returns those that can still enter a queue's top-k.
 func (r *searchRun) expand(t int, thr []float64, out []push, w *scratch) []push {
+	nt, it := r.t1-r.t0, t-r.t0
+	sel := w.esel[:0]
+	for qi := range r.sq.qs {
+		if r.stepAtt[qi*nt+it] >= thr[2*qi] || r.stepCon[qi*nt+it] >= thr[2*qi+1] {
+			sel = append(sel, qi)
+		}
+	}
+	w.esel = sel
+	if len(sel) == 0 {
+		return out
+	}
 	b := r.ix.bb.step(t)
 	first := r.ix.sblk[t]
 	n := b.n - 1
-	blk := boxes{n: n, din: b.din, dout: b.dout, c: b.c[b.din:], r: b.r[b.din:], gc: b.gc[b.dout:], gr: b.gr[b.dout:], nk: b.nk[1:], ng: b.ng[1:]}
-	att, con := make([]float64, n*len(r.sq.qs)), make([]float64, n*len(r.sq.qs))
+	att, con := w.f64(&w.att, n*len(sel)), w.f64(&w.con, n*len(sel))
 	sw := r.s.SW[t]
-	r.sq.ubs(blk, func(int) float64 { return sw }, att, con, w)
+	r.sq.ubs(b.sub(1, b.n), func(int) float64 { return sw }, sel, att, con, w)
 	partial := t == r.t0 || t == r.t1-1
 	for i := range n {
 		id := first + int32(i)
 		if partial && !r.inRange(id) {
 			continue
 		}
-		for qi := range r.sq.qs {
-			if a := att[qi*n+i]; a >= thr[2*qi] {
+		for l, qi := range sel {
+			if a := att[l*n+i]; a >= thr[2*qi] {
 				out = append(out, push{2 * qi, node{a, id}})
 			}
-			if c := con[qi*n+i]; c >= thr[2*qi+1] {
+			if c := con[l*n+i]; c >= thr[2*qi+1] {
 				out = append(out, push{2*qi + 1, node{c, id}})
-			}
-		}
-	}
-	return out
-}
-
-// read bounds the α of block b's tokens in range from their int8 codes and refines those
-// whose bound can still enter a queue's top-k. With y = r⊙x, the code gives
-// α̃ = c·x + (q·y)/127, and the float32 α that Scan computes is within
-// E = r·|x|·(1/254 + 2γ_d) + boundSlack·γ_d·nk·‖x‖ of it (the code's rounding, the float32
-// sum of q·y, and α's own rounding), with c·x and r·|x| taken in float64.
-func (r *searchRun) read(b int32, thr []float64, out []found, st *ScanStats, w *scratch) []found {
-	s, sq, ix := r.s, r.sq, r.ix
-	din, dout, Q := s.DIn, s.DOut, len(sq.qs)
-	t := s.StepIndex(int(ix.perm[ix.bstart[b]]))
-	p0 := ix.bstart[ix.sblk[t]]
-	codes := ix.bb.codes(t, ix.tstart[t+1]-ix.tstart[t])
-	bx, k := ix.bb.step(t), int(b-ix.sblk[t])+1
-	c, rr := bx.c[k*din:(k+1)*din], bx.r[k*din:(k+1)*din]
-	toks := w.toks[:0]
-	for p := ix.bstart[b]; p < ix.bstart[b+1]; p++ {
-		if j := ix.perm[p]; int(j) >= r.from && int(j) < r.to {
-			toks = append(toks, j, p-p0)
-		}
-	}
-	w.toks = toks
-	nb := len(toks) / 2
-	if nb == 0 {
-		return out
-	}
-	st.BlocksRead++
-	st.BytesRead += int64(nb * din)
-	np := (nb + 3) &^ 3
-	cb := w.f32(&w.kb, np*din)
-	clear(cb[nb*din:])
-	for i := range nb {
-		src, dst := codes[int(toks[2*i+1])*din:][:din], cb[i*din:][:din]
-		for p, q := range src {
-			dst[p] = float32(q)
-		}
-	}
-	y := w.f32(&w.y, Q*din)
-	for qi := range Q {
-		for i, x := range sq.xs[qi*din : (qi+1)*din] {
-			y[qi*din+i] = rr[i] * x
-		}
-	}
-	at := w.f32(&w.alpha, np*Q)
-	dotBlockAVX(cb, np, din, y, Q, at)
-	g, ga, gg := gamma(din), boundSlack*gamma(din), boundSlack*gamma(dout)
-	sw := s.SW[t]
-	keep := w.keep[:0]
-	for range nb {
-		keep = append(keep, false)
-	}
-	for qi, q := range sq.qs {
-		ta, tc := thr[2*qi], thr[2*qi+1]
-		var cx, rx float64
-		for i, x := range sq.xs[qi*din : (qi+1)*din] {
-			cx += float64(c[i]) * float64(x)
-			rx += float64(rr[i]) * math.Abs(float64(x))
-		}
-		e := rx*(1.0/254*(1+1e-6)+2*g) + ga*float64(bx.nk[k])*sq.xn[qi]
-		var gc, gr float64
-		if q.Token >= 0 {
-			gc, gr = float64(bx.gc[k*dout+q.Token]), float64(bx.gr[k*dout+q.Token])
-		} else {
-			for o, u := range q.U {
-				gc += float64(bx.gc[k*dout+o]) * float64(u)
-				gr += float64(bx.gr[k*dout+o]) * math.Abs(float64(u))
-			}
-			gr += gg * float64(bx.ng[k]) * sq.un[qi]
-		}
-		ge := relSlack * (math.Abs(gc) + gr)
-		// G = s_t·(g·u) lies in [glo, ghi]; α·G is largest at an end of α's interval, times
-		// ghi where α ≥ 0 and glo where α < 0.
-		glo, ghi := sw*(gc-gr-ge), sw*(gc+gr+ge)
-		if glo > ghi {
-			glo, ghi = ghi, glo
-		}
-		gm := max(-glo, ghi)
-		// The whole block first: its α interval is [cx−rx, cx+rx] widened by e.
-		bw := rx + e + relSlack*(math.Abs(cx)+rx+e)
-		if math.Abs(cx)+bw < ta && conUB(cx-bw, cx+bw, glo, ghi, gm) < tc {
-			continue
-		}
-		for i := range nb {
-			if keep[i] {
-				continue
-			}
-			a := cx + float64(at[qi*np+i])/127
-			ae := e + relSlack*(math.Abs(a)+e)
-			keep[i] = math.Abs(a)+ae >= ta || conUB(a-ae, a+ae, glo, ghi, gm) >= tc
-		}
-	}
-	w.keep = keep
-	var surv []int32
-	for i := range nb {
-		if keep[i] {
-			surv = append(surv, toks[2*i])
-		}
-	}
-	if len(surv) == 0 {
-		return out
-	}
-	st.BytesRead += int64(len(surv)) * r.rowBytes
-	return r.refine(surv, thr, out, w)
-}
-
-// conUB bounds α·G over α in [alo, ahi] and G in [glo, ghi] (gm = max |G|).
-func conUB(alo, ahi, glo, ghi, gm float64) float64 {
-	f := func(a float64) float64 {
-		if a >= 0 {
-			return a * ghi
-		}
-		return a * glo
-	}
-	u, v := f(alo), f(ahi)
-	if v > u {
-		u = v
-	}
-	return u + 4*relSlack*(abs(alo)+abs(ahi))*gm
-}
-
-func abs(x float64) float64 {
-	if x < 0 {
-		return -x
-	}
-	return x
-}
-
-// refine computes the exact α and contribution of tokens toks (of one step), as Scan does,
-// and returns the hits that beat a queue's k-th best.
-func (r *searchRun) refine(toks []int32, thr []float64, out []found, w *scratch) []found {
-	s, sq := r.s, r.sq
-	din, dout, Q := s.DIn, s.DOut, len(sq.qs)
-	nb := len(toks)
-	// Zero rows pad the block to a multiple of 4 keys, so every key takes the kernel's
-	// 4-key path, as in Scan, and gets the same float32 α.
-	np := (nb + 3) &^ 3
-	kb := w.f32(&w.kb, np*din)
-	clear(kb[nb*din:])
-	for i, j := range toks {
-		copy(kb[i*din:(i+1)*din], s.Mem.Keys[int(j)*din:])
-	}
-	alpha := w.f32(&w.alpha, np*Q)
-	dotBlockAVX(kb, np, din, sq.xs, Q, alpha)
-	var gus []float32
-	if sq.nh > 0 {
-		gb := w.f32(&w.gb, np*dout)
-		clear(gb[nb*dout:])
-		for i, j := range toks {
-			copy(gb[i*dout:(i+1)*dout], s.Mem.Grads[int(j)*dout:])
-		}
-		gus = w.f32(&w.gu, np*sq.nh)
-		dotBlockAVX(gb, np, dout, sq.us, sq.nh, gus)
-	}
-	sw := s.SW[s.StepIndex(int(toks[0]))]
-	for qi, q := range sq.qs {
-		ta, tc := thr[2*qi], thr[2*qi+1]
-		for i, j := range toks {
-			a := float64(alpha[qi*np+i])
-			var gu float64
-			if q.Token >= 0 {
-				gu = float64(s.Mem.Grads[int(j)*dout+q.Token])
-			} else {
-				gu = float64(gus[sq.hq[qi]*np+i])
-			}
-			c := a * sw * gu
-			if math.Abs(a) > ta {
-				out = append(out, found{2 * qi, Hit{Index: int(j), Alpha: a, Contribution: c}})
-			}
-			if c > tc {
-				out = append(out, found{2*qi + 1, Hit{Index: int(j), Alpha: a, Contribution: c}})
 			}
 		}
 	}

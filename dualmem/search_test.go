@@ -137,7 +137,7 @@ func checkSearch(t *testing.T, mems []*LayerMemory, meta Meta, rng *rand.Rand) {
 				if to == 0 {
 					to = N
 				}
-				if st.BytesTotal != int64(to-rg[0])*int64(4*(s.DIn+s.DOut)) || st.BytesRead > st.BytesTotal+int64(to-rg[0])*int64(s.DIn) || st.BlocksRead > st.BlocksTotal {
+				if st.BytesTotal != int64(to-rg[0])*int64(4*(s.DIn+s.DOut)) || st.BytesRead > st.BytesTotal+int64(to-rg[0])*int64(s.DIn+s.DOut) || st.BlocksRead > st.BlocksTotal {
 					t.Fatalf("%s [%d,%d) k=%d: stats %+v", m.Spec.Name, rg[0], rg[1], k, st)
 				}
 				if rg == [2]int{0, 0} {
@@ -277,5 +277,19 @@ func TestSearchBoundsFiles(t *testing.T) {
 	s.Close()
 	if b, err := os.ReadFile(path); err != nil || !bytes.Equal(b, orig["block0.ff1"]) {
 		t.Fatalf("rebuilt block0.ff1.bounds differs from the appended one (%v)", err)
+	}
+
+	// A file of the earlier format (no balls, no gradient codes) is rebuilt, not misread.
+	old := append([]byte("SPBND001"), orig["out"][8:]...)
+	if err := os.WriteFile(filepath.Join(seg, "out.bounds"), old, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, mems = open(false)
+	if layer(s, mems, "out").bounds == nil {
+		t.Fatal("old-format bounds not rebuilt")
+	}
+	s.Close()
+	if b, err := os.ReadFile(filepath.Join(seg, "out.bounds")); err != nil || !bytes.Equal(b, orig["out"]) {
+		t.Fatalf("rebuilt out.bounds differs from the appended one (%v)", err)
 	}
 }
