@@ -40,6 +40,11 @@ const (
 // tests can exercise multi-chunk blobs).
 var chunkSize = 32 << 20
 
+// stepChunk bounds one stored value of a step's layer record. Badger encodes each value into
+// a buffer it grows for the largest one and then copies it into its value log: chunks this
+// small keep that buffer small and in the cache between the two copies.
+var stepChunk = 1 << 20
+
 var errStop = errors.New("stop scan")
 
 func layerPrefix(layer int) []byte { return []byte{pLayer, byte(layer >> 8), byte(layer)} }
@@ -56,11 +61,16 @@ func newBlob(n int) []byte { return make([]byte, blobHeader+n) }
 // blobEntries splits a buffer from newBlob into chunk entries under base, without copying.
 func blobEntries(base, buf []byte) []*badger.Entry {
 	binary.LittleEndian.PutUint64(buf, uint64(len(buf)-blobHeader))
-	var es []*badger.Entry
-	for i := 0; i == 0 || i*chunkSize < len(buf); i++ {
-		end := min((i+1)*chunkSize, len(buf))
-		key := binary.BigEndian.AppendUint32(append([]byte(nil), base...), uint32(i))
-		es = append(es, badger.NewEntry(key, buf[i*chunkSize:end]))
+	return appendChunks(nil, base, 0, buf, chunkSize)
+}
+
+// appendChunks appends data, split into values of at most size bytes, as the chunks of the
+// blob under base numbered from first on, without copying.
+func appendChunks(es []*badger.Entry, base []byte, first int, data []byte, size int) []*badger.Entry {
+	for i := 0; i == 0 || i*size < len(data); i++ {
+		end := min((i+1)*size, len(data))
+		key := binary.BigEndian.AppendUint32(append([]byte(nil), base...), uint32(first+i))
+		es = append(es, badger.NewEntry(key, data[i*size:end]))
 	}
 	return es
 }
@@ -74,6 +84,7 @@ func scanBlobs(txn *badger.Txn, prefix, seek []byte, fn func(base, data []byte) 
 	it := txn.NewIterator(opt)
 	defer it.Close()
 	var pending []byte // a multi-chunk blob being assembled
+	var asm []byte     // pending's memory, reused from blob to blob
 	var want int
 	for it.Seek(seek); it.ValidForPrefix(prefix); it.Next() {
 		item := it.Item()
@@ -93,7 +104,10 @@ func scanBlobs(txn *badger.Txn, prefix, seek []byte, fn func(base, data []byte) 
 					pending = nil
 					return fn(base, v[blobHeader:blobHeader+want])
 				}
-				pending = append(make([]byte, 0, want), v[blobHeader:]...)
+				if cap(asm) < want {
+					asm = make([]byte, 0, want)
+				}
+				pending = append(asm[:0], v[blobHeader:]...)
 			case pending != nil:
 				pending = append(pending, v[:min(len(v), want-len(pending))]...)
 				if len(pending) == want {
@@ -218,6 +232,30 @@ func encodeLayerInto(buf []byte, p Precision, ls lm.LayerStep) []byte {
 	putF16s(body, ls.Keys, ke)
 	putF16s(body[2*len(ls.Keys):], ls.Grads, ge)
 	return buf
+}
+
+// layerEntries makes the chunk entries of one step's record of a layer under base: the blob
+// encodeLayer makes, in chunks of at most stepChunk bytes. A float32 record on a
+// little-endian machine is stored as its header chunk followed by chunks of the step's own
+// key and gradient vectors, so Badger's copy is the only one; otherwise the record is
+// encoded into buf (reused when it has the capacity), which is returned for the next step.
+// The entries use ls's vectors (or buf) until Badger has written them.
+func layerEntries(base []byte, p Precision, ls lm.LayerStep, buf []byte) ([]*badger.Entry, []byte) {
+	if p == F16 || !nativeLittleEndian() {
+		buf = encodeLayerInto(buf, p, ls)
+		binary.LittleEndian.PutUint64(buf, uint64(len(buf)-blobHeader))
+		return appendChunks(nil, base, 0, buf, stepChunk), buf
+	}
+	head := make([]byte, blobHeader+layerHeader)
+	binary.LittleEndian.PutUint64(head, uint64(layerHeader+4*(len(ls.Keys)+len(ls.Grads))))
+	head[blobHeader] = 4
+	es := []*badger.Entry{badger.NewEntry(binary.BigEndian.AppendUint32(append([]byte(nil), base...), 0), head)}
+	for _, xs := range [][]float32{ls.Keys, ls.Grads} {
+		if len(xs) > 0 {
+			es = appendChunks(es, base, len(es), bytesOf(xs), stepChunk)
+		}
+	}
+	return es, buf
 }
 
 // decodeLayer fills keys and grads (their lengths give the expected counts).
