@@ -3,9 +3,9 @@ package dualmem
 import (
 	"bytes"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"math/rand/v2"
 	"testing"
 
 	badger "github.com/dgraph-io/badger/v4"
