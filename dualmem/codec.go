@@ -42,8 +42,9 @@ var chunkSize = 32 << 20
 
 // stepChunk bounds one stored value of a step's layer record. Badger encodes each value into
 // a buffer it grows for the largest one and then copies it into its value log: chunks this
-// small keep that buffer small and in the cache between the two copies.
-var stepChunk = 1 << 20
+// small keep that buffer small and in the cache between the two copies (of 64 KiB to 4 MiB,
+// 256 KiB took the least CPU time per step).
+var stepChunk = 256 << 10
 
 var errStop = errors.New("stop scan")
 
