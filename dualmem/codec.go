@@ -62,16 +62,23 @@ func newBlob(n int) []byte { return make([]byte, blobHeader+n) }
 // blobEntries splits a buffer from newBlob into chunk entries under base, without copying.
 func blobEntries(base, buf []byte) []*badger.Entry {
 	binary.LittleEndian.PutUint64(buf, uint64(len(buf)-blobHeader))
-	return appendChunks(nil, base, 0, buf, chunkSize)
+	return appendChunks(nil, base, 0, buf, chunkSize, 0)
 }
 
-// appendChunks appends data, split into values of at most size bytes, as the chunks of the
-// blob under base numbered from first on, without copying.
-func appendChunks(es []*badger.Entry, base []byte, first int, data []byte, size int) []*badger.Entry {
-	for i := 0; i == 0 || i*size < len(data); i++ {
-		end := min((i+1)*size, len(data))
-		key := binary.BigEndian.AppendUint32(append([]byte(nil), base...), uint32(first+i))
-		es = append(es, badger.NewEntry(key, data[i*size:end]))
+// appendChunks appends data, split into values of size bytes, as the chunks of the blob under
+// base numbered from first on, without copying. A last chunk shorter than tail is joined to
+// the one before it: a value under the value threshold would be stored in the LSM tree.
+func appendChunks(es []*badger.Entry, base []byte, first int, data []byte, size, tail int) []*badger.Entry {
+	for at, i := 0, first; at == 0 || at < len(data); i++ {
+		end := min(at+size, len(data))
+		if len(data)-end < tail {
+			end = len(data)
+		}
+		key := binary.BigEndian.AppendUint32(append([]byte(nil), base...), uint32(i))
+		es = append(es, badger.NewEntry(key, data[at:end]))
+		if at = end; end == 0 {
+			break
+		}
 	}
 	return es
 }
@@ -236,27 +243,25 @@ func encodeLayerInto(buf []byte, p Precision, ls lm.LayerStep) []byte {
 }
 
 // layerEntries makes the chunk entries of one step's record of a layer under base: the blob
-// encodeLayer makes, in chunks of at most stepChunk bytes. A float32 record on a
-// little-endian machine is stored as its header chunk followed by chunks of the step's own
-// key and gradient vectors, so Badger's copy is the only one; otherwise the record is
-// encoded into buf (reused when it has the capacity), which is returned for the next step.
-// The entries use ls's vectors (or buf) until Badger has written them.
+// encodeLayer makes, in chunks of about stepChunk bytes. A float32 record on a little-endian
+// machine is stored as its header chunk followed by chunks of the step's own key and gradient
+// vectors, so Badger's copy is the only one; other records, and those whose keys or grads
+// would make a value too short for the value log, are encoded into buf (reused when it has
+// the capacity), which is returned for the next step. The entries use ls's vectors (or buf)
+// until Badger has written them.
 func layerEntries(base []byte, p Precision, ls lm.LayerStep, buf []byte) ([]*badger.Entry, []byte) {
-	if p == F16 || !nativeLittleEndian() {
+	tail := min(valueThreshold, stepChunk)
+	if p == F16 || !nativeLittleEndian() || 4*min(len(ls.Keys), len(ls.Grads)) < tail {
 		buf = encodeLayerInto(buf, p, ls)
 		binary.LittleEndian.PutUint64(buf, uint64(len(buf)-blobHeader))
-		return appendChunks(nil, base, 0, buf, stepChunk), buf
+		return appendChunks(nil, base, 0, buf, stepChunk, tail), buf
 	}
 	head := make([]byte, blobHeader+layerHeader)
 	binary.LittleEndian.PutUint64(head, uint64(layerHeader+4*(len(ls.Keys)+len(ls.Grads))))
 	head[blobHeader] = 4
 	es := []*badger.Entry{badger.NewEntry(binary.BigEndian.AppendUint32(append([]byte(nil), base...), 0), head)}
-	for _, xs := range [][]float32{ls.Keys, ls.Grads} {
-		if len(xs) > 0 {
-			es = appendChunks(es, base, len(es), bytesOf(xs), stepChunk)
-		}
-	}
-	return es, buf
+	es = appendChunks(es, base, len(es), bytesOf(ls.Keys), stepChunk, tail)
+	return appendChunks(es, base, len(es), bytesOf(ls.Grads), stepChunk, tail), buf
 }
 
 // decodeLayer fills keys and grads (their lengths give the expected counts).

@@ -2,6 +2,7 @@ package dualmem
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -70,5 +71,33 @@ func TestStepChunks(t *testing.T) {
 			}
 			sameMemory(t, r, 3)
 		})
+	}
+}
+
+// TestAppendChunks checks the split of a value into chunks: in order, numbered from first,
+// nothing lost, and no last chunk shorter than tail unless the value itself is.
+func TestAppendChunks(t *testing.T) {
+	for _, tc := range []struct{ n, size, tail, want int }{
+		{0, 10, 0, 1}, {5, 10, 0, 1}, {10, 10, 0, 1}, {11, 10, 0, 2}, {25, 10, 0, 3},
+		{25, 10, 6, 2}, {25, 10, 5, 3}, {3, 10, 6, 1}, {1000, 100, 64, 10}, {1010, 100, 64, 10},
+	} {
+		data := make([]byte, tc.n)
+		for i := range data {
+			data[i] = byte(i)
+		}
+		es := appendChunks(nil, []byte("base"), 3, data, tc.size, tc.tail)
+		var got []byte
+		for i, e := range es {
+			if want := binary.BigEndian.AppendUint32([]byte("base"), uint32(3+i)); !bytes.Equal(e.Key, want) {
+				t.Errorf("%+v: chunk %d has key %q", tc, i, e.Key)
+			}
+			if i == len(es)-1 && len(es) > 1 && len(e.Value) < tc.tail {
+				t.Errorf("%+v: last chunk of %d bytes", tc, len(e.Value))
+			}
+			got = append(got, e.Value...)
+		}
+		if len(es) != tc.want || !bytes.Equal(got, data) {
+			t.Errorf("%+v: %d chunks holding %d bytes, want %d chunks of %d", tc, len(es), len(got), tc.want, tc.n)
+		}
 	}
 }
