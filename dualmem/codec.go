@@ -40,6 +40,12 @@ const (
 // tests can exercise multi-chunk blobs).
 var chunkSize = 32 << 20
 
+// stepChunk bounds one stored value of a step's layer record. Badger encodes each value into
+// a buffer it grows for the largest one and then copies it into its value log: chunks this
+// small keep that buffer small and in the cache between the two copies (of 64 KiB to 4 MiB,
+// 256 KiB took the least CPU time per step).
+var stepChunk = 256 << 10
+
 var errStop = errors.New("stop scan")
 
 func layerPrefix(layer int) []byte { return []byte{pLayer, byte(layer >> 8), byte(layer)} }
@@ -56,11 +62,23 @@ func newBlob(n int) []byte { return make([]byte, blobHeader+n) }
 // blobEntries splits a buffer from newBlob into chunk entries under base, without copying.
 func blobEntries(base, buf []byte) []*badger.Entry {
 	binary.LittleEndian.PutUint64(buf, uint64(len(buf)-blobHeader))
-	var es []*badger.Entry
-	for i := 0; i == 0 || i*chunkSize < len(buf); i++ {
-		end := min((i+1)*chunkSize, len(buf))
+	return appendChunks(nil, base, 0, buf, chunkSize, 0)
+}
+
+// appendChunks appends data, split into values of size bytes, as the chunks of the blob under
+// base numbered from first on, without copying. A last chunk shorter than tail is joined to
+// the one before it: a value under the value threshold would be stored in the LSM tree.
+func appendChunks(es []*badger.Entry, base []byte, first int, data []byte, size, tail int) []*badger.Entry {
+	for at, i := 0, first; at == 0 || at < len(data); i++ {
+		end := min(at+size, len(data))
+		if len(data)-end < tail {
+			end = len(data)
+		}
 		key := binary.BigEndian.AppendUint32(append([]byte(nil), base...), uint32(i))
-		es = append(es, badger.NewEntry(key, buf[i*chunkSize:end]))
+		es = append(es, badger.NewEntry(key, data[at:end]))
+		if at = end; end == 0 {
+			break
+		}
 	}
 	return es
 }
@@ -74,6 +92,7 @@ func scanBlobs(txn *badger.Txn, prefix, seek []byte, fn func(base, data []byte) 
 	it := txn.NewIterator(opt)
 	defer it.Close()
 	var pending []byte // a multi-chunk blob being assembled
+	var asm []byte     // pending's memory, reused from blob to blob
 	var want int
 	for it.Seek(seek); it.ValidForPrefix(prefix); it.Next() {
 		item := it.Item()
@@ -93,7 +112,10 @@ func scanBlobs(txn *badger.Txn, prefix, seek []byte, fn func(base, data []byte) 
 					pending = nil
 					return fn(base, v[blobHeader:blobHeader+want])
 				}
-				pending = append(make([]byte, 0, want), v[blobHeader:]...)
+				if cap(asm) < want {
+					asm = make([]byte, 0, want)
+				}
+				pending = append(asm[:0], v[blobHeader:]...)
 			case pending != nil:
 				pending = append(pending, v[:min(len(v), want-len(pending))]...)
 				if len(pending) == want {
@@ -218,6 +240,28 @@ func encodeLayerInto(buf []byte, p Precision, ls lm.LayerStep) []byte {
 	putF16s(body, ls.Keys, ke)
 	putF16s(body[2*len(ls.Keys):], ls.Grads, ge)
 	return buf
+}
+
+// layerEntries makes the chunk entries of one step's record of a layer under base: the blob
+// encodeLayer makes, in chunks of about stepChunk bytes. A float32 record on a little-endian
+// machine is stored as its header chunk followed by chunks of the step's own key and gradient
+// vectors, so Badger's copy is the only one; other records, and those whose keys or grads
+// would make a value too short for the value log, are encoded into buf (reused when it has
+// the capacity), which is returned for the next step. The entries use ls's vectors (or buf)
+// until Badger has written them.
+func layerEntries(base []byte, p Precision, ls lm.LayerStep, buf []byte) ([]*badger.Entry, []byte) {
+	tail := min(valueThreshold, stepChunk)
+	if p == F16 || !nativeLittleEndian() || 4*min(len(ls.Keys), len(ls.Grads)) < tail {
+		buf = encodeLayerInto(buf, p, ls)
+		binary.LittleEndian.PutUint64(buf, uint64(len(buf)-blobHeader))
+		return appendChunks(nil, base, 0, buf, stepChunk, tail), buf
+	}
+	head := make([]byte, blobHeader+layerHeader)
+	binary.LittleEndian.PutUint64(head, uint64(layerHeader+4*(len(ls.Keys)+len(ls.Grads))))
+	head[blobHeader] = 4
+	es := []*badger.Entry{badger.NewEntry(binary.BigEndian.AppendUint32(append([]byte(nil), base...), 0), head)}
+	es = appendChunks(es, base, len(es), bytesOf(ls.Keys), stepChunk, tail)
+	return appendChunks(es, base, len(es), bytesOf(ls.Grads), stepChunk, tail), buf
 }
 
 // decodeLayer fills keys and grads (their lengths give the expected counts).

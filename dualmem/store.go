@@ -85,6 +85,9 @@ type Store struct {
 	logs      *logSync // nil when read-only
 }
 
+// valueThreshold: values this long or longer are stored in the value log.
+const valueThreshold = 64 << 10
+
 func badgerOptions(path string, readOnly bool) badger.Options {
 	return badger.DefaultOptions(path).
 		WithReadOnly(readOnly).
@@ -92,7 +95,7 @@ func badgerOptions(path string, readOnly bool) badger.Options {
 		WithMetricsEnabled(false).
 		WithMemTableSize(memTableSize).
 		WithNumMemtables(2).
-		WithValueThreshold(64 << 10). // per-step blocks go to the value log, not the LSM
+		WithValueThreshold(valueThreshold). // per-step blocks go to the value log, not the LSM
 		WithValueLogFileSize(vlogFileSize).
 		WithCompression(options.None). // float payloads do not compress
 		WithBlockCacheSize(16 << 20).

@@ -113,9 +113,11 @@ func (s *Store) writeRecords(st *lm.Step) error {
 		s.wbufs = make([][]byte, len(s.meta.Layers))
 	}
 	for i, l := range s.meta.Layers {
-		// Badger has copied the values when Flush returns, so the buffers serve every step.
-		s.wbufs[i] = encodeLayerInto(s.wbufs[i], s.meta.Precision, st.Layers[l.Name])
-		es = append(es, blobEntries(stepKey(layerPrefix(i), st.Step), s.wbufs[i])...)
+		// Badger has copied the values when Flush returns, so st's vectors and the buffers
+		// serve every step.
+		var les []*badger.Entry
+		les, s.wbufs[i] = layerEntries(stepKey(layerPrefix(i), st.Step), s.meta.Precision, st.Layers[l.Name], s.wbufs[i])
+		es = append(es, les...)
 	}
 	for _, e := range es {
 		if err := wb.SetEntry(e); err != nil {

@@ -20,7 +20,15 @@ func smallMeta() Meta {
 // commits every 100, as training does; cpu-ms/op is the process CPU time per step, what
 // capture takes from training on a machine whose cores training keeps busy, and
 // commit-ms/op the time spent in Commit (waiting for the writes and syncs) per step.
+// "train" leaves the derived files out, as spotlight train does; "derived" writes them.
 func BenchmarkAppendStep(b *testing.B) {
+	for _, skip := range []bool{true, false} {
+		name := map[bool]string{true: "train", false: "derived"}[skip]
+		b.Run(name, func(b *testing.B) { benchAppendStep(b, skip) })
+	}
+}
+
+func benchAppendStep(b *testing.B, skipDerived bool) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	meta := smallMeta()
 	s, err := Create(b.TempDir(), meta, []byte("to be or not to be"), testInitial(meta, rng), nil)
@@ -28,6 +36,12 @@ func BenchmarkAppendStep(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer s.Close()
+	if skipDerived {
+		if err := s.SkipDerived(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
 	tmpl := makeStep(meta, 1, 32, 64, rng)
 	var bytes int64
 	for _, ls := range tmpl.Layers {
