@@ -9,7 +9,7 @@ it computes what a full scan answers for an `out` query: α = K·xᵀ, contribut
 the per-step sums of α, |α| and contribution. One warm-up pass, then --reps timed passes
 (with --cold, the page cache is dropped before each: needs root). Prints one JSON document.
 
-Usage: /usr/bin/python3 bench/scan_memmap.py SEGMENTS_DIR QUERIES_JSON [--reps R] [--cold]
+Usage: /usr/bin/python3 bench/scan_memmap.py SEGMENTS_DIR QUERIES_JSON [--reps R] [--cold] [--cold-reps C]
 """
 import argparse
 import json
@@ -42,43 +42,53 @@ def drop_caches():
 
 
 def topk(score, k, base, cur_s, cur_i):
-    """Merges the chunk's k best per column of score [n, Q] (rows base..) into the running
-    lists cur_s, cur_i [k', Q]."""
-    if score.shape[0] > k:
-        p = np.argpartition(-score, k, axis=0)[:k]
-        score = np.take_along_axis(score, p, axis=0)
+    """Merges each row's k best of score [Q, n] (columns base..) into the running lists
+    cur_s, cur_i [Q, k] (sorted, best first). Only the entries above each row's current
+    k-th best are looked at, so after the first chunk little is sorted."""
+    Q = score.shape[0]
+    if cur_s.shape[1] < k:  # the first chunk
+        p = np.argpartition(-score, k, axis=1)[:, :k] if score.shape[1] > k else \
+            np.broadcast_to(np.arange(score.shape[1]), score.shape)
+        rows, cols = np.repeat(np.arange(Q), p.shape[1]), p.ravel()
     else:
-        p = np.broadcast_to(np.arange(score.shape[0])[:, None], score.shape)
-    s, i = np.concatenate([cur_s, score]), np.concatenate([cur_i, p + base])
-    o = np.argsort(-s, axis=0, kind="stable")[:k]
-    return np.take_along_axis(s, o, axis=0), np.take_along_axis(i, o, axis=0)
+        rows, cols = np.nonzero(score > cur_s[:, -1:])
+    s = np.concatenate([cur_s.ravel(), score[rows, cols]])
+    i = np.concatenate([cur_i.ravel(), cols + base])
+    r = np.concatenate([np.repeat(np.arange(Q), cur_s.shape[1]), rows])
+    o = np.lexsort((-s, r))  # by row, best first
+    first = np.searchsorted(r[o], np.arange(Q))
+    take = (first[:, None] + np.arange(k)).clip(max=len(o) - 1)
+    return s[o][take], i[o][take]
 
 
 def scan(keys, grads, step, q, chunk, k):
+    """One pass over the memory for every query at once, query-major ([Q, tokens]), in
+    float32 as the Go scan's α; the totals are summed in float64, the per-step sums (over
+    a step's tokens) in float32."""
     X, toks, sw, first, T = q["X"], q["toks"], q["sw"], q["first"], q["T"]
     Q, n = X.shape[0], keys.shape[0]
-    pos, neg = np.zeros(Q), np.zeros(Q)
-    sa, saa, sc = np.zeros((T, Q)), np.zeros((T, Q)), np.zeros((T, Q))
-    att = (np.empty((0, Q)), np.empty((0, Q), np.int64))
-    con = (np.empty((0, Q)), np.empty((0, Q), np.int64))
+    uniq, inv = np.unique(toks, return_inverse=True)
+    pos = np.zeros(Q)
+    sa, saa, sc = np.zeros((Q, T)), np.zeros((Q, T)), np.zeros((Q, T))
+    att = (np.empty((Q, 0), np.float32), np.empty((Q, 0), np.int64))
+    con = (np.empty((Q, 0), np.float32), np.empty((Q, 0), np.int64))
     for a in range(0, n, chunk):
         b = min(n, a + chunk)
-        alpha = (np.asarray(keys[a:b]) @ X.T).astype(np.float64)  # [b-a, Q], α in float32
+        alpha = X @ np.asarray(keys[a:b]).T  # [Q, b-a]
         st = np.asarray(step[a:b]) - first
-        c = alpha * sw[st][:, None] * np.asarray(grads[a:b])[:, toks]  # contribution per query
+        g = np.ascontiguousarray(np.asarray(grads[a:b])[:, uniq].T)[inv]  # g[target] per query
+        c = alpha * sw[st].astype(np.float32) * g
         aa = np.abs(alpha)
-        pos += np.where(c > 0, c, 0).sum(axis=0)
-        neg += np.where(c < 0, c, 0).sum(axis=0)
+        pos += np.maximum(c, 0).sum(axis=1, dtype=np.float64)
         # Tokens are in step order: the per-step sums are sums over runs.
-        cut = np.flatnonzero(np.diff(st)) + 1
-        starts = np.concatenate([[0], cut])
+        starts = np.concatenate([[0], np.flatnonzero(np.diff(st)) + 1])
         us = st[starts]
-        sa[us] += np.add.reduceat(alpha, starts, axis=0)
-        saa[us] += np.add.reduceat(aa, starts, axis=0)
-        sc[us] += np.add.reduceat(c, starts, axis=0)
+        sa[:, us] += np.add.reduceat(alpha, starts, axis=1)
+        saa[:, us] += np.add.reduceat(aa, starts, axis=1)
+        sc[:, us] += np.add.reduceat(c, starts, axis=1)
         att = topk(aa, k, a, *att)
         con = topk(c, k, a, *con)
-    return pos, neg, att, con
+    return pos, sc.sum(axis=1) - pos, att, con
 
 
 def main():
@@ -87,7 +97,8 @@ def main():
     ap.add_argument("queries")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--cold", action="store_true")
-    ap.add_argument("--chunk", type=int, default=1 << 18, help="tokens per chunk")
+    ap.add_argument("--cold-reps", type=int, default=0, help="timed cold passes (0: as --reps)")
+    ap.add_argument("--chunk", type=int, default=1 << 19, help="tokens per chunk")
     ap.add_argument("--topk", type=int, default=10)
     args = ap.parse_args()
     with open(args.queries) as f:
@@ -118,7 +129,7 @@ def main():
     runs = {}
     for mode in ["warm"] + (["cold"] if args.cold else []):
         w, c, l = [], [], []
-        for _ in range(args.reps):
+        for _ in range((args.cold_reps or args.reps) if mode == "cold" else args.reps):
             res, dt, ct, l0 = timed(mode == "cold")
             w.append(dt * 1e3), c.append(ct * 1e3), l.append(l0)
         runs[mode] = {"p50_ms": float(np.median(w)), "p50_cpu_ms": float(np.median(c)),
@@ -128,8 +139,8 @@ def main():
     if "go_contribution_total" in qj:  # the same sums as the Go full scan's answer?
         g = np.array(qj["go_contribution_total"])
         out["max_rel_diff_vs_go"] = float(np.max(np.abs(pos + neg - g) / np.maximum(np.abs(g), 1e-9)))
-    out["top_contribution_first"] = con[1][0].tolist()
-    out["top_attention_first"] = att[1][0].tolist()
+    out["top_contribution_first"] = con[1][:, 0].tolist()
+    out["top_attention_first"] = att[1][:, 0].tolist()
     out["rss"] = rss()
     out["max_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps(out))

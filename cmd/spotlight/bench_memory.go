@@ -26,6 +26,7 @@ type BenchMemoryCommand struct {
 	Sizes    string // comma-separated token counts, with K or M suffixes
 	Scratch  string // where the tiled directories are built (each removed after)
 	Reps     int
+	ColdReps int
 	Cold     string // auto (when root), on, off
 	AllLayer bool   // also the all-layer request on a copy of the source
 	Prompt   string
@@ -90,6 +91,7 @@ func newBenchMemoryCmd() *cobra.Command {
 	fl.StringVar(&c.Sizes, "sizes", "1M,4M,16M", "training tokens of each tiled memory (K and M suffixes: 1M = 1,000,000)")
 	fl.StringVar(&c.Scratch, "scratch", os.TempDir(), "directory for the tiled memories (each is removed when measured)")
 	fl.IntVar(&c.Reps, "reps", 5, "timed requests of each shape, after one warm-up")
+	fl.IntVar(&c.ColdReps, "cold-reps", 0, "timed cold requests of each shape (0: as --reps)")
 	fl.StringVar(&c.Cold, "cold", "auto", "also time requests with the page cache dropped before each: on, off, or auto (when root)")
 	fl.BoolVar(&c.AllLayer, "all-layer", false, "also time the all-layer request on a copy of --source")
 	fl.StringVar(&c.Prompt, "prompt", "The rays of light", "prompt of every request")
@@ -107,6 +109,9 @@ func newBenchMemoryCmd() *cobra.Command {
 	}
 	cmd.PreRun = func(*cobra.Command, []string) {
 		c.measure.Reps, c.measure.Prompt, c.measure.Seed = c.Reps, c.Prompt, 1
+		if c.measure.ColdReps = c.ColdReps; c.ColdReps <= 0 {
+			c.measure.ColdReps = c.Reps
+		}
 	}
 	return cmd
 }
@@ -141,8 +146,8 @@ func (c *BenchMemoryCommand) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if c.Reps < 1 {
-		return fmt.Errorf("--reps %d: want at least 1", c.Reps)
+	if c.Reps < 1 || c.ColdReps < 0 {
+		return fmt.Errorf("--reps %d, --cold-reps %d: want at least 1 (--cold-reps 0 means as --reps)", c.Reps, c.ColdReps)
 	}
 	cold := c.Cold == "on" || (c.Cold == "auto" && os.Geteuid() == 0)
 	if c.Cold != "on" && c.Cold != "off" && c.Cold != "auto" {
@@ -254,7 +259,7 @@ func (c *BenchMemoryCommand) measureDir(ctx context.Context, ms *memSize, dir st
 	}
 	queries := filepath.Join(dir, "bench-queries.json")
 	args := []string{"bench", "memory", "--measure", dir, "--measure-tokens", strconv.Itoa(tokens),
-		"--measure-queries", queries, "--reps", strconv.Itoa(c.Reps), "--prompt", c.Prompt}
+		"--measure-queries", queries, "--reps", strconv.Itoa(c.Reps), "--cold-reps", strconv.Itoa(c.measure.ColdReps), "--prompt", c.Prompt}
 	if len(layers) > 0 {
 		args = append(args, "--measure-layers", strings.Join(layers, ","))
 	}
@@ -297,7 +302,7 @@ func (c *BenchMemoryCommand) runNumpy(ctx context.Context, segments, queries str
 	if err := os.WriteFile(script, bench.ScanMemmap, 0o644); err != nil {
 		return nil, err
 	}
-	args := []string{script, segments, queries, "--reps", strconv.Itoa(c.Reps)}
+	args := []string{script, segments, queries, "--reps", strconv.Itoa(c.Reps), "--cold-reps", strconv.Itoa(c.measure.ColdReps)}
 	if cold {
 		args = append(args, "--cold")
 	}

@@ -63,6 +63,7 @@ type measureOpts struct {
 	Dir, Prompt, Queries string
 	Layers               []string
 	Tokens, Reps         int
+	ColdReps             int
 	Cold                 bool
 	Seed                 uint64
 }
@@ -133,7 +134,7 @@ func measureMemory(ctx context.Context, o measureOpts) (*memRun, error) {
 			return nil, err
 		}
 		if o.Cold {
-			cold, err := timeRequests(o.Reps, true, do)
+			cold, err := timeRequests(o.ColdReps, true, do)
 			if err != nil {
 				return nil, err
 			}
