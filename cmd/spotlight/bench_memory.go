@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -239,6 +240,7 @@ func (c *BenchMemoryCommand) allLayer(ctx context.Context, store *dualmem.Store,
 	}
 	if err != nil {
 		ms.Skipped = err.Error()
+		fmt.Fprintln(os.Stderr, "bench memory: all-layer request skipped:", ms.Skipped)
 		return ms
 	}
 	ms.DiskBytes = dirBytes(dir)
@@ -268,7 +270,7 @@ func (c *BenchMemoryCommand) measureDir(ctx context.Context, ms *memSize, dir st
 	}
 	var stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, exe, args...)
-	cmd.Stderr = &stderr
+	cmd.Stderr = io.MultiWriter(&stderr, os.Stderr) // its progress lines, and the last for an error
 	out, err := cmd.Output()
 	if err != nil {
 		ms.Skipped = fmt.Sprintf("measuring %s: %v: %s", dir, err, lastLine(stderr.String()))

@@ -148,6 +148,7 @@ func measureMemory(ctx context.Context, o measureOpts) (*memRun, error) {
 			mc.Read[name] = la.Scan.ScanStats
 		}
 		mc.RSS = readRSS()
+		fmt.Fprintf(os.Stderr, "  %s/%s: p50 %.0f ms (CPU %.0f ms)\n", c.scan, c.rank, mc.Warm.P50Ms, mc.Warm.P50CPUMs)
 		run.Cases = append(run.Cases, mc)
 		if c.scan == query.ScanFull && c.rank == query.RankContribution {
 			fullAnswer = last
