@@ -64,7 +64,11 @@ func memTable(doc memBench) string {
 		}
 	}
 	if doc.AllLayer != nil {
-		rows(fmt.Sprintf("source, %s tokens per layer", count(doc.AllLayer.Tokens)), doc.AllLayer, doc.AllTokens)
+		label := "source, all layers"
+		if doc.AllLayer.Go != nil {
+			label = fmt.Sprintf("source, %s tokens per layer", count(doc.AllLayer.Tokens))
+		}
+		rows(label, doc.AllLayer, doc.AllTokens)
 	}
 	for i := range doc.Sizes {
 		rows(fmt.Sprintf("%s %s tokens (tiled)", doc.Layer, count(doc.Sizes[i].Tokens)), &doc.Sizes[i], doc.ReqTokens)
