@@ -89,7 +89,7 @@ func newBenchMemoryCmd() *cobra.Command {
 	fl := cmd.Flags()
 	fl.StringVar(&c.Source, "source", "", "trained data directory whose layer is tiled (only read)")
 	fl.StringVar(&c.Layer, "layer", "out", "layer to tile")
-	fl.StringVar(&c.Sizes, "sizes", "1M,4M,16M", "training tokens of each tiled memory (K and M suffixes: 1M = 1,000,000)")
+	fl.StringVar(&c.Sizes, "sizes", "1M,4M,16M", "training tokens of each tiled memory (K and M suffixes: 1M = 1,000,000; empty: none)")
 	fl.StringVar(&c.Scratch, "scratch", os.TempDir(), "directory for the tiled memories (each is removed when measured)")
 	fl.IntVar(&c.Reps, "reps", 5, "timed requests of each shape, after one warm-up")
 	fl.IntVar(&c.ColdReps, "cold-reps", 0, "timed cold requests of each shape (0: as --reps)")
@@ -120,6 +120,9 @@ func newBenchMemoryCmd() *cobra.Command {
 // parseSizes reads "1M,4M,200K,5000".
 func parseSizes(s string) ([]int, error) {
 	var out []int
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
 	for _, f := range strings.Split(s, ",") {
 		f = strings.TrimSpace(f)
 		mul := 1
@@ -146,6 +149,9 @@ func (c *BenchMemoryCommand) Run(ctx context.Context) error {
 	sizes, err := parseSizes(c.Sizes)
 	if err != nil {
 		return err
+	}
+	if len(sizes) == 0 && !c.AllLayer {
+		return fmt.Errorf("nothing to measure: give --sizes, --all-layer or both")
 	}
 	if c.Reps < 1 || c.ColdReps < 0 {
 		return fmt.Errorf("--reps %d, --cold-reps %d: want at least 1 (--cold-reps 0 means as --reps)", c.Reps, c.ColdReps)
