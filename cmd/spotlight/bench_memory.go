@@ -67,7 +67,7 @@ type memSize struct {
 
 func newBenchMemoryCmd() *cobra.Command {
 	c := &BenchMemoryCommand{}
-	var measure string
+	var measure, render string
 	cmd := &cobra.Command{
 		Use:   "memory",
 		Short: "Size sweep: requests on a trained layer tiled on disk to each size, beside numpy over the same files",
@@ -75,6 +75,9 @@ func newBenchMemoryCmd() *cobra.Command {
   spotlight bench memory --source ./d --sizes 200K --reps 3 --cold off --python off`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if render != "" {
+				return renderMemTable(render)
+			}
 			if measure != "" {
 				c.measure.Dir = measure
 				run, err := measureMemory(cmd.Context(), c.measure)
@@ -100,12 +103,13 @@ func newBenchMemoryCmd() *cobra.Command {
 	fl.Float64Var(&c.SpareGB, "spare-gb", 10, "skip a size that would leave less free disk than this")
 	fl.StringVar(&c.JSON, "json", "", "write the JSON document to this file (it is always printed)")
 	fl.StringVar(&c.Markdown, "markdown", "", "write the markdown table to this file (it is always printed)")
+	fl.StringVar(&render, "render", "", "print the markdown table of a JSON document this command wrote, and stop")
 	fl.StringVar(&measure, "measure", "", "measure this data directory and print its JSON (the sweep's child process)")
 	fl.StringSliceVar(&c.measure.Layers, "measure-layers", nil, "layers the measured requests ask for")
 	fl.IntVar(&c.measure.Tokens, "measure-tokens", 32, "tokens of each measured request")
 	fl.BoolVar(&c.measure.Cold, "measure-cold", false, "also time the requests cold")
 	fl.StringVar(&c.measure.Queries, "measure-queries", "", "write the request's queries here for the numpy reference")
-	for _, h := range []string{"measure", "measure-layers", "measure-tokens", "measure-cold", "measure-queries"} {
+	for _, h := range []string{"render", "measure", "measure-layers", "measure-tokens", "measure-cold", "measure-queries"} {
 		_ = fl.MarkHidden(h)
 	}
 	cmd.PreRun = func(*cobra.Command, []string) {
@@ -339,4 +343,18 @@ func briefRun(r *memRun) string {
 		}
 	}
 	return b.String()
+}
+
+// renderMemTable prints the table of a document written with --json.
+func renderMemTable(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var doc memBench
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	fmt.Print(memTable(doc))
+	return nil
 }
