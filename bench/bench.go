@@ -9,3 +9,9 @@ import _ "embed"
 //
 //go:embed torch_charlm.py
 var TorchCharLM []byte
+
+// ScanMemmap is scan_memmap.py: the full scan of one layer in numpy over the memory's own
+// segment files, the reference that `spotlight bench memory` runs beside its requests.
+//
+//go:embed scan_memmap.py
+var ScanMemmap []byte

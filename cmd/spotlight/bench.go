@@ -24,7 +24,7 @@ import (
 func newBenchCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "bench", Short: "Benchmarks", Example: "  spotlight bench train --preset small"}
 	group(cmd)
-	cmd.AddCommand(newBenchTrainCmd())
+	cmd.AddCommand(newBenchTrainCmd(), newBenchMemoryCmd())
 	return cmd
 }
 
