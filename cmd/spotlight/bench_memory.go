@@ -99,7 +99,7 @@ func newBenchMemoryCmd() *cobra.Command {
 	fl.StringVar(&c.Cold, "cold", "auto", "also time requests with the page cache dropped before each: on, off, or auto (when root)")
 	fl.BoolVar(&c.AllLayer, "all-layer", false, "also time the all-layer request on a copy of --source")
 	fl.StringVar(&c.Prompt, "prompt", "The rays of light", "prompt of every request")
-	fl.StringVar(&c.Python, "python", "/usr/bin/python3", "Python with numpy for the reference scan, or off")
+	fl.StringVar(&c.Python, "python", "python3", "Python interpreter with numpy for the reference scan (name on PATH or a path), or off")
 	fl.Float64Var(&c.SpareGB, "spare-gb", 10, "skip a size that would leave less free disk than this")
 	fl.StringVar(&c.JSON, "json", "", "write the JSON document to this file (it is always printed)")
 	fl.StringVar(&c.Markdown, "markdown", "", "write the markdown table to this file (it is always printed)")

@@ -14,7 +14,7 @@ import (
 func TestBenchMemory(t *testing.T) {
 	data := mustTrain(t, 40)
 	scratch, out := t.TempDir(), filepath.Join(t.TempDir(), "sweep.json")
-	python := "/usr/bin/python3"
+	python := "python3"
 	if exec.Command(python, "-c", "import numpy").Run() != nil {
 		python = "off"
 	}
