@@ -56,12 +56,12 @@ func Bench(runs []BenchRun, warmup, steps, round int) ([]BenchResult, error) {
 	for done := 0; done < steps; done += round {
 		n := min(round, steps-done)
 		for i, r := range runs {
-			w0, c0 := time.Now(), processCPU()
+			w0, c0 := time.Now(), ProcessCPU()
 			if err := benchSteps(r, n, warmup+steps); err != nil {
 				return nil, err
 			}
 			wall[i] += time.Since(w0)
-			cpu[i] += processCPU() - c0
+			cpu[i] += ProcessCPU() - c0
 		}
 	}
 	for i, r := range runs {

@@ -181,12 +181,12 @@ func timeRequests(reps int, cold bool, do func() error) (timings, error) {
 			}
 		}
 		t.Load1 = append(t.Load1, load1())
-		c0, w0 := cpuTime(), time.Now()
+		c0, w0 := lm.ProcessCPU(), time.Now()
 		if err := do(); err != nil {
 			return t, err
 		}
 		t.WallMs = append(t.WallMs, float64(time.Since(w0).Microseconds())/1e3)
-		t.CPUMs = append(t.CPUMs, float64((cpuTime()-c0).Microseconds())/1e3)
+		t.CPUMs = append(t.CPUMs, float64((lm.ProcessCPU()-c0).Microseconds())/1e3)
 	}
 	t.P50Ms, t.P50CPUMs = median(t.WallMs), median(t.CPUMs)
 	return t, nil
@@ -272,15 +272,6 @@ func median(xs []float64) float64 {
 		return (s[n/2-1] + s[n/2]) / 2
 	}
 	return s[len(s)/2]
-}
-
-// cpuTime is the process's user and system CPU time so far, all threads.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // readRSS reads the process's anonymous and file-backed resident memory.
