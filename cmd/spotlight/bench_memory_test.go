@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/spotlight-lm/spotlight/bench/sweep"
 )
 
 // The size sweep builds a tiled memory on disk, answers every request shape on it and on a
@@ -27,7 +29,7 @@ func TestBenchMemory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var doc memBench
+	var doc sweep.Doc
 	if err := json.Unmarshal(b, &doc); err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +47,7 @@ func TestBenchMemory(t *testing.T) {
 	if len(src.Go.Layers) != 3 || len(tiled.Go.Layers) != 1 || tiled.Go.Layers[0] != "out" {
 		t.Errorf("layers %v and %v", src.Go.Layers, tiled.Go.Layers)
 	}
-	for _, r := range []*memRun{src.Go, tiled.Go} {
+	for _, r := range []*sweep.Measurement{src.Go, tiled.Go} {
 		if len(r.Cases) != 4 || r.Model.P50Ms <= 0 {
 			t.Fatalf("%d cases, model %v ms", len(r.Cases), r.Model.P50Ms)
 		}
