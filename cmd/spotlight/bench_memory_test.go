@@ -92,3 +92,34 @@ func TestBenchMemoryBadInput(t *testing.T) {
 		}
 	}
 }
+
+// --segments-only on builds the synthetic memory without the database copy; its row and
+// its table say so, and it is measured as the store-path one is.
+func TestBenchMemorySegmentsOnly(t *testing.T) {
+	data := mustTrain(t, 40)
+	scratch, out, md := t.TempDir(), filepath.Join(t.TempDir(), "sweep.json"), filepath.Join(t.TempDir(), "sweep.md")
+	_, stderr, err := run(t, "bench", "memory", "--source", data, "--sizes", "6K", "--reps", "1", "--cold", "off",
+		"--segments-only", "on", "--scratch", scratch, "--python", "off", "--json", out, "--markdown", md)
+	if err != nil {
+		t.Fatalf("bench memory: %v: %s", err, stderr)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc sweep.Doc
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Sizes) != 1 || doc.Sizes[0].Skipped != "" || doc.Sizes[0].Go == nil {
+		t.Fatalf("want one measured size:\n%s", b)
+	}
+	s := doc.Sizes[0]
+	if !strings.Contains(s.Synthetic, "segments-only") || !s.Go.SegmentsOnly || len(s.Go.Cases) != 4 || s.Go.Memory != 6000/64*64 {
+		t.Errorf("synthetic %q, measured segments-only %v, %d cases, %d tokens", s.Synthetic, s.Go.SegmentsOnly, len(s.Go.Cases), s.Go.Memory)
+	}
+	table, err := os.ReadFile(md)
+	if err != nil || !strings.Contains(string(table), "out 6K tokens (tiled, synthetic: segments only)") {
+		t.Errorf("table: %v\n%s", err, table)
+	}
+}
