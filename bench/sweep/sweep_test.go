@@ -9,66 +9,52 @@ import (
 	"testing"
 
 	"github.com/spotlight-lm/spotlight/corpora"
+	"github.com/spotlight-lm/spotlight/datadir"
 	"github.com/spotlight-lm/spotlight/dualmem"
 	"github.com/spotlight-lm/spotlight/lm"
 	"github.com/spotlight-lm/spotlight/query"
 )
 
-// trainSource trains a tiny model (d=16) for steps steps into a new data directory.
-func trainSource(t *testing.T, steps int) string {
+// tileSource trains a tiny model (d=16) for steps steps into a new data directory and
+// opens its out layer for tiling.
+func tileSource(t *testing.T, steps int) *TileSource {
 	t.Helper()
-	c, err := lm.Preset("tiny")
+	cfg, err := lm.Preset("tiny")
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.D, c.Heads, c.Ctx, c.Batch, c.Steps, c.Warmup, c.CheckpointEvery = 16, 2, 32, 8, steps, 3, 10
-	text := corpora.Default()[:20000]
-	tr, err := lm.NewTrainer(c, string(text))
+	cfg.D, cfg.Heads, cfg.Ctx, cfg.Batch, cfg.Steps, cfg.Warmup, cfg.CheckpointEvery = 16, 2, 32, 8, steps, 3, 10
+	d, tr, err := datadir.Create(filepath.Join(t.TempDir(), "src"), cfg, corpora.Default()[:20000])
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { d.Close() })
 	defer tr.Close()
-	meta, err := dualmem.MetaFor(tr.Cfg)
+	if err := tr.Train(context.Background(), d.Store, steps, nil); err != nil {
+		t.Fatal(err)
+	}
+	ts, err := OpenTileSource(d.Store, "out")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ckpt, err := tr.Checkpoint()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(t.TempDir(), "src")
-	s, err := dualmem.Create(dir, meta, text, tr.Initial(), ckpt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tr.Train(context.Background(), s, steps, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return dir
+	return ts
 }
 
 // answers opens dir as the measuring process does and answers one request per shape.
 func answers(t *testing.T, dir string) map[string]*query.Answer {
 	t.Helper()
-	store, err := dualmem.Open(dir)
+	d, err := datadir.Open(dir, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
-	_, ckpt, err := store.Checkpoint()
-	if err != nil {
-		t.Fatal(err)
-	}
-	model, err := lm.LoadModel(ckpt)
+	defer d.Close()
+	model, err := d.Model()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer model.Close()
-	model.Step = store.Steps()
-	e, err := query.NewEngine(model, store, nil)
+	model.Step = d.Steps()
+	e, err := d.Engine(model, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,16 +81,7 @@ func answers(t *testing.T, dir string) map[string]*query.Answer {
 // built through the store's whole write path from the same tiled data, and on it the
 // pruned search finds the full scan's top lists.
 func TestSegmentsOnlyAnswersAsStorePath(t *testing.T) {
-	src := trainSource(t, 30)
-	store, err := dualmem.OpenReadOnly(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	ts, err := OpenTileSource(store, "out")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ts := tileSource(t, 30)
 	dirs := map[bool]string{}
 	for _, only := range []bool{false, true} {
 		dirs[only] = filepath.Join(t.TempDir(), "tiled")
@@ -192,16 +169,7 @@ func differs(a, b any, path string) string {
 // The estimate that decides when a size is built segments-only counts the database copy
 // only for the store path, and is not below what the build writes.
 func TestTileBytes(t *testing.T) {
-	src := trainSource(t, 12)
-	store, err := dualmem.OpenReadOnly(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	ts, err := OpenTileSource(store, "out")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ts := tileSource(t, 12)
 	for _, only := range []bool{false, true} {
 		dir := filepath.Join(t.TempDir(), "tiled")
 		if _, err := BuildTiled(ts, dir, 50000, only, nil); err != nil {
