@@ -85,6 +85,9 @@ func TestSegmentsOnly(t *testing.T) {
 	if err := s.RebuildSegments(nil); !errors.Is(err, ErrSegmentsOnly) {
 		t.Errorf("RebuildSegments: %v", err)
 	}
+	if err := s.SkipDerived(); !errors.Is(err, ErrSegmentsOnly) {
+		t.Errorf("SkipDerived: %v", err)
+	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
