@@ -1,6 +1,7 @@
 package sweep
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -71,8 +72,8 @@ func tileBytes(meta dualmem.Meta, n int, segmentsOnly bool) int64 {
 // dualmem.Meta.SegmentsOnly): the source's steps but its last, repeated in order, each key
 // and gradient value scaled by 1 + 0.02·N(0,1) so that the copies are not exact ties (what
 // dualmem's BenchmarkSearch tiles in memory). The learning-rate schedule repeats with the
-// steps. It returns the number of steps written.
-func BuildTiled(src *TileSource, dir string, n int, segmentsOnly bool, progress func(done, total int)) (int, error) {
+// steps. It returns the number of steps written; a cancelled ctx stops it between steps.
+func BuildTiled(ctx context.Context, src *TileSource, dir string, n int, segmentsOnly bool, progress func(done, total int)) (int, error) {
 	in := map[string]lm.Initial{src.meta.Layers[0].Name: src.initial}
 	meta := src.meta
 	meta.SegmentsOnly = segmentsOnly
@@ -98,6 +99,10 @@ func BuildTiled(src *TileSource, dir string, n int, segmentsOnly bool, progress 
 	}
 	steps, done := 0, 0
 	for done < total {
+		if err := ctx.Err(); err != nil {
+			store.Close()
+			return 0, err
+		}
 		k := steps % len(base)
 		si := base[k]
 		si.Step = steps + 1

@@ -175,7 +175,7 @@ func (c *Config) size(ctx context.Context, src *TileSource, scratch string, n in
 	defer os.RemoveAll(dir)
 	fmt.Fprintf(os.Stderr, "bench memory: building %d tokens of %q in %s (%s)\n", n, c.Layer, dir, map[bool]string{true: "segments only", false: "store path"}[segOnly])
 	t0 := time.Now()
-	if _, err := BuildTiled(src, dir, n, segOnly, func(done, total int) {
+	if _, err := BuildTiled(ctx, src, dir, n, segOnly, func(done, total int) {
 		fmt.Fprintf(os.Stderr, "\r  %d/%d tokens", done, total)
 	}); err != nil {
 		ms.Skipped = "build: " + err.Error()

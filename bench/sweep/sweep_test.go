@@ -85,7 +85,7 @@ func TestSegmentsOnlyAnswersAsStorePath(t *testing.T) {
 	dirs := map[bool]string{}
 	for _, only := range []bool{false, true} {
 		dirs[only] = filepath.Join(t.TempDir(), "tiled")
-		steps, err := BuildTiled(ts, dirs[only], 20000, only, nil)
+		steps, err := BuildTiled(context.Background(), ts, dirs[only], 20000, only, nil)
 		if err != nil || steps < 2*29 {
 			t.Fatalf("segments-only %v: %d steps, %v", only, steps, err)
 		}
@@ -172,7 +172,7 @@ func TestTileBytes(t *testing.T) {
 	ts := tileSource(t, 12)
 	for _, only := range []bool{false, true} {
 		dir := filepath.Join(t.TempDir(), "tiled")
-		if _, err := BuildTiled(ts, dir, 50000, only, nil); err != nil {
+		if _, err := BuildTiled(context.Background(), ts, dir, 50000, only, nil); err != nil {
 			t.Fatal(err)
 		}
 		segs, err := dualmem.DiskUsage(filepath.Join(dir, dualmem.SegmentsDir))
