@@ -299,6 +299,9 @@ func (s *Store) refreshAggs(sg *segments, progress func(layer string, done, tota
 // the segments hold), into <layer>.agg.building first, then moves it in place. The
 // caller holds the writer side, so no step is appended meanwhile.
 func (s *Store) rebuildAggs(sg *segments, progress func(layer string, done, total int)) error {
+	if err := s.vectorsInDB("building the aggregates"); err != nil {
+		return err
+	}
 	n := sg.steps()
 	infos, err := s.stepInfos(n)
 	if err != nil {

@@ -15,6 +15,9 @@ var errDerivedSkipped = errors.New("not written by the training run; built on th
 // open that reads the memory builds them again (the aggregates from the database, the
 // bounds from the segment files), and until then Search computes bounds in memory.
 func (s *Store) SkipDerived() error {
+	if err := s.vectorsInDB("leaving out the aggregates, which only the database could give back"); err != nil {
+		return err
+	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	sg := s.segments()

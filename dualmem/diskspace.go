@@ -30,7 +30,7 @@ const (
 
 // freeSpace is the space the filesystem holding path has for this process; a variable so
 // tests can put the data directory on a nearly full disk without filling one.
-var freeSpace = statfsFree
+var freeSpace = FreeBytes
 
 type diskFullError struct{ need, free int64 }
 
@@ -64,7 +64,9 @@ func room(path string, need int64) error {
 func stepBytes(meta Meta, n int) int64 {
 	b := int64(infoSize + blobHeader + 12*n + 2*entryOverhead)
 	for _, l := range meta.Layers {
-		b += int64(blobHeader+layerHeader+precisionBytes(meta.Precision)*n*(l.DIn+l.DOut)) + entryOverhead
+		if !meta.SegmentsOnly {
+			b += int64(blobHeader+layerHeader+precisionBytes(meta.Precision)*n*(l.DIn+l.DOut)) + entryOverhead
+		}
 	}
 	return b + segStepBytes(meta, n)
 }

@@ -145,7 +145,7 @@ func fill(t *testing.T, dir string) {
 			}
 		}
 	}
-	if free, err := statfsFree(dir); err != nil || free != 0 {
+	if free, err := FreeBytes(dir); err != nil || free != 0 {
 		t.Fatalf("filled: %d bytes free, %v", free, err)
 	}
 }

@@ -17,8 +17,8 @@ func allocated(fi fs.FileInfo) int64 {
 	return fi.Size()
 }
 
-// statfsFree is the space on path's filesystem that an unprivileged process may use.
-func statfsFree(path string) (int64, error) {
+// FreeBytes is the space on path's filesystem that an unprivileged process may use.
+func FreeBytes(path string) (int64, error) {
 	var st unix.Statfs_t
 	if err := unix.Statfs(path, &st); err != nil {
 		return 0, err

@@ -43,6 +43,9 @@ func (s *Store) LoadLayer(name string, progress func(done, total int)) (*LayerMe
 	if !ok {
 		return nil, fmt.Errorf("layer %q: %w", name, ErrNotFound)
 	}
+	if err := s.vectorsInDB("loading layer " + name + " from the database"); err != nil {
+		return nil, err
+	}
 	infos, err := s.StepInfos()
 	if err != nil {
 		return nil, err

@@ -102,6 +102,9 @@ func (s *Store) ReadStep(t int, layers ...string) (*lm.Step, error) {
 			return nil, fmt.Errorf("layer %q: %w", name, ErrNotFound)
 		}
 	}
+	if err := s.vectorsInDB(fmt.Sprintf("reading step %d", t)); err != nil {
+		return nil, err
+	}
 	st := &lm.Step{Layers: map[string]lm.LayerStep{}}
 	err := s.db.View(func(txn *badger.Txn) error {
 		v, err := getValue(txn, stepKey([]byte{pHeader}, t))
@@ -195,11 +198,13 @@ func (s *Store) Sizes() (map[string]int64, error) {
 	for _, l := range s.meta.Layers {
 		out[l.Name] += 0 // present even before any step
 	}
-	out[SizeDisk], err = diskUsage(s.dir)
+	out[SizeDisk], err = DiskUsage(s.dir)
 	return out, err
 }
 
-func diskUsage(dir string) (int64, error) {
+// DiskUsage is the space the files under dir take on disk: their allocated blocks, since
+// Badger's files are sparse and preallocated.
+func DiskUsage(dir string) (int64, error) {
 	var total int64
 	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {

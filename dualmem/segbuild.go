@@ -104,6 +104,9 @@ func (s *Store) rebuildSegments(always bool, progress func(layer string, done, t
 // DIR/segments.building, syncs them and moves them to DIR/segments: a build that is killed
 // leaves the old files or none, never a mix.
 func (s *Store) buildSegments(n int, progress func(layer string, done, total int)) (*segments, error) {
+	if err := s.vectorsInDB("building the segment files"); err != nil {
+		return nil, err
+	}
 	infos, err := s.stepInfos(n)
 	if err != nil {
 		return nil, err

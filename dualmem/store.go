@@ -233,7 +233,12 @@ func Create(dir string, meta Meta, corpus []byte, initial map[string]lm.Initial,
 	if err := syncDir(dir); err != nil {
 		return nil, err
 	}
-	return open(dir, false)
+	s, err := open(dir, false)
+	if err == nil && meta.SegmentsOnly && s.segments() == nil {
+		err = errors.Join(fmt.Errorf("%s: %w, and the segment files could not be created", dir, ErrSegmentsOnly), s.Close())
+		s = nil
+	}
+	return s, err
 }
 
 // syncDir makes a rename in dir durable.

@@ -38,6 +38,10 @@ type Meta struct {
 	Layers    []LayerSpec  `json:"layers"`
 	Optimizer lm.Optimizer `json:"optimizer"` // the dual form needs its momentum and decays
 	Config    []byte       `json:"config"`    // the model config as JSON; owned by package lm
+	// SegmentsOnly marks a benchmark memory too large for two copies on one disk: the keys
+	// and gradients go to the segment files alone, the database keeps every step's header,
+	// token arrays and commits. Nothing can rebuild its segment files (ErrSegmentsOnly).
+	SegmentsOnly bool `json:"segments_only,omitempty"`
 }
 
 // UnmarshalJSON also reads the metadata of data directories written before the optimizer

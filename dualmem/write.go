@@ -94,6 +94,9 @@ func (s *Store) writer() {
 func (s *Store) writeStep(st *lm.Step) error {
 	sg := s.segments()
 	if sg == nil {
+		if err := s.vectorsInDB("appending a step without segment files"); err != nil {
+			return err
+		}
 		return s.writeRecords(st)
 	}
 	done := make(chan error, 1)
@@ -113,6 +116,9 @@ func (s *Store) writeRecords(st *lm.Step) error {
 		s.wbufs = make([][]byte, len(s.meta.Layers))
 	}
 	for i, l := range s.meta.Layers {
+		if s.meta.SegmentsOnly {
+			break
+		}
 		// Badger has copied the values when Flush returns, so st's vectors and the buffers
 		// serve every step.
 		var les []*badger.Entry

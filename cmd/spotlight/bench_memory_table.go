@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/spotlight-lm/spotlight/bench/sweep"
 )
 
 // numpyDoc is the part of scan_memmap.py's document the table shows.
@@ -23,11 +25,11 @@ type numpyDoc struct {
 
 // memTable is the sweep as one markdown table: per memory, a row per request shape and
 // one for numpy's full scan of the same files.
-func memTable(doc memBench) string {
+func memTable(doc sweep.Doc) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n| memory | request | p50 warm (CPU) | load | p50 cold (CPU) | load | read of keys+grads | blocks read | RssAnon | RssFile |\n")
 	fmt.Fprintf(&b, "|---|---|---|---|---|---|---|---|---|---|\n")
-	rows := func(label string, ms *memSize, tokens int) {
+	rows := func(label string, ms *sweep.Size, tokens int) {
 		if ms.Skipped != "" {
 			fmt.Fprintf(&b, "| %s | skipped: %s |||||||||\n", label, ms.Skipped)
 			return
@@ -71,7 +73,11 @@ func memTable(doc memBench) string {
 		rows(label, doc.AllLayer, doc.AllTokens)
 	}
 	for i := range doc.Sizes {
-		rows(fmt.Sprintf("%s %s tokens (tiled)", doc.Layer, count(doc.Sizes[i].Tokens)), &doc.Sizes[i], doc.ReqTokens)
+		kind := "tiled"
+		if doc.Sizes[i].Synthetic != "" {
+			kind = "tiled, synthetic: segments only"
+		}
+		rows(fmt.Sprintf("%s %s tokens (%s)", doc.Layer, count(doc.Sizes[i].Tokens), kind), &doc.Sizes[i], doc.ReqTokens)
 	}
 	return b.String()
 }
@@ -95,7 +101,7 @@ func loads(l []float64) string {
 	return fmt.Sprintf("%.1f–%.1f", lo, hi)
 }
 
-func readFrac(mc memCase, layers []string) string {
+func readFrac(mc sweep.Case, layers []string) string {
 	var parts []string
 	for _, l := range layers {
 		s := mc.Read[l]
@@ -104,7 +110,7 @@ func readFrac(mc memCase, layers []string) string {
 	return strings.Join(parts, ", ")
 }
 
-func blocksFrac(mc memCase, layers []string) string {
+func blocksFrac(mc sweep.Case, layers []string) string {
 	var parts []string
 	for _, l := range layers {
 		s := mc.Read[l]

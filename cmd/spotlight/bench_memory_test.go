@@ -2,37 +2,29 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/spotlight-lm/spotlight/bench/sweep"
 )
 
 // The size sweep builds a tiled memory on disk, answers every request shape on it and on a
 // copy of the source, runs numpy over the same files when it can, and leaves no scratch.
 func TestBenchMemory(t *testing.T) {
-	data := mustTrain(t, 40)
-	scratch, out := t.TempDir(), filepath.Join(t.TempDir(), "sweep.json")
-	python := "python3"
-	if exec.Command(python, "-c", "import numpy").Run() != nil {
-		python = "off"
+	python := "off"
+	for _, p := range []string{"python3", "/usr/bin/python3"} {
+		if exec.Command(p, "-c", "import numpy").Run() == nil {
+			python = p
+			break
+		}
 	}
-	_, stderr, err := run(t, "bench", "memory", "--source", data, "--sizes", "6K", "--reps", "1", "--cold", "off",
-		"--all-layer", "--scratch", scratch, "--python", python, "--json", out)
-	if err != nil {
-		t.Fatalf("bench memory: %v: %s", err, stderr)
-	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var doc memBench
-	if err := json.Unmarshal(b, &doc); err != nil {
-		t.Fatal(err)
-	}
+	doc, _, scratch := benchMemory(t, "--source", mustTrain(t, 40), "--sizes", "6K", "--all-layer", "--python", python)
 	if len(doc.Sizes) != 1 || doc.AllLayer == nil {
-		t.Fatalf("want one size and the all-layer run:\n%s", b)
+		t.Fatalf("want one size and the all-layer run: %+v, %+v", doc.Sizes, doc.AllLayer)
 	}
 	src, tiled := doc.AllLayer, doc.Sizes[0]
 	if src.Skipped != "" || tiled.Skipped != "" {
@@ -45,7 +37,7 @@ func TestBenchMemory(t *testing.T) {
 	if len(src.Go.Layers) != 3 || len(tiled.Go.Layers) != 1 || tiled.Go.Layers[0] != "out" {
 		t.Errorf("layers %v and %v", src.Go.Layers, tiled.Go.Layers)
 	}
-	for _, r := range []*memRun{src.Go, tiled.Go} {
+	for _, r := range []*sweep.Measurement{src.Go, tiled.Go} {
 		if len(r.Cases) != 4 || r.Model.P50Ms <= 0 {
 			t.Fatalf("%d cases, model %v ms", len(r.Cases), r.Model.P50Ms)
 		}
@@ -79,7 +71,7 @@ func TestBenchMemory(t *testing.T) {
 
 // Bad sizes are one line and build nothing.
 func TestBenchMemoryBadInput(t *testing.T) {
-	for _, args := range [][]string{{"--sizes", "4X"}, {"--sizes", "0"}, {"--reps", "0"}, {"--cold", "maybe"}} {
+	for _, args := range [][]string{{"--sizes", "4X"}, {"--sizes", "0"}, {"--reps", "0"}, {"--cold", "maybe"}, {"--segments-only", "yes"}} {
 		scratch := t.TempDir()
 		_, stderr, err := run(t, append([]string{"bench", "memory", "--source", scratch, "--scratch", scratch}, args...)...)
 		if err == nil || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
@@ -89,4 +81,43 @@ func TestBenchMemoryBadInput(t *testing.T) {
 			t.Errorf("%v: scratch holds %v", args, ents)
 		}
 	}
+}
+
+// --segments-only on builds the synthetic memory without the database copy; its row and
+// its table say so, and it is measured as the store-path one is.
+func TestBenchMemorySegmentsOnly(t *testing.T) {
+	doc, table, _ := benchMemory(t, "--source", mustTrain(t, 40), "--sizes", "6K", "--segments-only", "on", "--python", "off")
+	if len(doc.Sizes) != 1 || doc.Sizes[0].Skipped != "" || doc.Sizes[0].Go == nil {
+		t.Fatalf("want one measured size: %+v", doc.Sizes)
+	}
+	s := doc.Sizes[0]
+	if !strings.Contains(s.Synthetic, "segments-only") || !s.Go.SegmentsOnly || len(s.Go.Cases) != 4 || s.Go.Memory != 6000/64*64 {
+		t.Errorf("synthetic %q, measured segments-only %v, %d cases, %d tokens", s.Synthetic, s.Go.SegmentsOnly, len(s.Go.Cases), s.Go.Memory)
+	}
+	if !strings.Contains(table, "out 6K tokens (tiled, synthetic: segments only)") {
+		t.Errorf("table:\n%s", table)
+	}
+}
+
+// benchMemory runs bench memory with args (one rep, warm only) and returns its document,
+// its table and its scratch directory.
+func benchMemory(t *testing.T, args ...string) (sweep.Doc, string, string) {
+	t.Helper()
+	scratch, dir := t.TempDir(), t.TempDir()
+	out, md := filepath.Join(dir, "sweep.json"), filepath.Join(dir, "sweep.md")
+	_, stderr, err := run(t, append([]string{"bench", "memory", "--reps", "1", "--cold", "off", "--scratch", scratch,
+		"--json", out, "--markdown", md}, args...)...)
+	if err != nil {
+		t.Fatalf("bench memory: %v: %s", err, stderr)
+	}
+	var doc sweep.Doc
+	b, err := os.ReadFile(out)
+	if err == nil {
+		err = json.Unmarshal(b, &doc)
+	}
+	table, errMD := os.ReadFile(md)
+	if err := errors.Join(err, errMD); err != nil {
+		t.Fatal(err)
+	}
+	return doc, string(table), scratch
 }

@@ -1,6 +1,7 @@
-package main
+package sweep
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -8,17 +9,15 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"syscall"
-	"time"
 
 	"github.com/spotlight-lm/spotlight/dualmem"
 	"github.com/spotlight-lm/spotlight/lm"
 )
 
-// tileSource is the real memory a size sweep tiles: one layer of a trained data directory
+// TileSource is the real memory a size sweep tiles: one layer of a trained data directory
 // with what a new directory needs to serve it (metadata, corpus, initial weights and the
 // last checkpoint).
-type tileSource struct {
+type TileSource struct {
 	meta    dualmem.Meta // only the tiled layer
 	corpus  []byte
 	initial lm.Initial
@@ -26,12 +25,13 @@ type tileSource struct {
 	mem     *dualmem.LayerMemory
 }
 
-func openTileSource(store *dualmem.Store, layer string) (*tileSource, error) {
+// OpenTileSource reads layer of store for tiling; store must stay open while it is used.
+func OpenTileSource(store *dualmem.Store, layer string) (*TileSource, error) {
 	mems, err := store.Memory(store.Steps(), nil)
 	if err != nil {
 		return nil, err
 	}
-	src := &tileSource{meta: store.Meta(), corpus: store.Corpus()}
+	src := &TileSource{meta: store.Meta(), corpus: store.Corpus()}
 	for i, l := range src.meta.Layers {
 		if l.Name == layer {
 			src.mem = mems[i]
@@ -53,28 +53,35 @@ func openTileSource(store *dualmem.Store, layer string) (*tileSource, error) {
 	return src, nil
 }
 
-// tileBytes estimates what a tiled directory of n tokens takes on disk: the database and
-// the segment files each hold every key and gradient, plus the token arrays, per-step
-// aggregates and block bounds.
-func tileBytes(meta dualmem.Meta, n int) int64 {
+// tileBytes estimates what a tiled directory of n tokens takes on disk: the segment files
+// hold every key and gradient, the token arrays, per-step aggregates and block bounds with
+// the int8 codes; unless segmentsOnly the database holds the keys and gradients again.
+func tileBytes(meta dualmem.Meta, n int, segmentsOnly bool) int64 {
 	l := meta.Layers[0]
 	perStep := 8 * (l.DIn*l.DOut + l.DIn + l.DOut)
-	return int64(n) * int64(2*4*(l.DIn+l.DOut)+12+24+perStep/512+l.DIn+8*(l.DIn+l.DOut)/64+8)
+	b := int64(n) * int64(4*(l.DIn+l.DOut)+12+24+perStep/512+l.DIn+l.DOut+8*(l.DIn+l.DOut)/64+8)
+	if !segmentsOnly {
+		b += int64(n) * int64(4*(l.DIn+l.DOut))
+	}
+	return b
 }
 
-// buildTiled writes a data directory of about n training tokens at dir through the store's
-// own write path (database, segment files, aggregates and bounds, as training writes them):
-// the source's steps but its last, repeated in order, each key and gradient value scaled
-// by 1 + 0.02·N(0,1) so that the copies are not exact ties (what dualmem's BenchmarkSearch
-// tiles in memory). The learning-rate schedule repeats with the steps. It returns the
-// number of steps written.
-func buildTiled(src *tileSource, dir string, n int, progress func(done, total int)) (int, error) {
+// BuildTiled writes a data directory of about n training tokens at dir through the store's
+// own write path (segment files, aggregates and bounds as training writes them, and the
+// database: with segmentsOnly, one without the keys and gradients, see
+// dualmem.Meta.SegmentsOnly): the source's steps but its last, repeated in order, each key
+// and gradient value scaled by 1 + 0.02·N(0,1) so that the copies are not exact ties (what
+// dualmem's BenchmarkSearch tiles in memory). The learning-rate schedule repeats with the
+// steps. It returns the number of steps written; a cancelled ctx stops it between steps.
+func BuildTiled(ctx context.Context, src *TileSource, dir string, n int, segmentsOnly bool, progress func(done, total int)) (int, error) {
 	in := map[string]lm.Initial{src.meta.Layers[0].Name: src.initial}
-	store, err := dualmem.Create(dir, src.meta, src.corpus, in, src.ckpt)
+	meta := src.meta
+	meta.SegmentsOnly = segmentsOnly
+	store, err := dualmem.Create(dir, meta, src.corpus, in, src.ckpt)
 	if err != nil {
 		return 0, err
 	}
-	m, spec := src.mem, src.meta.Layers[0]
+	m, spec := src.mem, meta.Layers[0]
 	din, dout := spec.DIn, spec.DOut
 	base := m.Steps[:len(m.Steps)-1]
 	starts := make([]int, len(base)+1)
@@ -92,6 +99,10 @@ func buildTiled(src *tileSource, dir string, n int, progress func(done, total in
 	}
 	steps, done := 0, 0
 	for done < total {
+		if err := ctx.Err(); err != nil {
+			store.Close()
+			return 0, err
+		}
 		k := steps % len(base)
 		si := base[k]
 		si.Step = steps + 1
@@ -159,32 +170,3 @@ func copyDataDir(src, dst string) error {
 		return errors.Join(err, out.Close())
 	})
 }
-
-// dirBytes is what the files under dir take on disk.
-func dirBytes(dir string) int64 {
-	var n int64
-	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() {
-			if fi, err := d.Info(); err == nil {
-				if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-					n += st.Blocks * 512
-				} else {
-					n += fi.Size()
-				}
-			}
-		}
-		return nil
-	})
-	return n
-}
-
-// freeBytes is the space the filesystem holding dir has left for this process.
-func freeBytes(dir string) (int64, error) {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
-		return 0, err
-	}
-	return int64(st.Bavail) * int64(st.Bsize), nil
-}
-
-func since(t time.Time) float64 { return time.Since(t).Seconds() }

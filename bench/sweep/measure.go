@@ -1,4 +1,4 @@
-package main
+package sweep
 
 import (
 	"bufio"
@@ -17,35 +17,37 @@ import (
 	"github.com/spotlight-lm/spotlight/query"
 )
 
-// The measuring side of `spotlight bench memory`: one process per memory, so that its RSS
-// is that memory's alone and its mappings go when it exits (the files are deleted after).
+// The measuring side of the sweep: one process per memory, so that its RSS is that
+// memory's alone and its mappings go when it exits (the files are deleted after).
 
-// memRun is what one measuring process found on one data directory.
-type memRun struct {
-	Dir      string    `json:"dir"`
-	Layers   []string  `json:"layers"`
-	Tokens   int       `json:"request_tokens"`
-	Memory   int       `json:"memory_tokens"` // training tokens per layer
-	Steps    int       `json:"memory_steps"`
-	StartupS float64   `json:"startup_s"` // open, model, engine, hidden layers' dual weights
-	Startup  rssFig    `json:"rss_after_startup"`
-	Model    timings   `json:"model"` // generate + probe alone: the part of a request that is not the memory
-	Cases    []memCase `json:"cases"`
+// Measurement is what one measuring process found on one data directory.
+type Measurement struct {
+	Dir    string   `json:"dir"`
+	Layers []string `json:"layers"`
+	Tokens int      `json:"request_tokens"`
+	Memory int      `json:"memory_tokens"` // training tokens per layer
+	Steps  int      `json:"memory_steps"`
+	// SegmentsOnly: the directory is a synthetic segments-only memory (dualmem.Meta.SegmentsOnly).
+	SegmentsOnly bool    `json:"segments_only,omitempty"`
+	StartupS     float64 `json:"startup_s"` // open, model, engine, hidden layers' dual weights
+	Startup      RSS     `json:"rss_after_startup"`
+	Model        Timings `json:"model"` // generate + probe alone: the part of a request that is not the memory
+	Cases        []Case  `json:"cases"`
 }
 
-// memCase is one request shape, timed warm and, with --cold, with the page cache dropped.
-type memCase struct {
+// Case is one request shape, timed warm and, with --cold, with the page cache dropped.
+type Case struct {
 	Scan   string                       `json:"scan"`
 	RankBy string                       `json:"rank_by"`
-	Warm   timings                      `json:"warm"`
-	Cold   *timings                     `json:"cold,omitempty"`
+	Warm   Timings                      `json:"warm"`
+	Cold   *Timings                     `json:"cold,omitempty"`
 	Read   map[string]dualmem.ScanStats `json:"read"` // per layer, of the last request
-	RSS    rssFig                       `json:"rss_after"`
+	RSS    RSS                          `json:"rss_after"`
 }
 
-// timings are the requests after one warm-up: wall and CPU time of each, the 1-minute load
+// Timings are the requests after one warm-up: wall and CPU time of each, the 1-minute load
 // average as each began, and their medians.
-type timings struct {
+type Timings struct {
 	P50Ms    float64   `json:"p50_ms"`
 	P50CPUMs float64   `json:"p50_cpu_ms"`
 	WallMs   []float64 `json:"wall_ms"`
@@ -53,13 +55,14 @@ type timings struct {
 	Load1    []float64 `json:"load1"`
 }
 
-type rssFig struct {
+// RSS is a process's resident memory, in bytes.
+type RSS struct {
 	Anon int64 `json:"rss_anon"`
 	File int64 `json:"rss_file"`
 }
 
-// measureOpts are the measuring process's flags.
-type measureOpts struct {
+// MeasureOpts are the measuring process's flags (see childArgs).
+type MeasureOpts struct {
 	Dir, Prompt, Queries string
 	Layers               []string
 	Tokens, Reps         int
@@ -68,9 +71,9 @@ type measureOpts struct {
 	Seed                 uint64
 }
 
-// measureMemory opens dir through the normal read path (the store maps its segment files),
+// Measure opens o.Dir through the normal read path (the store maps its segment files),
 // builds a query engine as serve does and times the request shapes.
-func measureMemory(ctx context.Context, o measureOpts) (*memRun, error) {
+func Measure(ctx context.Context, o MeasureOpts) (*Measurement, error) {
 	t0 := time.Now()
 	store, err := dualmem.Open(o.Dir)
 	if err != nil {
@@ -111,8 +114,8 @@ func measureMemory(ctx context.Context, o measureOpts) (*memRun, error) {
 		}
 	}
 	sc0 := e.Scanner(layers[0])
-	run := &memRun{Dir: o.Dir, Layers: layers, Tokens: o.Tokens, Memory: sc0.N, Steps: len(sc0.Mem.Steps),
-		StartupS: time.Since(t0).Seconds(), Startup: readRSS()}
+	run := &Measurement{Dir: o.Dir, Layers: layers, Tokens: o.Tokens, Memory: sc0.N, Steps: len(sc0.Mem.Steps),
+		StartupS: time.Since(t0).Seconds(), Startup: readRSS(), SegmentsOnly: store.Meta().SegmentsOnly}
 	temp := query.DefaultTemperature
 	base := query.Request{Prompt: o.Prompt, Tokens: o.Tokens, TopK: 10, GroupBy: query.GroupToken,
 		Layers: layers, Temperature: &temp, Seed: o.Seed}
@@ -129,7 +132,7 @@ func measureMemory(ctx context.Context, o measureOpts) (*memRun, error) {
 			last = a
 			return err
 		}
-		mc := memCase{Scan: c.scan, RankBy: c.rank}
+		mc := Case{Scan: c.scan, RankBy: c.rank}
 		if mc.Warm, err = timeRequests(o.Reps, false, do); err != nil {
 			return nil, err
 		}
@@ -167,8 +170,8 @@ func measureMemory(ctx context.Context, o measureOpts) (*memRun, error) {
 
 // timeRequests runs do once untimed, then reps times, dropping the page cache before each
 // when cold.
-func timeRequests(reps int, cold bool, do func() error) (timings, error) {
-	var t timings
+func timeRequests(reps int, cold bool, do func() error) (Timings, error) {
+	var t Timings
 	if !cold {
 		if err := do(); err != nil {
 			return t, err
@@ -194,10 +197,10 @@ func timeRequests(reps int, cold bool, do func() error) (timings, error) {
 
 // timeModel times what a request asks of the model alone: the generation and one probe
 // of every generated token's context.
-func timeModel(m *lm.Model, req query.Request, a *query.Answer, reps int) (timings, error) {
+func timeModel(m *lm.Model, req query.Request, a *query.Answer, reps int) (Timings, error) {
 	prompt, contexts, targets, err := requestContexts(m, req, a)
 	if err != nil {
-		return timings{}, err
+		return Timings{}, err
 	}
 	return timeRequests(reps, false, func() error {
 		if _, err := m.Generate(prompt, req.Tokens, *req.Temperature, req.Seed); err != nil {
@@ -275,8 +278,8 @@ func median(xs []float64) float64 {
 }
 
 // readRSS reads the process's anonymous and file-backed resident memory.
-func readRSS() rssFig {
-	var r rssFig
+func readRSS() RSS {
+	var r RSS
 	f, err := os.Open("/proc/self/status")
 	if err != nil {
 		return r
