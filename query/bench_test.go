@@ -81,3 +81,56 @@ func cpuTime() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// BenchmarkOutRequest times the size sweep's request (32 generated tokens, layer out,
+// top 10 by token, pruned) by contribution and by attention on the data directory named by
+// SPOTLIGHT_BENCH_OUT, opened as `spotlight bench memory` opens a tiled memory: every
+// committed step, whatever the checkpoint's step.
+func BenchmarkOutRequest(b *testing.B) {
+	dir := os.Getenv("SPOTLIGHT_BENCH_OUT")
+	if dir == "" {
+		b.Skip("SPOTLIGHT_BENCH_OUT is not set")
+	}
+	store, err := dualmem.OpenReadOnly(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	_, ckpt, err := store.Checkpoint()
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := lm.LoadModel(ckpt)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	m.Step = store.Steps()
+	e, err := NewEngine(m, store, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	if err := e.Scanner(lm.OutLayer).HasAggregates(); err != nil {
+		b.Fatal(err)
+	}
+	temp := DefaultTemperature
+	for _, rank := range []string{RankContribution, RankAttention} {
+		req := Request{Prompt: "The rays of light", Tokens: 32, TopK: 10, GroupBy: GroupToken, RankBy: rank,
+			Layers: []string{lm.OutLayer}, Temperature: &temp, Seed: 1, Scan: ScanPruned}
+		b.Run(rank, func(b *testing.B) {
+			var st dualmem.ScanStats
+			cpu0 := cpuTime()
+			for b.Loop() {
+				a, err := e.Generate(context.Background(), req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				st = a.Tokens[0].Layers[lm.OutLayer].Scan.ScanStats
+			}
+			b.ReportMetric(float64((cpuTime()-cpu0).Milliseconds())/float64(b.N), "cpu-ms/op")
+			b.ReportMetric(float64(st.BytesRead)/float64(st.BytesTotal), "bytes-frac")
+			b.ReportMetric(float64(st.BlocksRead)/float64(st.BlocksTotal), "blocks-frac")
+		})
+	}
+}

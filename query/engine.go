@@ -284,7 +284,7 @@ func (e *Engine) explain(ctx context.Context, req Request, contexts [][]int32, t
 			Layers:   map[string]LayerAnswer{},
 			Verbatim: e.verbatim(contexts[i])}
 	}
-	var sh []*shared // per token: the training tokens that shared its context (every layer has the same)
+	var sh []*shared // per token: the training tokens that shared its context (every layer has the same); nil until an answer needs them
 	for _, name := range req.Layers {
 		sc := e.layers[name]
 		if sc == nil {
@@ -298,7 +298,14 @@ func (e *Engine) explain(ctx context.Context, req Request, contexts [][]int32, t
 			return nil, err
 		}
 		rg := tokens{from, to}
-		if sh == nil {
+		answer, pruned := e.fullLayer, req.Scan == ScanPruned && sc.HasAggregates() == nil
+		if pruned {
+			answer = e.prunedLayer
+		}
+		// A pruned answer grouped by token uses no member: finding them visits every
+		// training token after the context's last character, most of a request's time on a
+		// large memory.
+		if sh == nil && (!pruned || req.GroupBy == GroupPattern) {
 			if sh, err = e.sharedAll(ctx, sc, contexts, targets, rg); err != nil {
 				return nil, err
 			}
@@ -307,10 +314,6 @@ func (e *Engine) explain(ctx context.Context, req Request, contexts [][]int32, t
 			qs: make([]dualmem.Query, len(targets)), objs: make([]objective, len(targets))}
 		for i, tok := range targets {
 			lq.qs[i], lq.objs[i] = e.query(name, req.RankBy, probes[i], tok)
-		}
-		answer := e.fullLayer
-		if req.Scan == ScanPruned && sc.HasAggregates() == nil {
-			answer = e.prunedLayer
 		}
 		las, err := answer(ctx, req, lq)
 		if err != nil {
@@ -332,7 +335,7 @@ type layerQueries struct {
 	contexts [][]int32
 	targets  []int32
 	probes   []lm.Probe
-	shared   []*shared
+	shared   []*shared // nil for a pruned answer grouped by token
 	qs       []dualmem.Query
 	objs     []objective
 }
