@@ -41,6 +41,10 @@ type Scanner struct {
 
 	searchOnce sync.Once
 	sidx       *searchIndex // Search's block layout and bounds (search.go)
+
+	chunkOnce  sync.Once
+	csums      *chunkSums // SumsSpans' sums over runs of steps (chunks.go)
+	chunkSteps int        // steps per chunk sum: sumChunkSteps, or a test's
 }
 
 // NewScanner prepares mem (read-only from now on) for queries under meta's optimizer.

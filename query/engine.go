@@ -91,12 +91,14 @@ func newEngine(prev *Engine, model *lm.Model, store *dualmem.Store, progress fun
 			e.byPrev = e.newPrevIndex(e.layers[spec.Name])
 		}
 	}
-	// Hidden layers' output-vector check needs the dual weights (one pass over the memory);
-	// build them in the background so the first request rarely waits for them.
+	// Hidden layers' output-vector check needs the dual weights (one pass over the memory),
+	// and pruned answers the chunk sums of the aggregates; build them in the background so
+	// the first request rarely waits for them.
 	for name, sc := range e.layers {
 		if !e.table[name].Exact {
 			go sc.Warm()
 		}
+		go sc.PrepareSums()
 	}
 	return e, nil
 }
@@ -632,26 +634,40 @@ func (e *Engine) entry(sc *dualmem.Scanner, h dualmem.Hit) Entry {
 // timeline sums per-step α, |α| (nil: omitted) and contributions into bins of training
 // steps.
 func timeline(sc *dualmem.Scanner, alpha, absAlpha, contribution []float64, bins int) []Bin {
-	steps := sc.Mem.Steps
-	T := len(steps)
-	if T == 0 {
-		return []Bin{}
-	}
-	bins = min(bins, T)
-	out := make([]Bin, bins)
+	cuts := binCuts(len(sc.Mem.Steps), bins)
+	out := binSpans(sc, cuts)
 	for b := range out {
-		lo, hi := b*T/bins, (b+1)*T/bins
-		out[b] = Bin{FromStep: steps[lo].Step, ToStep: steps[hi-1].Step}
 		if absAlpha != nil {
 			out[b].AbsAttention = new(0.0)
 		}
-		for t := lo; t < hi; t++ {
+		for t := cuts[b]; t < cuts[b+1]; t++ {
 			out[b].Attention += alpha[t]
 			if absAlpha != nil {
 				*out[b].AbsAttention += absAlpha[t]
 			}
 			out[b].Contribution += contribution[t]
 		}
+	}
+	return out
+}
+
+// binCuts are the first step index of each of a timeline's bins over T steps, then T
+// (bins at most T, so none is empty).
+func binCuts(T, bins int) []int {
+	bins = min(bins, T)
+	cuts := make([]int, bins+1)
+	for b := range cuts {
+		cuts[b] = b * T / max(bins, 1)
+	}
+	return cuts
+}
+
+// binSpans are the empty bins of cuts, with their step numbers.
+func binSpans(sc *dualmem.Scanner, cuts []int) []Bin {
+	steps := sc.Mem.Steps
+	out := make([]Bin, len(cuts)-1)
+	for b := range out {
+		out[b] = Bin{FromStep: steps[cuts[b]].Step, ToStep: steps[cuts[b+1]-1].Step}
 	}
 	return out
 }

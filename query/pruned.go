@@ -1,6 +1,7 @@
 package query
 
 import (
+	"cmp"
 	"context"
 	"math"
 
@@ -13,16 +14,23 @@ import (
 var prunedOmitted = []string{"positive_total", "negative_total", "top_share", "timeline.abs_attention", "patterns", "passages"}
 
 // prunedLayer answers every token of one layer with its totals, W0 and bias terms, timeline
-// and dual check from the per-step aggregates (no key is read for them) and its top list
-// from topHits.
+// and dual check from the aggregates (Scanner.SumsSpans over the timeline's bins: no key is
+// read for them) and its top list from topHits.
 func (e *Engine) prunedLayer(ctx context.Context, req Request, lq layerQueries) ([]LayerAnswer, error) {
 	sc, qs := lq.sc, lq.qs
-	sums, err := sc.SumsAll(ctx, qs, lq.rg.from, lq.rg.to)
-	if err != nil {
-		return nil, err
-	}
+	// The sums read the aggregates, the search the bounds and a few keys: run together,
+	// they keep both cores busy through each other's serial parts.
+	cuts := binCuts(len(sc.Mem.Steps), req.Bins)
+	var sums []dualmem.Sums
+	var sumErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sums, sumErr = sc.SumsSpans(ctx, qs, lq.rg.from, lq.rg.to, cuts)
+	}()
 	ranked, read, err := topHits(ctx, sc, req, qs, lq.rg)
-	if err != nil {
+	<-done
+	if err = cmp.Or(err, sumErr); err != nil {
 		return nil, err
 	}
 	las := make([]LayerAnswer, len(qs))
@@ -39,7 +47,10 @@ func (e *Engine) prunedLayer(ctx context.Context, req Request, lq layerQueries) 
 		la.W0Term, la.BiasTerm = sm.W0Term, sm.BiasTerm
 		la.DualCheck.Dual = sm.Total()
 		la.DualCheck.AbsErr = math.Abs(la.DualCheck.Primal - la.DualCheck.Dual)
-		la.Timeline = timeline(sc, sm.StepAlpha, nil, sm.StepContribution, req.Bins)
+		la.Timeline = binSpans(sc, cuts)
+		for b := range la.Timeline {
+			la.Timeline[b].Attention, la.Timeline[b].Contribution = sm.StepAlpha[b], sm.StepContribution[b]
+		}
 		rescored += positionTokens(la.ByOffset)
 		la.Scan = LayerScan{Mode: ScanPruned, ScanStats: read.Plus(sm.Read).Plus(sc.TokensRead(rescored)),
 			Omitted: prunedOmitted}
