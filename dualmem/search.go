@@ -96,6 +96,7 @@ func (s *Scanner) buildIndex() *searchIndex {
 		copy(ix.top.gr[t*s.DOut:], b.gr[:s.DOut])
 		ix.top.nk[t], ix.top.ng[t], ix.top.rk[t], ix.top.rg[t] = b.nk[0], b.ng[0], b.rk[0], b.rg[0]
 	}
+	ix.top.transpose()
 	return ix
 }
 
@@ -315,34 +316,9 @@ func (r *searchRun) run(ctx context.Context) error {
 			}
 		}
 	}
-	// The whole-step bounds seed every queue.
-	n := r.t1 - r.t0
-	sub := ix.top.sub(r.t0, r.t1)
-	att, con := make([]float64, n*Q), make([]float64, n*Q)
-	all := make([]int, Q)
-	for qi := range all {
-		all[qi] = qi
-	}
-	r.sq.ubs(sub, func(i int) float64 { return s.SW[r.t0+i] }, all, att, con, &scratch{})
-	r.stepAtt, r.stepCon = att, con
-	for qi := range Q {
-		a, c := make(nodeHeap, 0, n), make(nodeHeap, 0, n)
-		for i := range n {
-			if t := r.t0 + i; ix.sblk[t+1] > ix.sblk[t] {
-				a, c = append(a, node{att[qi*n+i], int32(-1 - t)}), append(c, node{con[qi*n+i], int32(-1 - t)})
-			}
-		}
-		a.init()
-		c.init()
-		if !r.skip[0] {
-			r.queues[2*qi] = a
-		}
-		if !r.skip[1] {
-			r.queues[2*qi+1] = c
-		}
-	}
-	const perQueue = 2 // nodes each queue nominates per round
 	ws := make([]scratch, r.workers)
+	r.seed(ws)
+	const perQueue = 2 // nodes each queue nominates per round
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -368,6 +344,49 @@ func (r *searchRun) run(ctx context.Context) error {
 		}
 		r.round(jobs, ws)
 	}
+}
+
+// seed computes every query's whole-step bounds and fills its queues with them, a share of
+// the queries on each worker.
+func (r *searchRun) seed(ws []scratch) {
+	ix, Q, n := r.ix, len(r.sq.qs), r.t1-r.t0
+	sub := ix.top.sub(r.t0, r.t1)
+	r.stepAtt, r.stepCon = make([]float64, n*Q), make([]float64, n*Q)
+	all := make([]int, Q)
+	for qi := range all {
+		all[qi] = qi
+	}
+	workers := min(len(ws), Q)
+	var wg sync.WaitGroup
+	for w := range workers {
+		lo, hi := w*Q/workers, (w+1)*Q/workers
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			att, con := r.stepAtt[lo*n:hi*n], r.stepCon[lo*n:hi*n]
+			r.sq.ubs(sub, r.s.SW[r.t0:r.t1], 0, all[lo:hi], att, con, &ws[w])
+			for qi := lo; qi < hi; qi++ {
+				for k, skip := range r.skip {
+					if skip {
+						continue
+					}
+					ubs := att
+					if k == 1 {
+						ubs = con
+					}
+					h := make(nodeHeap, 0, n)
+					for i := range n {
+						if t := r.t0 + i; ix.sblk[t+1] > ix.sblk[t] {
+							h = append(h, node{ubs[(qi-lo)*n+i], int32(-1 - t)})
+						}
+					}
+					h.init()
+					r.queues[2*qi+k] = h
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // claim marks a node processed and reports whether it already was.
@@ -454,7 +473,7 @@ func (r *searchRun) expand(t int, thr []float64, out []push, w *scratch) []push 
 	n := b.n - 1
 	att, con := w.f64(&w.att, n*len(sel)), w.f64(&w.con, n*len(sel))
 	sw := r.s.SW[t]
-	r.sq.ubs(b.sub(1, b.n), func(int) float64 { return sw }, sel, att, con, w)
+	r.sq.ubs(b.sub(1, b.n), nil, sw, sel, att, con, w)
 	partial := t == r.t0 || t == r.t1-1
 	for i := range n {
 		id := first + int32(i)
