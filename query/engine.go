@@ -353,23 +353,34 @@ func (e *Engine) fullLayer(ctx context.Context, req Request, lq layerQueries) ([
 	opt := dualmem.ScanOptions{TopK: 4*req.TopK + 64, From: from, To: to,
 		Groups: e.passageOf, NGroups: len(e.pass.starts) - 1, Score: lists}
 	res, err := sc.Scan(ctx, qs, opt)
-	read := sc.RangeRead(from, to)
-	// Rarely, more than the spare hits share windows with better ones: scan again with
-	// more, keeping the first scan's member scores.
-	opt.Score = nil
-	for err == nil && opt.TopK < to-from && shortOfWindows(sc, req, rankedLists(req, res), opt.TopK) {
-		opt.TopK *= 8
-		var more []dualmem.Result
-		if more, err = sc.Scan(ctx, qs, opt); err == nil {
-			for i := range res {
-				more[i].ScoreAlpha, more[i].ScoreContribution = res[i].ScoreAlpha, res[i].ScoreContribution
-			}
-			res = more
-			read = read.Plus(sc.RangeRead(from, to))
-		}
-	}
 	if err != nil {
 		return nil, err
+	}
+	read := sc.RangeRead(from, to)
+	// Rarely, more than the spare hits share windows with better ones: scan again with
+	// more, the queries that need it alone (as topHits does), keeping the first scan's
+	// member scores.
+	opt.Score = nil
+	all := make([]int, len(qs))
+	for i := range all {
+		all[i] = i
+	}
+	for short := shortQueries(sc, req, rankedLists(req, res), all, opt.TopK, to-from); len(short) > 0; {
+		opt.TopK *= 8
+		batch := make([]dualmem.Query, len(short))
+		for k, i := range short {
+			batch[k] = qs[i]
+		}
+		more, err := sc.Scan(ctx, batch, opt)
+		if err != nil {
+			return nil, err
+		}
+		for k, i := range short {
+			more[k].ScoreAlpha, more[k].ScoreContribution = res[i].ScoreAlpha, res[i].ScoreContribution
+			res[i] = more[k]
+		}
+		read = read.Plus(sc.RangeRead(from, to))
+		short = shortQueries(sc, req, rankedLists(req, res), short, opt.TopK, to-from)
 	}
 	las := make([]LayerAnswer, len(qs))
 	err = parallel(ctx, len(qs), func(i int) error {
@@ -512,15 +523,17 @@ func (e *Engine) query(layer, rankBy string, p lm.Probe, tok int32) (dualmem.Que
 	return dualmem.Query{X: lp.X, Token: -1, U: u}, obj
 }
 
-// shortOfWindows reports whether some query's K hits hold fewer than TopK distinct
-// training windows.
-func shortOfWindows(sc *dualmem.Scanner, req Request, lists [][]dualmem.Hit, K int) bool {
-	for _, hits := range lists {
-		if len(hits) == K && len(distinctWindows(sc, hits, req.TopK)) < req.TopK {
-			return true
+// shortQueries are the queries of idx whose K hits (lists[i]) hold fewer than TopK
+// distinct training windows while more than K of the n tokens in range are left: those to
+// search again with more hits.
+func shortQueries(sc *dualmem.Scanner, req Request, lists [][]dualmem.Hit, idx []int, K, n int) []int {
+	var out []int
+	for _, i := range idx {
+		if hits := lists[i]; K < n && len(hits) == K && len(distinctWindows(sc, hits, req.TopK)) < req.TopK {
+			out = append(out, i)
 		}
 	}
-	return false
+	return out
 }
 
 // rankedLists is each result's top list by the request's ranking.

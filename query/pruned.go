@@ -63,37 +63,39 @@ func (e *Engine) prunedLayer(ctx context.Context, req Request, lq layerQueries) 
 // topHits finds, per query, the best training tokens in range by the request's ranking
 // (enough of them for TopK distinct windows) and what that read. It is the only part of a
 // pruned answer that reads keys, and it reads only the blocks whose bounds can still enter
-// the top list (dualmem.Search), with the same answer as a full scan.
+// the top list (dualmem.Search), with the same answer as a full scan. A query whose hits
+// hold too few distinct windows (a memory that saw its corpus many times) is searched again
+// with 8× as many, alone: each query's top list does not depend on the others of its batch.
 func topHits(ctx context.Context, sc *dualmem.Scanner, req Request, qs []dualmem.Query, rg tokens) ([][]dualmem.Hit, dualmem.ScanStats, error) {
 	byAttention := req.RankBy == RankAttention
 	opt := dualmem.SearchOptions{TopK: 4*req.TopK + 64, From: rg.from, To: rg.to,
 		SkipAttention: !byAttention, SkipContribution: byAttention}
 	read := sc.NoneRead()
-	search := func() ([][]dualmem.Hit, error) {
-		res, err := sc.Search(ctx, qs, opt)
-		if err != nil {
-			return nil, err
+	out := make([][]dualmem.Hit, len(qs))
+	todo := make([]int, len(qs)) // the queries to search, by index into qs
+	for i := range todo {
+		todo[i] = i
+	}
+	for len(todo) > 0 {
+		batch := make([]dualmem.Query, len(todo))
+		for k, i := range todo {
+			batch[k] = qs[i]
 		}
-		out := make([][]dualmem.Hit, len(res))
-		for i := range res {
-			out[i] = res[i].TopContribution
+		res, err := sc.Search(ctx, batch, opt)
+		if err != nil {
+			return nil, dualmem.ScanStats{}, err
+		}
+		// One read serves the batch; bytes are of the whole memory, blocks the search's in range.
+		read = read.Plus(res[0].Stats)
+		read.BlocksTotal = res[0].Stats.BlocksTotal
+		for k, i := range todo {
+			out[i] = res[k].TopContribution
 			if byAttention {
-				out[i] = res[i].TopAttention
+				out[i] = res[k].TopAttention
 			}
 		}
-		if len(res) > 0 { // one read serves the batch; bytes are of the whole memory, blocks the search's in range
-			read = read.Plus(res[0].Stats)
-			read.BlocksTotal = res[0].Stats.BlocksTotal
-		}
-		return out, nil
-	}
-	out, err := search()
-	for err == nil && opt.TopK < rg.to-rg.from && shortOfWindows(sc, req, out, opt.TopK) {
+		todo = shortQueries(sc, req, out, todo, opt.TopK, rg.to-rg.from)
 		opt.TopK *= 8
-		out, err = search()
-	}
-	if err != nil {
-		return nil, dualmem.ScanStats{}, err
 	}
 	return out, read, nil
 }
