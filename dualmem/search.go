@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 )
@@ -155,8 +156,61 @@ type node struct {
 }
 
 // nodeHeap is a max-heap of nodes by ub, typed rather than through container/heap: the
-// queues hold every step and pop most of them.
+// queues hold every step and pop many of them.
 type nodeHeap []node
+
+// queue is one query and ranking's best-first queue: a heap of its best seeded steps and
+// the blocks pushed since, and the other seeded steps unordered in rest, with their best
+// bound, until the heap's best falls below it (most searches end before: a heap of every
+// step is ten times larger, and each pop walks it down through cache misses).
+type queue struct {
+	h       nodeHeap
+	rest    []node
+	restMax float64
+}
+
+// top is the queue's best node, if any.
+func (q *queue) top() (node, bool) {
+	if len(q.rest) > 0 && (len(q.h) == 0 || q.h[0].ub < q.restMax) {
+		q.h = append(q.h, q.rest...)
+		q.rest = nil
+		q.h.init()
+	}
+	if len(q.h) == 0 {
+		return node{}, false
+	}
+	return q.h[0], true
+}
+
+// seedQueue is a queue of nodes: about the best eighth in its heap (by a sample's cut), the
+// rest aside, both in nodes' array. A NaN bound goes to the heap, as it would without the cut.
+func seedQueue(nodes []node) queue {
+	const sampleEvery, heapShare = 16, 8
+	q := queue{h: nodes, restMax: math.Inf(-1)}
+	if len(nodes) < 2*heapShare*sampleEvery { // small: all in the heap
+		q.h.init()
+		return q
+	}
+	sample := make([]float64, 0, len(nodes)/sampleEvery+1)
+	for i := 0; i < len(nodes); i += sampleEvery {
+		sample = append(sample, nodes[i].ub)
+	}
+	slices.Sort(sample) // NaNs first
+	cut := sample[len(sample)-len(sample)/heapShare]
+	m := 0 // nodes[:m] are those at or above the cut (or NaN)
+	for i, n := range nodes {
+		if n.ub < cut {
+			q.restMax = max(q.restMax, n.ub)
+			continue
+		}
+		nodes[i], nodes[m] = nodes[m], n
+		m++
+	}
+	// The heap's own capacity ends at m, so that its pushes never write over the rest.
+	q.h, q.rest = nodes[:m:m], nodes[m:]
+	q.h.init()
+	return q
+}
 
 func (h nodeHeap) Len() int { return len(h) }
 
@@ -275,7 +329,7 @@ type searchRun struct {
 	workers  int
 	skip     [2]bool // per ranking (attention, contribution)
 
-	queues   []nodeHeap // per queue qr
+	queues   []queue    // per queue qr
 	hits     []*hitHeap // per queue qr
 	stepDone []bool     // per step: expanded
 	blkDone  []bool     // per block: read
@@ -296,7 +350,7 @@ func (r *searchRun) run(ctx context.Context) error {
 	s, ix, Q := r.s, r.ix, len(r.sq.qs)
 	r.rowBytes = int64(4 * (s.DIn + s.DOut))
 	r.stats.BytesTotal = int64(r.to-r.from) * r.rowBytes
-	r.queues, r.hits = make([]nodeHeap, 2*Q), make([]*hitHeap, 2*Q)
+	r.queues, r.hits = make([]queue, 2*Q), make([]*hitHeap, 2*Q)
 	r.stepDone, r.blkDone = make([]bool, len(ix.sblk)-1), make([]bool, len(ix.bstart)-1)
 	r.head, r.cands = make([]int32, len(ix.bstart)-1), make([]cand, 1, 1024)
 	for qr := range r.hits {
@@ -326,12 +380,12 @@ func (r *searchRun) run(ctx context.Context) error {
 		var jobs []int32
 		for qr := range r.queues {
 			q := &r.queues[qr]
-			for taken := 0; taken < perQueue && q.Len() > 0; {
-				top := (*q)[0]
-				if top.ub < r.theta(qr) {
+			for taken := 0; taken < perQueue; {
+				top, ok := q.top()
+				if !ok || top.ub < r.theta(qr) {
 					break
 				}
-				q.pop()
+				q.h.pop()
 				if r.claim(top.id) {
 					continue
 				}
@@ -380,8 +434,7 @@ func (r *searchRun) seed(ws []scratch) {
 							h = append(h, node{ubs[(qi-lo)*n+i], int32(-1 - t)})
 						}
 					}
-					h.init()
-					r.queues[2*qi+k] = h
+					r.queues[2*qi+k] = seedQueue(h)
 				}
 			}
 		}()
@@ -446,7 +499,7 @@ func (r *searchRun) round(jobs []int32, ws []scratch) {
 	for w := range workers {
 		for _, p := range pushes[w] {
 			if p.n.ub >= r.theta(p.qr) {
-				r.queues[p.qr].push(p.n)
+				r.queues[p.qr].h.push(p.n)
 				r.cands = append(r.cands, cand{ub: p.n.ub, qr: int32(p.qr), next: r.head[p.n.id]})
 				r.head[p.n.id] = int32(len(r.cands) - 1)
 			}
