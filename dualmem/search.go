@@ -372,25 +372,28 @@ func (r *searchRun) run(ctx context.Context) error {
 	}
 	ws := make([]scratch, r.workers)
 	r.seed(ws)
-	const perQueue = 2 // nodes each queue nominates per round
+	// Each queue nominates perQueue nodes a round; with several workers, while a round has
+	// fewer than minJobs (late in a search, when most queues are done), the live queues
+	// nominate more, so the workers share each round: a node taken early may turn out below
+	// a threshold that its round raised, which costs its read and changes no answer.
+	const perQueue = 2
+	minJobs := 0
+	if len(ws) > 1 {
+		minJobs = 4 * len(ws)
+	}
+	var jobs []int32
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		var jobs []int32
-		for qr := range r.queues {
-			q := &r.queues[qr]
-			for taken := 0; taken < perQueue; {
-				top, ok := q.top()
-				if !ok || top.ub < r.theta(qr) {
-					break
-				}
-				q.h.pop()
-				if r.claim(top.id) {
-					continue
-				}
-				jobs = append(jobs, top.id)
-				taken++
+		jobs = jobs[:0]
+		for quota := perQueue; ; quota = 1 {
+			before := len(jobs)
+			for qr := range r.queues {
+				jobs = r.nominate(qr, quota, jobs)
+			}
+			if len(jobs) >= minJobs || len(jobs) == before {
+				break
 			}
 		}
 		if len(jobs) == 0 {
@@ -442,6 +445,25 @@ func (r *searchRun) seed(ws []scratch) {
 	wg.Wait()
 }
 
+// nominate appends up to n unclaimed nodes of queue qr that can still enter its top-k,
+// best first, claiming them.
+func (r *searchRun) nominate(qr, n int, jobs []int32) []int32 {
+	q := &r.queues[qr]
+	for taken := 0; taken < n; {
+		top, ok := q.top()
+		if !ok || top.ub < r.theta(qr) {
+			break
+		}
+		q.h.pop()
+		if r.claim(top.id) {
+			continue
+		}
+		jobs = append(jobs, top.id)
+		taken++
+	}
+	return jobs
+}
+
 // claim marks a node processed and reports whether it already was.
 func (r *searchRun) claim(id int32) bool {
 	done := &r.blkDone
@@ -474,20 +496,25 @@ func (r *searchRun) round(jobs []int32, ws []scratch) {
 	pushes, founds := make([][]push, workers), make([][]found, workers)
 	reads := make([]ScanStats, workers)
 	var next atomic.Int64
+	work := func(w int) {
+		for i := int(next.Add(1) - 1); i < len(jobs); i = int(next.Add(1) - 1) {
+			if id := jobs[i]; id < 0 {
+				pushes[w] = r.expand(int(-1-id), thr, pushes[w], &ws[w])
+			} else {
+				founds[w] = r.read(id, thr, founds[w], &reads[w], &ws[w])
+			}
+		}
+	}
+	// The calling goroutine is the first worker: a round then wakes one goroutine fewer.
 	var wg sync.WaitGroup
-	for w := range workers {
+	for w := 1; w < workers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := int(next.Add(1) - 1); i < len(jobs); i = int(next.Add(1) - 1) {
-				if id := jobs[i]; id < 0 {
-					pushes[w] = r.expand(int(-1-id), thr, pushes[w], &ws[w])
-				} else {
-					founds[w] = r.read(id, thr, founds[w], &reads[w], &ws[w])
-				}
-			}
+			work(w)
 		}()
 	}
+	work(0)
 	wg.Wait()
 	for w := range workers {
 		for _, f := range founds[w] {
