@@ -22,8 +22,8 @@ var ErrNoAggregates = errors.New("no per-step aggregates")
 type Sums struct {
 	W0Term, BiasTerm float64
 	Contribution     float64   // Σ contribution of the range's tokens
-	StepAlpha        []float64 // per step index: Σ α of its tokens in range
-	StepContribution []float64 // per step index: Σ contribution of its tokens in range
+	StepAlpha        []float64 // per step index (SumsSpans: per span): Σ α of its tokens in range
+	StepContribution []float64 // per step index (SumsSpans: per span): Σ contribution of its tokens in range
 	Read             ScanStats // keys and gradients read: those of partly covered steps only
 }
 
