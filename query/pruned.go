@@ -97,9 +97,9 @@ func topHits(ctx context.Context, sc *dualmem.Scanner, req Request, qs []dualmem
 	return out, read, nil
 }
 
-// splitTokens is the fewest tokens in range for which searchGroups splits a batch: below
-// it a search is short, has few rounds to wait at, and prunes less, so a split would
-// mostly read blocks twice.
+// splitTokens is the fewest tokens in range for which searchGroups splits a batch ranked by
+// contribution: below it a search is short, has few rounds to wait at, and prunes less, so
+// a split would mostly read blocks twice.
 var splitTokens = 8 << 20
 
 // searchGroups searches queries qs[todo] and returns their results in todo's order with
@@ -116,8 +116,8 @@ func searchGroups(ctx context.Context, sc *dualmem.Scanner, qs []dualmem.Query, 
 		batch[k] = qs[i]
 	}
 	G := min(runtime.GOMAXPROCS(0), len(batch))
-	if opt.To-opt.From < splitTokens {
-		G = 1
+	if opt.To-opt.From < splitTokens || !opt.SkipAttention {
+		G = 1 // by |α| the boxes prune few blocks: a split would read most of them twice
 	}
 	if G > 1 {
 		opt.Workers = 1
