@@ -22,8 +22,8 @@ var ErrNoAggregates = errors.New("no per-step aggregates")
 type Sums struct {
 	W0Term, BiasTerm float64
 	Contribution     float64   // Σ contribution of the range's tokens
-	StepAlpha        []float64 // per step index: Σ α of its tokens in range
-	StepContribution []float64 // per step index: Σ contribution of its tokens in range
+	StepAlpha        []float64 // per step index (SumsSpans: per span): Σ α of its tokens in range
+	StepContribution []float64 // per step index (SumsSpans: per span): Σ contribution of its tokens in range
 	Read             ScanStats // keys and gradients read: those of partly covered steps only
 }
 
@@ -56,6 +56,35 @@ func (s *Scanner) Sums(q Query, from, to int) (Sums, error) {
 // covers only in part are scored from their keys. A corrupt step's aggregates are an error
 // naming the layer and the step.
 func (s *Scanner) SumsAll(ctx context.Context, qs []Query, from, to int) ([]Sums, error) {
+	return s.sums(ctx, qs, from, to, nil)
+}
+
+// SumsSpans is SumsAll with the per-step sums added up over spans of steps: span i is the
+// step indices [cuts[i], cuts[i+1]), cuts ascending from 0 to the step count, and StepAlpha
+// and StepContribution hold one sum per span. A span's whole steps take the scanner's chunk
+// sums (chunks.go) where a chunk fits, so a few wide spans, such as a timeline's bins, read
+// a small part of the per-step aggregates: the same sums in another order.
+func (s *Scanner) SumsSpans(ctx context.Context, qs []Query, from, to int, cuts []int) ([]Sums, error) {
+	T := len(s.Mem.Steps)
+	if len(cuts) == 0 || cuts[0] != 0 || cuts[len(cuts)-1] != T {
+		return nil, fmt.Errorf("dualmem: sums %q: spans must cut steps 0 to %d, got %v", s.Mem.Spec.Name, T, cuts)
+	}
+	for i := 1; i < len(cuts); i++ {
+		if cuts[i] < cuts[i-1] {
+			return nil, fmt.Errorf("dualmem: sums %q: span cuts %v not ascending", s.Mem.Spec.Name, cuts)
+		}
+	}
+	return s.sums(ctx, qs, from, to, cuts)
+}
+
+// sumJob is one per-step record (step index i) or, with chunk, one chunk sum (chunk i).
+type sumJob struct {
+	i     int
+	chunk bool
+}
+
+// sums is SumsAll (cuts nil: a span per step) and SumsSpans.
+func (s *Scanner) sums(ctx context.Context, qs []Query, from, to int, cuts []int) ([]Sums, error) {
 	if err := s.HasAggregates(); err != nil {
 		return nil, err
 	}
@@ -71,28 +100,49 @@ func (s *Scanner) SumsAll(ctx context.Context, qs []Query, from, to int) ([]Sums
 		}
 	}
 	T := len(s.Mem.Steps)
+	spans, cs := T, (*chunkSums)(nil)
+	if cuts != nil {
+		spans = len(cuts) - 1
+		if cs = s.chunks(); cs.err != nil {
+			cs = nil // the per-step records then name the step at fault
+		}
+	}
 	out := make([]Sums, len(qs))
 	for i := range out {
-		out[i] = Sums{StepAlpha: make([]float64, T), StepContribution: make([]float64, T), Read: s.NoneRead()}
+		out[i] = Sums{StepAlpha: make([]float64, spans), StepContribution: make([]float64, spans), Read: s.NoneRead()}
 		out[i].W0Term, out[i].BiasTerm = s.terms(qs[i])
 	}
-	var whole []int
-	start := 0
+	starts := make([]int, T+1)
 	for k, si := range s.Mem.Steps {
-		end := start + si.Tokens()
-		lo, hi := max(from, start), min(to, end)
+		starts[k+1] = starts[k] + si.Tokens()
+	}
+	jobs := make([][]sumJob, spans)
+	for k, sp := 0, 0; k < T; {
+		if cuts != nil {
+			for k >= cuts[sp+1] {
+				sp++
+			}
+		} else {
+			sp = k
+		}
+		lo, hi := max(from, starts[k]), min(to, starts[k+1])
 		switch {
 		case lo >= hi:
-		case lo == start && hi == end:
-			whole = append(whole, k)
-		default:
+			k++
+		case lo > starts[k] || hi < starts[k+1]:
 			for i, q := range qs {
-				out[i].partial(s, q, k, lo, hi)
+				out[i].partial(s, q, k, sp, lo, hi)
 			}
+			k++
+		case cs != nil && k%cs.n == 0 && k/cs.n < cs.count && k+cs.n <= cuts[sp+1] && starts[k+cs.n] <= to:
+			jobs[sp] = append(jobs[sp], sumJob{i: k / cs.n, chunk: true})
+			k += cs.n
+		default:
+			jobs[sp] = append(jobs[sp], sumJob{i: k})
+			k++
 		}
-		start = end
 	}
-	if err := s.sumSteps(ctx, qs, whole, out); err != nil {
+	if err := s.sumJobs(ctx, qs, jobs, cs, out); err != nil {
 		return nil, err
 	}
 	for i := range out {
@@ -103,19 +153,19 @@ func (s *Scanner) SumsAll(ctx context.Context, qs []Query, from, to int) ([]Sums
 	return out, nil
 }
 
-// partial adds the tokens [lo, hi) of step index k, scored from their keys.
-func (r *Sums) partial(s *Scanner, q Query, k, lo, hi int) {
+// partial adds the tokens [lo, hi) of step index k, scored from their keys, to span sp.
+func (r *Sums) partial(s *Scanner, q Query, k, sp, lo, hi int) {
 	for j := lo; j < hi; j++ {
 		a, c := s.Score(q, j)
-		r.StepAlpha[k] += a
-		r.StepContribution[k] += c
+		r.StepAlpha[sp] += a
+		r.StepContribution[sp] += c
 	}
 	r.Read = r.Read.Plus(ScanStats{BytesRead: int64(hi-lo) * s.tokenBytes(), BlocksRead: 1})
 }
 
-// sumSteps fills the per-step sums of the listed steps from their aggregates, split over
-// the cores; the queries with a projection U share one product G_t·X per step.
-func (s *Scanner) sumSteps(ctx context.Context, qs []Query, steps []int, out []Sums) error {
+// sumJobs adds every span's jobs (jobs[sp], in order) to the spans' sums, a span at a time
+// on each core; the queries with a projection U share one product G·X per record.
+func (s *Scanner) sumJobs(ctx context.Context, qs []Query, jobs [][]sumJob, cs *chunkSums, out []Sums) error {
 	din, dout := s.DIn, s.DOut
 	xs := make([][]float64, len(qs))
 	var hx, hu []float64 // the hidden queries' x [nh, DIn] and u [nh, DOut]
@@ -142,46 +192,60 @@ func (s *Scanner) sumSteps(ctx context.Context, qs []Query, steps []int, out []S
 		mu.Lock()
 		first = cmpOr(first, err)
 		mu.Unlock()
-		next.Store(int64(len(steps))) // the others stop at their next step
+		next.Store(int64(len(jobs))) // the others stop at their next span
 	}
 	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), max(len(steps), 1)) {
+	for range min(runtime.GOMAXPROCS(0), max(len(jobs), 1)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			y := make([]float64, dout*nh)
+			sa, sc := make([]float64, len(qs)), make([]float64, len(qs))
 			for {
-				n := int(next.Add(1) - 1)
-				if n >= len(steps) {
+				sp := int(next.Add(1) - 1)
+				if sp >= len(jobs) {
 					return
 				}
 				if err := ctx.Err(); err != nil {
 					fail(err)
 					return
 				}
-				k := steps[n]
-				g, ks, _, err := s.Mem.agg.step(k, s.Mem.Steps[k].Tokens())
-				if err != nil {
-					fail(err)
-					return
-				}
-				if nh > 0 {
-					blas64.Gemm(blas.NoTrans, blas.Trans, 1,
-						blas64.General{Rows: dout, Cols: din, Stride: din, Data: g},
-						blas64.General{Rows: nh, Cols: din, Stride: din, Data: hx},
-						0, blas64.General{Rows: dout, Cols: nh, Stride: nh, Data: y})
-				}
-				for i, q := range qs {
-					var c float64
-					if q.Token >= 0 {
-						c = dot64(g[q.Token*din:(q.Token+1)*din], xs[i])
+				clear(sa)
+				clear(sc)
+				for _, jb := range jobs[sp] {
+					g, ks, f := []float64(nil), []float64(nil), 1.0
+					if jb.chunk {
+						g, ks = cs.at(jb.i)
 					} else {
-						for o := range dout {
-							c += hu[hq[i]*dout+o] * y[o*nh+hq[i]]
+						var err error
+						if g, ks, _, err = s.Mem.agg.step(jb.i, s.Mem.Steps[jb.i].Tokens()); err != nil {
+							fail(err)
+							return
 						}
+						f = s.SW[jb.i]
 					}
-					out[i].StepAlpha[k] = dot64(ks, xs[i])
-					out[i].StepContribution[k] = s.SW[k] * c
+					if nh > 0 {
+						blas64.Gemm(blas.NoTrans, blas.Trans, 1,
+							blas64.General{Rows: dout, Cols: din, Stride: din, Data: g},
+							blas64.General{Rows: nh, Cols: din, Stride: din, Data: hx},
+							0, blas64.General{Rows: dout, Cols: nh, Stride: nh, Data: y})
+					}
+					for i, q := range qs {
+						var c float64
+						if q.Token >= 0 {
+							c = dot64(g[q.Token*din:(q.Token+1)*din], xs[i])
+						} else {
+							for o := range dout {
+								c += hu[hq[i]*dout+o] * y[o*nh+hq[i]]
+							}
+						}
+						sa[i] += dot64(ks, xs[i])
+						sc[i] += f * c
+					}
+				}
+				for i := range qs {
+					out[i].StepAlpha[sp] += sa[i]
+					out[i].StepContribution[sp] += sc[i]
 				}
 			}
 		}()
@@ -197,10 +261,20 @@ func cmpOr(a, b error) error {
 	return b
 }
 
+// dot64 is a·b (len(b) ≥ len(a)) in four running sums, which the CPU adds in parallel:
+// sumSteps takes two per query and step, the bulk of a pruned request's totals.
 func dot64(a, b []float64) float64 {
-	var s float64
-	for i, v := range a {
-		s += v * b[i]
+	b = b[:len(a)]
+	var s0, s1, s2, s3 float64
+	i := 0
+	for ; i+4 <= len(a); i += 4 {
+		s0 += a[i] * b[i]
+		s1 += a[i+1] * b[i+1]
+		s2 += a[i+2] * b[i+2]
+		s3 += a[i+3] * b[i+3]
 	}
-	return s
+	for ; i < len(a); i++ {
+		s0 += a[i] * b[i]
+	}
+	return (s0 + s1) + (s2 + s3)
 }

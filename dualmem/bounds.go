@@ -106,14 +106,33 @@ func stepBlocks(targets []int32, perm []int32, ends []int32) ([]int32, []int32) 
 type boxes struct {
 	n, din, dout                 int
 	c, r, gc, gr, nk, ng, rk, rg []float32
+	// Optionally gc and gr again by output, then box: [o·tstride + i], so that a one-hot
+	// query reads its column in a row rather than one value per box's record.
+	gcT, grT []float32
+	tstride  int
 }
 
 func boxWords(n, din, dout int) int { return n * (2*din + 2*dout + 4) }
 
 // sub is boxes [a, e) of b.
 func (b boxes) sub(a, e int) boxes {
-	return boxes{n: e - a, din: b.din, dout: b.dout, c: b.c[a*b.din : e*b.din], r: b.r[a*b.din : e*b.din],
+	s := boxes{n: e - a, din: b.din, dout: b.dout, c: b.c[a*b.din : e*b.din], r: b.r[a*b.din : e*b.din],
 		gc: b.gc[a*b.dout : e*b.dout], gr: b.gr[a*b.dout : e*b.dout], nk: b.nk[a:e], ng: b.ng[a:e], rk: b.rk[a:e], rg: b.rg[a:e]}
+	if b.gcT != nil {
+		s.gcT, s.grT, s.tstride = b.gcT[a:], b.grT[a:], b.tstride
+	}
+	return s
+}
+
+// transpose fills b's gcT and grT.
+func (b *boxes) transpose() {
+	b.tstride = b.n
+	b.gcT, b.grT = make([]float32, b.dout*b.n), make([]float32, b.dout*b.n)
+	for i := range b.n {
+		for o := range b.dout {
+			b.gcT[o*b.n+i], b.grT[o*b.n+i] = b.gc[i*b.dout+o], b.gr[i*b.dout+o]
+		}
+	}
 }
 
 func viewBoxes(w []float32, n, din, dout int) boxes {
@@ -332,10 +351,10 @@ func computeBounds(m *LayerMemory) *blockBounds {
 	return bb
 }
 
-// ubs sets, for boxes b (all of step scale sw[i]) and the queries sel of sq, the upper
-// bounds att[l*n+i] of |α| and con[l*n+i] of the contribution of query sel[l] (see the
-// comment at the top). Scratch buffers come from w.
-func (sq *searchQueries) ubs(b boxes, sw func(i int) float64, sel []int, att, con []float64, w *scratch) {
+// ubs sets, for boxes b (box i of step scale sws[i], or sw for all when sws is nil) and the
+// queries sel of sq, the upper bounds att[l*n+i] of |α| and con[l*n+i] of the contribution
+// of query sel[l] (see the comment at the top). Scratch buffers come from w.
+func (sq *searchQueries) ubs(b boxes, sws []float64, sw float64, sel []int, att, con []float64, w *scratch) {
 	n, L, din, dout := b.n, len(sel), b.din, b.dout
 	xs, axs := w.f32(&w.gx, L*din), w.f32(&w.gax, L*din)
 	hs := w.hs[:0] // per selected query: its row of us, or −1
@@ -368,28 +387,37 @@ func (sq *searchQueries) ubs(b boxes, sw func(i int) float64, sel []int, att, co
 	ga, gg := boundSlack*gamma(din), boundSlack*gamma(dout)
 	for l, qi := range sel {
 		q := sq.qs[qi]
+		var gcol, rcol []float32 // a one-hot query's gradient box column, when b has it by output
+		if q.Token >= 0 && b.gcT != nil {
+			gcol, rcol = b.gcT[q.Token*b.tstride:][:n], b.grT[q.Token*b.tstride:][:n]
+		}
 		for i := range n {
 			c := float64(cx[l*n+i])
-			r := math.Min(float64(rx[l*n+i]), float64(b.rk[i])*sq.xn[qi]) + ga*float64(b.nk[i])*sq.xn[qi]
+			r := min(float64(rx[l*n+i]), float64(b.rk[i])*sq.xn[qi]) + ga*float64(b.nk[i])*sq.xn[qi]
 			e := relSlack * (math.Abs(c) + r)
 			alo, ahi := c-r-e, c+r+e
-			att[l*n+i] = math.Max(math.Abs(alo), math.Abs(ahi))
+			att[l*n+i] = max(math.Abs(alo), math.Abs(ahi))
 			var gc, gr float64
-			if q.Token >= 0 {
+			switch {
+			case gcol != nil:
+				gc, gr = float64(gcol[i]), float64(rcol[i])
+			case q.Token >= 0:
 				gc, gr = float64(b.gc[i*dout+q.Token]), float64(b.gr[i*dout+q.Token])
-			} else {
+			default:
 				h := hs[l]
 				gc = float64(gcu[h*n+i])
-				gr = math.Min(float64(gru[h*n+i]), float64(b.rg[i])*sq.un[qi]) + gg*float64(b.ng[i])*sq.un[qi]
+				gr = min(float64(gru[h*n+i]), float64(b.rg[i])*sq.un[qi]) + gg*float64(b.ng[i])*sq.un[qi]
 			}
 			e = relSlack * (math.Abs(gc) + gr)
 			glo, ghi := gc-gr-e, gc+gr+e
-			s := sw(i)
-			p := [4]float64{alo * s * glo, alo * s * ghi, ahi * s * glo, ahi * s * ghi}
-			best, big := p[0], 0.0
-			for _, v := range p {
-				best, big = math.Max(best, v), math.Max(big, math.Abs(v))
+			s := sw
+			if sws != nil {
+				s = sws[i]
 			}
+			p0, p1, p2, p3 := alo*s*glo, alo*s*ghi, ahi*s*glo, ahi*s*ghi
+			// The builtin max, like math.Max, is NaN when any product is.
+			best := max(p0, p1, p2, p3)
+			big := max(0, math.Abs(p0), math.Abs(p1), math.Abs(p2), math.Abs(p3))
 			con[l*n+i] = best + 4*relSlack*big
 		}
 	}

@@ -41,6 +41,13 @@ type Scanner struct {
 
 	searchOnce sync.Once
 	sidx       *searchIndex // Search's block layout and bounds (search.go)
+
+	biasOnce sync.Once
+	biasTok  []float64 // [DOut] the bias term of each one-hot query (tokenBias)
+
+	chunkOnce  sync.Once
+	csums      *chunkSums // SumsSpans' sums over runs of steps (chunks.go)
+	chunkSteps int        // steps per chunk sum: sumChunkSteps, or a test's
 }
 
 // NewScanner prepares mem (read-only from now on) for queries under meta's optimizer.
@@ -488,13 +495,12 @@ func (s *Scanner) terms(q Query) (w0, bias float64) {
 		w0 += float64(x) * q.proj(W1[i*dout:(i+1)*dout])
 	}
 	w0 *= s.AW
+	if q.Token >= 0 {
+		return w0, s.tokenBias()[q.Token]
+	}
 	bias = s.AB * q.proj(b1)
 	for t, sb := range s.SB {
 		if sb == 0 {
-			continue
-		}
-		if q.Token >= 0 {
-			bias += sb * s.GSum[t*dout+q.Token]
 			continue
 		}
 		var d float64
@@ -504,6 +510,29 @@ func (s *Scanner) terms(q Query) (w0, bias float64) {
 		bias += sb * d
 	}
 	return w0, bias
+}
+
+// tokenBias is the bias term of every one-hot query, by token, built on first use: per token
+// the same sum, in the same order, as terms makes for a projection, which would otherwise
+// take a pass over every step's gradient sums per query.
+func (s *Scanner) tokenBias() []float64 {
+	s.biasOnce.Do(func() {
+		dout := s.DOut
+		b := make([]float64, dout)
+		for o := range b {
+			b[o] = s.AB * float64(s.Mem.Initial.B[o])
+		}
+		for t, sb := range s.SB {
+			if sb == 0 {
+				continue
+			}
+			for o, g := range s.GSum[t*dout : (t+1)*dout] {
+				b[o] += sb * g
+			}
+		}
+		s.biasTok = b
+	})
+	return s.biasTok
 }
 
 // Score recomputes token j's α and contribution for query q in float64.

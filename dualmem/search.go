@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 )
@@ -96,6 +97,7 @@ func (s *Scanner) buildIndex() *searchIndex {
 		copy(ix.top.gr[t*s.DOut:], b.gr[:s.DOut])
 		ix.top.nk[t], ix.top.ng[t], ix.top.rk[t], ix.top.rg[t] = b.nk[0], b.ng[0], b.rk[0], b.rg[0]
 	}
+	ix.top.transpose()
 	return ix
 }
 
@@ -154,8 +156,61 @@ type node struct {
 }
 
 // nodeHeap is a max-heap of nodes by ub, typed rather than through container/heap: the
-// queues hold every step and pop most of them.
+// queues hold every step and pop many of them.
 type nodeHeap []node
+
+// queue is one query and ranking's best-first queue: a heap of its best seeded steps and
+// the blocks pushed since, and the other seeded steps unordered in rest, with their best
+// bound, until the heap's best falls below it (most searches end before: a heap of every
+// step is ten times larger, and each pop walks it down through cache misses).
+type queue struct {
+	h       nodeHeap
+	rest    []node
+	restMax float64
+}
+
+// top is the queue's best node, if any.
+func (q *queue) top() (node, bool) {
+	if len(q.rest) > 0 && (len(q.h) == 0 || q.h[0].ub < q.restMax) {
+		q.h = append(q.h, q.rest...)
+		q.rest = nil
+		q.h.init()
+	}
+	if len(q.h) == 0 {
+		return node{}, false
+	}
+	return q.h[0], true
+}
+
+// seedQueue is a queue of nodes: about the best eighth in its heap (by a sample's cut), the
+// rest aside, both in nodes' array. A NaN bound goes to the heap, as it would without the cut.
+func seedQueue(nodes []node) queue {
+	const sampleEvery, heapShare = 16, 8
+	q := queue{h: nodes, restMax: math.Inf(-1)}
+	if len(nodes) < 2*heapShare*sampleEvery { // small: all in the heap
+		q.h.init()
+		return q
+	}
+	sample := make([]float64, 0, len(nodes)/sampleEvery+1)
+	for i := 0; i < len(nodes); i += sampleEvery {
+		sample = append(sample, nodes[i].ub)
+	}
+	slices.Sort(sample) // NaNs first
+	cut := sample[len(sample)-len(sample)/heapShare]
+	m := 0 // nodes[:m] are those at or above the cut (or NaN)
+	for i, n := range nodes {
+		if n.ub < cut {
+			q.restMax = max(q.restMax, n.ub)
+			continue
+		}
+		nodes[i], nodes[m] = nodes[m], n
+		m++
+	}
+	// The heap's own capacity ends at m, so that its pushes never write over the rest.
+	q.h, q.rest = nodes[:m:m], nodes[m:]
+	q.h.init()
+	return q
+}
 
 func (h nodeHeap) Len() int { return len(h) }
 
@@ -274,7 +329,7 @@ type searchRun struct {
 	workers  int
 	skip     [2]bool // per ranking (attention, contribution)
 
-	queues   []nodeHeap // per queue qr
+	queues   []queue    // per queue qr
 	hits     []*hitHeap // per queue qr
 	stepDone []bool     // per step: expanded
 	blkDone  []bool     // per block: read
@@ -295,7 +350,7 @@ func (r *searchRun) run(ctx context.Context) error {
 	s, ix, Q := r.s, r.ix, len(r.sq.qs)
 	r.rowBytes = int64(4 * (s.DIn + s.DOut))
 	r.stats.BytesTotal = int64(r.to-r.from) * r.rowBytes
-	r.queues, r.hits = make([]nodeHeap, 2*Q), make([]*hitHeap, 2*Q)
+	r.queues, r.hits = make([]queue, 2*Q), make([]*hitHeap, 2*Q)
 	r.stepDone, r.blkDone = make([]bool, len(ix.sblk)-1), make([]bool, len(ix.bstart)-1)
 	r.head, r.cands = make([]int32, len(ix.bstart)-1), make([]cand, 1, 1024)
 	for qr := range r.hits {
@@ -315,52 +370,30 @@ func (r *searchRun) run(ctx context.Context) error {
 			}
 		}
 	}
-	// The whole-step bounds seed every queue.
-	n := r.t1 - r.t0
-	sub := ix.top.sub(r.t0, r.t1)
-	att, con := make([]float64, n*Q), make([]float64, n*Q)
-	all := make([]int, Q)
-	for qi := range all {
-		all[qi] = qi
-	}
-	r.sq.ubs(sub, func(i int) float64 { return s.SW[r.t0+i] }, all, att, con, &scratch{})
-	r.stepAtt, r.stepCon = att, con
-	for qi := range Q {
-		a, c := make(nodeHeap, 0, n), make(nodeHeap, 0, n)
-		for i := range n {
-			if t := r.t0 + i; ix.sblk[t+1] > ix.sblk[t] {
-				a, c = append(a, node{att[qi*n+i], int32(-1 - t)}), append(c, node{con[qi*n+i], int32(-1 - t)})
-			}
-		}
-		a.init()
-		c.init()
-		if !r.skip[0] {
-			r.queues[2*qi] = a
-		}
-		if !r.skip[1] {
-			r.queues[2*qi+1] = c
-		}
-	}
-	const perQueue = 2 // nodes each queue nominates per round
 	ws := make([]scratch, r.workers)
+	r.seed(ws)
+	// Each queue nominates perQueue nodes a round; with several workers, while a round has
+	// fewer than minJobs (late in a search, when most queues are done), the live queues
+	// nominate more, so the workers share each round: a node taken early may turn out below
+	// a threshold that its round raised, which costs its read and changes no answer.
+	const perQueue = 2
+	minJobs := 0
+	if len(ws) > 1 {
+		minJobs = 4 * len(ws)
+	}
+	var jobs []int32
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		var jobs []int32
-		for qr := range r.queues {
-			q := &r.queues[qr]
-			for taken := 0; taken < perQueue && q.Len() > 0; {
-				top := (*q)[0]
-				if top.ub < r.theta(qr) {
-					break
-				}
-				q.pop()
-				if r.claim(top.id) {
-					continue
-				}
-				jobs = append(jobs, top.id)
-				taken++
+		jobs = jobs[:0]
+		for quota := perQueue; ; quota = 1 {
+			before := len(jobs)
+			for qr := range r.queues {
+				jobs = r.nominate(qr, quota, jobs)
+			}
+			if len(jobs) >= minJobs || len(jobs) == before {
+				break
 			}
 		}
 		if len(jobs) == 0 {
@@ -368,6 +401,67 @@ func (r *searchRun) run(ctx context.Context) error {
 		}
 		r.round(jobs, ws)
 	}
+}
+
+// seed computes every query's whole-step bounds and fills its queues with them, a share of
+// the queries on each worker.
+func (r *searchRun) seed(ws []scratch) {
+	ix, Q, n := r.ix, len(r.sq.qs), r.t1-r.t0
+	sub := ix.top.sub(r.t0, r.t1)
+	r.stepAtt, r.stepCon = make([]float64, n*Q), make([]float64, n*Q)
+	all := make([]int, Q)
+	for qi := range all {
+		all[qi] = qi
+	}
+	workers := min(len(ws), Q)
+	var wg sync.WaitGroup
+	for w := range workers {
+		lo, hi := w*Q/workers, (w+1)*Q/workers
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			att, con := r.stepAtt[lo*n:hi*n], r.stepCon[lo*n:hi*n]
+			r.sq.ubs(sub, r.s.SW[r.t0:r.t1], 0, all[lo:hi], att, con, &ws[w])
+			for qi := lo; qi < hi; qi++ {
+				for k, skip := range r.skip {
+					if skip {
+						continue
+					}
+					ubs := att
+					if k == 1 {
+						ubs = con
+					}
+					h := make(nodeHeap, 0, n)
+					for i := range n {
+						if t := r.t0 + i; ix.sblk[t+1] > ix.sblk[t] {
+							h = append(h, node{ubs[(qi-lo)*n+i], int32(-1 - t)})
+						}
+					}
+					r.queues[2*qi+k] = seedQueue(h)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// nominate appends up to n unclaimed nodes of queue qr that can still enter its top-k,
+// best first, claiming them.
+func (r *searchRun) nominate(qr, n int, jobs []int32) []int32 {
+	q := &r.queues[qr]
+	for taken := 0; taken < n; {
+		top, ok := q.top()
+		if !ok || top.ub < r.theta(qr) {
+			break
+		}
+		q.h.pop()
+		if r.claim(top.id) {
+			continue
+		}
+		jobs = append(jobs, top.id)
+		taken++
+	}
+	return jobs
 }
 
 // claim marks a node processed and reports whether it already was.
@@ -402,20 +496,25 @@ func (r *searchRun) round(jobs []int32, ws []scratch) {
 	pushes, founds := make([][]push, workers), make([][]found, workers)
 	reads := make([]ScanStats, workers)
 	var next atomic.Int64
+	work := func(w int) {
+		for i := int(next.Add(1) - 1); i < len(jobs); i = int(next.Add(1) - 1) {
+			if id := jobs[i]; id < 0 {
+				pushes[w] = r.expand(int(-1-id), thr, pushes[w], &ws[w])
+			} else {
+				founds[w] = r.read(id, thr, founds[w], &reads[w], &ws[w])
+			}
+		}
+	}
+	// The calling goroutine is the first worker: a round then wakes one goroutine fewer.
 	var wg sync.WaitGroup
-	for w := range workers {
+	for w := 1; w < workers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := int(next.Add(1) - 1); i < len(jobs); i = int(next.Add(1) - 1) {
-				if id := jobs[i]; id < 0 {
-					pushes[w] = r.expand(int(-1-id), thr, pushes[w], &ws[w])
-				} else {
-					founds[w] = r.read(id, thr, founds[w], &reads[w], &ws[w])
-				}
-			}
+			work(w)
 		}()
 	}
+	work(0)
 	wg.Wait()
 	for w := range workers {
 		for _, f := range founds[w] {
@@ -427,7 +526,7 @@ func (r *searchRun) round(jobs []int32, ws []scratch) {
 	for w := range workers {
 		for _, p := range pushes[w] {
 			if p.n.ub >= r.theta(p.qr) {
-				r.queues[p.qr].push(p.n)
+				r.queues[p.qr].h.push(p.n)
 				r.cands = append(r.cands, cand{ub: p.n.ub, qr: int32(p.qr), next: r.head[p.n.id]})
 				r.head[p.n.id] = int32(len(r.cands) - 1)
 			}
@@ -454,7 +553,7 @@ func (r *searchRun) expand(t int, thr []float64, out []push, w *scratch) []push 
 	n := b.n - 1
 	att, con := w.f64(&w.att, n*len(sel)), w.f64(&w.con, n*len(sel))
 	sw := r.s.SW[t]
-	r.sq.ubs(b.sub(1, b.n), func(int) float64 { return sw }, sel, att, con, w)
+	r.sq.ubs(b.sub(1, b.n), nil, sw, sel, att, con, w)
 	partial := t == r.t0 || t == r.t1-1
 	for i := range n {
 		id := first + int32(i)

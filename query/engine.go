@@ -91,12 +91,14 @@ func newEngine(prev *Engine, model *lm.Model, store *dualmem.Store, progress fun
 			e.byPrev = e.newPrevIndex(e.layers[spec.Name])
 		}
 	}
-	// Hidden layers' output-vector check needs the dual weights (one pass over the memory);
-	// build them in the background so the first request rarely waits for them.
+	// Hidden layers' output-vector check needs the dual weights (one pass over the memory),
+	// and pruned answers the chunk sums of the aggregates; build them in the background so
+	// the first request rarely waits for them.
 	for name, sc := range e.layers {
 		if !e.table[name].Exact {
 			go sc.Warm()
 		}
+		go sc.PrepareSums()
 	}
 	return e, nil
 }
@@ -284,7 +286,7 @@ func (e *Engine) explain(ctx context.Context, req Request, contexts [][]int32, t
 			Layers:   map[string]LayerAnswer{},
 			Verbatim: e.verbatim(contexts[i])}
 	}
-	var sh []*shared // per token: the training tokens that shared its context (every layer has the same)
+	var sh []*shared // per token: the training tokens that shared its context (every layer has the same); nil until an answer needs them
 	for _, name := range req.Layers {
 		sc := e.layers[name]
 		if sc == nil {
@@ -298,7 +300,14 @@ func (e *Engine) explain(ctx context.Context, req Request, contexts [][]int32, t
 			return nil, err
 		}
 		rg := tokens{from, to}
-		if sh == nil {
+		answer, pruned := e.fullLayer, req.Scan == ScanPruned && sc.HasAggregates() == nil
+		if pruned {
+			answer = e.prunedLayer
+		}
+		// A pruned answer grouped by token uses no member: finding them visits every
+		// training token after the context's last character, most of a request's time on a
+		// large memory.
+		if sh == nil && (!pruned || req.GroupBy == GroupPattern) {
 			if sh, err = e.sharedAll(ctx, sc, contexts, targets, rg); err != nil {
 				return nil, err
 			}
@@ -307,10 +316,6 @@ func (e *Engine) explain(ctx context.Context, req Request, contexts [][]int32, t
 			qs: make([]dualmem.Query, len(targets)), objs: make([]objective, len(targets))}
 		for i, tok := range targets {
 			lq.qs[i], lq.objs[i] = e.query(name, req.RankBy, probes[i], tok)
-		}
-		answer := e.fullLayer
-		if req.Scan == ScanPruned && sc.HasAggregates() == nil {
-			answer = e.prunedLayer
 		}
 		las, err := answer(ctx, req, lq)
 		if err != nil {
@@ -332,7 +337,7 @@ type layerQueries struct {
 	contexts [][]int32
 	targets  []int32
 	probes   []lm.Probe
-	shared   []*shared
+	shared   []*shared // nil for a pruned answer grouped by token
 	qs       []dualmem.Query
 	objs     []objective
 }
@@ -348,23 +353,34 @@ func (e *Engine) fullLayer(ctx context.Context, req Request, lq layerQueries) ([
 	opt := dualmem.ScanOptions{TopK: 4*req.TopK + 64, From: from, To: to,
 		Groups: e.passageOf, NGroups: len(e.pass.starts) - 1, Score: lists}
 	res, err := sc.Scan(ctx, qs, opt)
-	read := sc.RangeRead(from, to)
-	// Rarely, more than the spare hits share windows with better ones: scan again with
-	// more, keeping the first scan's member scores.
-	opt.Score = nil
-	for err == nil && opt.TopK < to-from && shortOfWindows(sc, req, rankedLists(req, res), opt.TopK) {
-		opt.TopK *= 8
-		var more []dualmem.Result
-		if more, err = sc.Scan(ctx, qs, opt); err == nil {
-			for i := range res {
-				more[i].ScoreAlpha, more[i].ScoreContribution = res[i].ScoreAlpha, res[i].ScoreContribution
-			}
-			res = more
-			read = read.Plus(sc.RangeRead(from, to))
-		}
-	}
 	if err != nil {
 		return nil, err
+	}
+	read := sc.RangeRead(from, to)
+	// Rarely, more than the spare hits share windows with better ones: scan again with
+	// more, the queries that need it alone (as topHits does), keeping the first scan's
+	// member scores.
+	opt.Score = nil
+	all := make([]int, len(qs))
+	for i := range all {
+		all[i] = i
+	}
+	for short := shortQueries(sc, req, rankedLists(req, res), all, opt.TopK, to-from); len(short) > 0; {
+		opt.TopK *= 8
+		batch := make([]dualmem.Query, len(short))
+		for k, i := range short {
+			batch[k] = qs[i]
+		}
+		more, err := sc.Scan(ctx, batch, opt)
+		if err != nil {
+			return nil, err
+		}
+		for k, i := range short {
+			more[k].ScoreAlpha, more[k].ScoreContribution = res[i].ScoreAlpha, res[i].ScoreContribution
+			res[i] = more[k]
+		}
+		read = read.Plus(sc.RangeRead(from, to))
+		short = shortQueries(sc, req, rankedLists(req, res), short, opt.TopK, to-from)
 	}
 	las := make([]LayerAnswer, len(qs))
 	err = parallel(ctx, len(qs), func(i int) error {
@@ -507,15 +523,17 @@ func (e *Engine) query(layer, rankBy string, p lm.Probe, tok int32) (dualmem.Que
 	return dualmem.Query{X: lp.X, Token: -1, U: u}, obj
 }
 
-// shortOfWindows reports whether some query's K hits hold fewer than TopK distinct
-// training windows.
-func shortOfWindows(sc *dualmem.Scanner, req Request, lists [][]dualmem.Hit, K int) bool {
-	for _, hits := range lists {
-		if len(hits) == K && len(distinctWindows(sc, hits, req.TopK)) < req.TopK {
-			return true
+// shortQueries are the queries of idx whose K hits (lists[i]) hold fewer than TopK
+// distinct training windows while more than K of the n tokens in range are left: those to
+// search again with more hits.
+func shortQueries(sc *dualmem.Scanner, req Request, lists [][]dualmem.Hit, idx []int, K, n int) []int {
+	var out []int
+	for _, i := range idx {
+		if hits := lists[i]; K < n && len(hits) == K && len(distinctWindows(sc, hits, req.TopK)) < req.TopK {
+			out = append(out, i)
 		}
 	}
-	return false
+	return out
 }
 
 // rankedLists is each result's top list by the request's ranking.
@@ -629,26 +647,40 @@ func (e *Engine) entry(sc *dualmem.Scanner, h dualmem.Hit) Entry {
 // timeline sums per-step α, |α| (nil: omitted) and contributions into bins of training
 // steps.
 func timeline(sc *dualmem.Scanner, alpha, absAlpha, contribution []float64, bins int) []Bin {
-	steps := sc.Mem.Steps
-	T := len(steps)
-	if T == 0 {
-		return []Bin{}
-	}
-	bins = min(bins, T)
-	out := make([]Bin, bins)
+	cuts := binCuts(len(sc.Mem.Steps), bins)
+	out := binSpans(sc, cuts)
 	for b := range out {
-		lo, hi := b*T/bins, (b+1)*T/bins
-		out[b] = Bin{FromStep: steps[lo].Step, ToStep: steps[hi-1].Step}
 		if absAlpha != nil {
 			out[b].AbsAttention = new(0.0)
 		}
-		for t := lo; t < hi; t++ {
+		for t := cuts[b]; t < cuts[b+1]; t++ {
 			out[b].Attention += alpha[t]
 			if absAlpha != nil {
 				*out[b].AbsAttention += absAlpha[t]
 			}
 			out[b].Contribution += contribution[t]
 		}
+	}
+	return out
+}
+
+// binCuts are the first step index of each of a timeline's bins over T steps, then T
+// (bins at most T, so none is empty).
+func binCuts(T, bins int) []int {
+	bins = min(bins, T)
+	cuts := make([]int, bins+1)
+	for b := range cuts {
+		cuts[b] = b * T / max(bins, 1)
+	}
+	return cuts
+}
+
+// binSpans are the empty bins of cuts, with their step numbers.
+func binSpans(sc *dualmem.Scanner, cuts []int) []Bin {
+	steps := sc.Mem.Steps
+	out := make([]Bin, len(cuts)-1)
+	for b := range out {
+		out[b] = Bin{FromStep: steps[cuts[b]].Step, ToStep: steps[cuts[b+1]-1].Step}
 	}
 	return out
 }

@@ -1,8 +1,11 @@
 package query
 
 import (
+	"cmp"
 	"context"
 	"math"
+	"runtime"
+	"slices"
 
 	"github.com/spotlight-lm/spotlight/dualmem"
 )
@@ -13,16 +16,23 @@ import (
 var prunedOmitted = []string{"positive_total", "negative_total", "top_share", "timeline.abs_attention", "patterns", "passages"}
 
 // prunedLayer answers every token of one layer with its totals, W0 and bias terms, timeline
-// and dual check from the per-step aggregates (no key is read for them) and its top list
-// from topHits.
+// and dual check from the aggregates (Scanner.SumsSpans over the timeline's bins: no key is
+// read for them) and its top list from topHits.
 func (e *Engine) prunedLayer(ctx context.Context, req Request, lq layerQueries) ([]LayerAnswer, error) {
 	sc, qs := lq.sc, lq.qs
-	sums, err := sc.SumsAll(ctx, qs, lq.rg.from, lq.rg.to)
-	if err != nil {
-		return nil, err
-	}
+	// The sums read the aggregates, the search the bounds and a few keys: run together,
+	// they keep both cores busy through each other's serial parts.
+	cuts := binCuts(len(sc.Mem.Steps), req.Bins)
+	var sums []dualmem.Sums
+	var sumErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sums, sumErr = sc.SumsSpans(ctx, qs, lq.rg.from, lq.rg.to, cuts)
+	}()
 	ranked, read, err := topHits(ctx, sc, req, qs, lq.rg)
-	if err != nil {
+	<-done
+	if err = cmp.Or(err, sumErr); err != nil {
 		return nil, err
 	}
 	las := make([]LayerAnswer, len(qs))
@@ -39,7 +49,10 @@ func (e *Engine) prunedLayer(ctx context.Context, req Request, lq layerQueries) 
 		la.W0Term, la.BiasTerm = sm.W0Term, sm.BiasTerm
 		la.DualCheck.Dual = sm.Total()
 		la.DualCheck.AbsErr = math.Abs(la.DualCheck.Primal - la.DualCheck.Dual)
-		la.Timeline = timeline(sc, sm.StepAlpha, nil, sm.StepContribution, req.Bins)
+		la.Timeline = binSpans(sc, cuts)
+		for b := range la.Timeline {
+			la.Timeline[b].Attention, la.Timeline[b].Contribution = sm.StepAlpha[b], sm.StepContribution[b]
+		}
 		rescored += positionTokens(la.ByOffset)
 		la.Scan = LayerScan{Mode: ScanPruned, ScanStats: read.Plus(sm.Read).Plus(sc.TokensRead(rescored)),
 			Omitted: prunedOmitted}
@@ -52,37 +65,88 @@ func (e *Engine) prunedLayer(ctx context.Context, req Request, lq layerQueries) 
 // topHits finds, per query, the best training tokens in range by the request's ranking
 // (enough of them for TopK distinct windows) and what that read. It is the only part of a
 // pruned answer that reads keys, and it reads only the blocks whose bounds can still enter
-// the top list (dualmem.Search), with the same answer as a full scan.
+// the top list (dualmem.Search), with the same answer as a full scan. A query whose hits
+// hold too few distinct windows (a memory that saw its corpus many times) is searched again
+// with 8× as many, alone: each query's top list does not depend on the others of its batch.
 func topHits(ctx context.Context, sc *dualmem.Scanner, req Request, qs []dualmem.Query, rg tokens) ([][]dualmem.Hit, dualmem.ScanStats, error) {
 	byAttention := req.RankBy == RankAttention
 	opt := dualmem.SearchOptions{TopK: 4*req.TopK + 64, From: rg.from, To: rg.to,
 		SkipAttention: !byAttention, SkipContribution: byAttention}
 	read := sc.NoneRead()
-	search := func() ([][]dualmem.Hit, error) {
-		res, err := sc.Search(ctx, qs, opt)
+	out := make([][]dualmem.Hit, len(qs))
+	todo := make([]int, len(qs)) // the queries to search, by index into qs
+	for i := range todo {
+		todo[i] = i
+	}
+	for len(todo) > 0 {
+		res, st, err := searchGroups(ctx, sc, qs, todo, opt)
 		if err != nil {
-			return nil, err
+			return nil, dualmem.ScanStats{}, err
 		}
-		out := make([][]dualmem.Hit, len(res))
-		for i := range res {
-			out[i] = res[i].TopContribution
+		read = read.Plus(st)
+		read.BlocksTotal = st.BlocksTotal
+		for k, i := range todo {
+			out[i] = res[k].TopContribution
 			if byAttention {
-				out[i] = res[i].TopAttention
+				out[i] = res[k].TopAttention
 			}
 		}
-		if len(res) > 0 { // one read serves the batch; bytes are of the whole memory, blocks the search's in range
-			read = read.Plus(res[0].Stats)
-			read.BlocksTotal = res[0].Stats.BlocksTotal
-		}
-		return out, nil
-	}
-	out, err := search()
-	for err == nil && opt.TopK < rg.to-rg.from && shortOfWindows(sc, req, out, opt.TopK) {
+		todo = shortQueries(sc, req, out, todo, opt.TopK, rg.to-rg.from)
 		opt.TopK *= 8
-		out, err = search()
 	}
+	return out, read, nil
+}
+
+// splitTokens is the fewest tokens in range for which searchGroups splits a batch ranked by
+// contribution: below it a search is short, has few rounds to wait at, and prunes less, so
+// a split would mostly read blocks twice.
+var splitTokens = 8 << 20
+
+// searchGroups searches queries qs[todo] and returns their results in todo's order with
+// what was read. On a large range it searches one group per core, each a search of its own
+// on one goroutine (a block two groups need is read by both): one search over all cores
+// reads such blocks once, but meets its workers after every round of a few dozen blocks,
+// and at 16M tokens on 2 cores spent a third of its time waiting there. Queries of one
+// generated token, which need the same blocks most, share a group.
+func searchGroups(ctx context.Context, sc *dualmem.Scanner, qs []dualmem.Query, todo []int, opt dualmem.SearchOptions) ([]dualmem.SearchResult, dualmem.ScanStats, error) {
+	order := slices.Clone(todo)
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(qs[a].Token, qs[b].Token) })
+	batch := make([]dualmem.Query, len(order))
+	for k, i := range order {
+		batch[k] = qs[i]
+	}
+	G := min(runtime.GOMAXPROCS(0), len(batch))
+	if opt.To-opt.From < splitTokens || !opt.SkipAttention {
+		G = 1 // by |α| the boxes prune few blocks: a split would read most of them twice
+	}
+	if G > 1 {
+		opt.Workers = 1
+	}
+	sorted := make([]dualmem.SearchResult, len(batch))
+	stats := make([]dualmem.ScanStats, G)
+	err := parallel(ctx, G, func(g int) error {
+		lo, hi := g*len(batch)/G, (g+1)*len(batch)/G
+		res, err := sc.Search(ctx, batch[lo:hi], opt)
+		if err == nil && len(res) > 0 {
+			copy(sorted[lo:], res)
+			stats[g] = res[0].Stats // one read serves the group
+		}
+		return err
+	})
 	if err != nil {
 		return nil, dualmem.ScanStats{}, err
 	}
-	return out, read, nil
+	st := stats[0]
+	for _, s := range stats[1:] {
+		st = st.Plus(s)
+	}
+	at := map[int]int{} // query index → its position in order
+	for k, i := range order {
+		at[i] = k
+	}
+	out := make([]dualmem.SearchResult, len(todo))
+	for k, i := range todo {
+		out[k] = sorted[at[i]]
+	}
+	return out, st, nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -174,5 +175,53 @@ func TestScanModeBad(t *testing.T) {
 	_, err = e.Attribute(context.Background(), AttributeRequest{Text: "The light", Scan: "Pruned"})
 	if !errors.As(err, &ie) || ie.Field != "scan" {
 		t.Fatalf("scan Pruned: %v", err)
+	}
+}
+
+// TestPrunedSplitMatchesFull: with the batch split into a search per core (as on a large
+// memory), pruned answers still hold the full scan's top lists, by_offset and totals, for
+// one-hot and projection queries, and read more blocks than one search does; by attention
+// the batch is not split.
+func TestPrunedSplitMatchesFull(t *testing.T) {
+	e := engine(t)
+	ctx := context.Background()
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	reqs := []Request{
+		{Prompt: "The light ", Tokens: 6, Seed: 5, GroupBy: GroupToken},
+		{Prompt: "Colours ", Tokens: 5, RankBy: RankAttention, GroupBy: GroupToken},
+		{Prompt: "The sun ", Tokens: 4, RankBy: RankMargin},
+	}
+	for _, req := range reqs {
+		full, err := e.Generate(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Scan = ScanPruned
+		one, err := e.Generate(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		saved := splitTokens
+		splitTokens = 0
+		split, err := e.Generate(ctx, req)
+		splitTokens = saved
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, ft := range full.Tokens {
+			for name, f := range ft.Layers {
+				p, o := split.Tokens[i].Layers[name], one.Tokens[i].Layers[name]
+				if !slices.Equal(p.Top, f.Top) || !slices.Equal(p.ByOffset, f.ByOffset) {
+					t.Errorf("%s %s token %d: top lists differ from the full scan's", req.RankBy, name, i)
+				}
+				if p.W0Term != o.W0Term || p.BiasTerm != o.BiasTerm || p.DualCheck != o.DualCheck {
+					t.Errorf("%s %s token %d: totals %+v, one search %+v", req.RankBy, name, i, p.DualCheck, o.DualCheck)
+				}
+				if split := req.RankBy != RankAttention; split && p.Scan.BlocksRead <= o.Scan.BlocksRead ||
+					!split && p.Scan.ScanStats != o.Scan.ScanStats || p.Scan.BlocksTotal != o.Scan.BlocksTotal {
+					t.Errorf("%s %s: split read %+v, one search %+v", req.RankBy, name, p.Scan.ScanStats, o.Scan.ScanStats)
+				}
+			}
+		}
 	}
 }

@@ -168,7 +168,7 @@ func (e *Engine) refExplain(ctx context.Context, req Request, contexts [][]int32
 			opt := dualmem.ScanOptions{TopK: 4*req.TopK + 64, From: from, To: to,
 				Groups: e.passageOf, NGroups: len(e.pass.starts) - 1}
 			res, err := sc.Scan(ctx, []dualmem.Query{q}, opt)
-			for err == nil && opt.TopK < to-from && shortOfWindows(sc, req, rankedLists(req, res), opt.TopK) {
+			for err == nil && len(shortQueries(sc, req, rankedLists(req, res), []int{0}, opt.TopK, to-from)) > 0 {
 				opt.TopK *= 8
 				res, err = sc.Scan(ctx, []dualmem.Query{q}, opt)
 			}

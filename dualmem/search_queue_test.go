@@ -1,0 +1,75 @@
+package dualmem
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// TestQueueOrder: a seeded queue (its best eighth in a heap, the rest aside) pops the same
+// bounds in the same order as one heap of every node, with nodes pushed between pops, ties
+// and queues too small to split; NaN bounds (whose order no heap keeps) stay in the heap.
+func TestQueueOrder(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		n    int
+		ties bool
+	}{{"large", 5000, false}, {"ties", 3000, true}, {"small", 100, false}, {"empty", 0, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(uint64(tc.n), 1))
+			bound := func() float64 {
+				v := rng.NormFloat64()
+				if tc.ties {
+					v = math.Round(v * 4)
+				}
+				return v
+			}
+			nodes := make([]node, tc.n)
+			for i := range nodes {
+				nodes[i] = node{bound(), int32(i)}
+			}
+			ref := append(nodeHeap(nil), nodes...)
+			ref.init()
+			q := seedQueue(append([]node(nil), nodes...))
+			if tc.n >= 1000 && (len(q.rest) == 0 || len(q.h) > tc.n/4) {
+				t.Fatalf("%d nodes: heap %d, rest %d", tc.n, len(q.h), len(q.rest))
+			}
+			for step := 0; ; step++ {
+				if step%3 == 0 && step < 3*tc.n { // a block pushed between pops
+					p := node{bound(), int32(tc.n + step)}
+					ref.push(p)
+					q.h.push(p)
+				}
+				top, ok := q.top()
+				if ok != (ref.Len() > 0) {
+					t.Fatalf("pop %d: queue has a node: %v, reference has %d", step, ok, ref.Len())
+				}
+				if !ok {
+					break
+				}
+				want := ref.pop()
+				q.h.pop()
+				if top.ub != want.ub {
+					t.Fatalf("pop %d: bound %g, reference %g", step, top.ub, want.ub)
+				}
+			}
+		})
+	}
+}
+
+func TestQueueNaN(t *testing.T) {
+	nodes := make([]node, 4000)
+	for i := range nodes {
+		nodes[i] = node{float64(i), int32(i)}
+	}
+	nodes[7].ub = math.NaN()
+	q := seedQueue(nodes)
+	for _, n := range q.rest {
+		if math.IsNaN(n.ub) {
+			t.Fatal("a NaN bound was set aside")
+		}
+	}
+	if len(q.rest) == 0 {
+		t.Fatal("nothing set aside")
+	}
+}
