@@ -48,6 +48,20 @@ func trainAggStore(t *testing.T, dir string) {
 }
 
 // scanners opens the memory of every committed step of s, by layer name.
+// aggScanners opens a freshly trained aggregate store read-only (closed when the test ends)
+// and returns its scanners by layer.
+func aggScanners(t *testing.T) map[string]*Scanner {
+	t.Helper()
+	dir := t.TempDir()
+	trainAggStore(t, dir)
+	s, err := OpenReadOnly(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return scanners(t, s)
+}
+
 func scanners(t *testing.T, s *Store) map[string]*Scanner {
 	t.Helper()
 	mems, err := s.Memory(s.Steps(), nil)
@@ -109,14 +123,7 @@ func within(t *testing.T, what string, got, want, scale, tol float64) {
 // float32 scan's within its own tolerance, for `out` and a hidden layer, one-hot and general
 // projections, over all tokens, whole steps and a range that cuts steps.
 func TestSumsMatchScan(t *testing.T) {
-	dir := t.TempDir()
-	trainAggStore(t, dir)
-	s, err := OpenReadOnly(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	scs := scanners(t, s)
+	scs := aggScanners(t)
 	rng := rand.New(rand.NewPCG(3, 4))
 	for _, layer := range []string{lm.OutLayer, "block0.ff1"} {
 		sc := scs[layer]

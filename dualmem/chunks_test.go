@@ -15,14 +15,7 @@ import (
 // `out` and a hidden layer, one-hot and general projections, over all tokens, whole steps
 // and ranges that cut steps, with chunks of 4 steps so that most spans take chunk sums.
 func TestSumsSpans(t *testing.T) {
-	dir := t.TempDir()
-	trainAggStore(t, dir)
-	s, err := OpenReadOnly(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	scs := scanners(t, s)
+	scs := aggScanners(t)
 	rng := rand.New(rand.NewPCG(5, 6))
 	for _, layer := range []string{lm.OutLayer, "block0.ff1"} {
 		sc := scs[layer]
