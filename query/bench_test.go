@@ -28,30 +28,8 @@ func BenchmarkGenerate(b *testing.B) {
 // BenchmarkGenerateData is BenchmarkGenerate on the data directory named by
 // SPOTLIGHT_BENCH_DATA (opened read-only), e.g. the default model.
 func BenchmarkGenerateData(b *testing.B) {
-	dir := os.Getenv("SPOTLIGHT_BENCH_DATA")
-	if dir == "" {
-		b.Skip("SPOTLIGHT_BENCH_DATA is not set")
-	}
-	store, err := dualmem.OpenReadOnly(dir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer store.Close()
-	_, ckpt, err := store.Checkpoint()
-	if err != nil {
-		b.Fatal(err)
-	}
-	m, err := lm.LoadModel(ckpt)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer m.Close()
 	t0 := time.Now()
-	e, err := NewEngine(m, store, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer e.Close()
+	e := openDataEngine(b, "SPOTLIGHT_BENCH_DATA", false)
 	b.Logf("engine ready in %v", time.Since(t0))
 	benchGenerate(b, e)
 }
@@ -96,9 +74,20 @@ func cpuTime() time.Duration {
 // memory` opens a tiled memory (every committed step, whatever the checkpoint's step), or
 // skips.
 func openOutData(tb testing.TB) *Engine {
-	dir := os.Getenv("SPOTLIGHT_BENCH_OUT")
+	e := openDataEngine(tb, "SPOTLIGHT_BENCH_OUT", true)
+	if err := e.Scanner(lm.OutLayer).HasAggregates(); err != nil {
+		tb.Fatal(err)
+	}
+	return e
+}
+
+// openDataEngine opens the data directory named by the environment variable env read-only
+// and builds an engine on its checkpoint, reading every committed step when allSteps is set
+// (a tiled memory holds more than the checkpoint was trained on), or skips when env is unset.
+func openDataEngine(tb testing.TB, env string, allSteps bool) *Engine {
+	dir := os.Getenv(env)
 	if dir == "" {
-		tb.Skip("SPOTLIGHT_BENCH_OUT is not set")
+		tb.Skip(env + " is not set")
 	}
 	store, err := dualmem.OpenReadOnly(dir)
 	if err != nil {
@@ -114,15 +103,14 @@ func openOutData(tb testing.TB) *Engine {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(m.Close)
-	m.Step = store.Steps()
+	if allSteps {
+		m.Step = store.Steps()
+	}
 	e, err := NewEngine(m, store, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(e.Close)
-	if err := e.Scanner(lm.OutLayer).HasAggregates(); err != nil {
-		tb.Fatal(err)
-	}
 	return e
 }
 
