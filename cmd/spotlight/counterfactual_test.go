@@ -34,6 +34,9 @@ func TestCounterfactualCommand(t *testing.T) {
 	if !slices.Equal(kept, []int{0, 10, 20, 30}) || st.KeptBytes <= 0 {
 		t.Errorf("stats: kept %v, %d bytes", kept, st.KeptBytes)
 	}
+	if out, e, err := run(t, "stats", "--data", data); err != nil || !strings.Contains(out, "checkpoints kept for retraining: 4, ") || !strings.Contains(out, "(steps 0 10 20 30)") {
+		t.Errorf("stats: %v: %s%s", err, out, e)
+	}
 
 	out, e, err = run(t, "counterfactual", "--data", data, "--text", "the light of the sun", "--position", "12", "--top-k", "10", "--json")
 	if err != nil {

@@ -116,7 +116,11 @@ func printStats(st *datadir.Stats) {
 	}
 	_ = w.Flush()
 	fmt.Printf("directory on disk: %d bytes (%s)\n", st.DiskBytes, st.Precision)
-	if st.Kept != nil {
+	switch {
+	case st.Kept == nil:
+	case len(st.Kept) == 0:
+		fmt.Println("checkpoints kept for retraining: none (spotlight train keeps them: --checkpoint-keep-every)")
+	default:
 		steps := make([]string, len(st.Kept))
 		for i, k := range st.Kept {
 			steps[i] = strconv.Itoa(k.Step)
