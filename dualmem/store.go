@@ -103,13 +103,19 @@ func badgerOptions(path string, readOnly bool) badger.Options {
 		WithNumGoroutines(2)
 }
 
-// slogLogger routes Badger's warnings and errors to slog and drops the rest.
+// slogLogger routes Badger's warnings and errors to slog and drops the rest, and its cache
+// advice too: the cache it sizes holds table blocks, which this store's few keys per step
+// fill, while the memory's vectors are read from the value log and the segment files, so a
+// low hit ratio there says nothing a user could act on.
 type slogLogger struct{}
 
 func (slogLogger) Errorf(f string, a ...any) {
 	slog.Error("badger: " + strings.TrimSpace(fmt.Sprintf(f, a...)))
 }
 func (slogLogger) Warningf(f string, a ...any) {
+	if strings.Contains(f, "might be too small") || strings.HasPrefix(f, "Cache life expectancy") {
+		return
+	}
 	slog.Warn("badger: " + strings.TrimSpace(fmt.Sprintf(f, a...)))
 }
 func (slogLogger) Infof(string, ...any)  {}
