@@ -73,3 +73,19 @@ func TestQueueNaN(t *testing.T) {
 		t.Fatal("nothing set aside")
 	}
 }
+
+// TestThetaBoard: a split search's shared threshold only rises, from −∞, and ignores NaN.
+func TestThetaBoard(t *testing.T) {
+	b := newThetaBoard(2)
+	for _, tc := range []struct {
+		raise, want float64
+	}{{math.Inf(-1), math.Inf(-1)}, {-3, -3}, {-5, -3}, {math.NaN(), -3}, {2.5, 2.5}, {2.5, 2.5}, {1, 2.5}, {math.Inf(1), math.Inf(1)}} {
+		b.raise(1, tc.raise)
+		if got := b.load(1); got != tc.want {
+			t.Fatalf("after raise(%g): %g, want %g", tc.raise, got, tc.want)
+		}
+		if got := b.load(0); !math.IsInf(got, -1) {
+			t.Fatalf("queue 0 moved to %g", got)
+		}
+	}
+}
