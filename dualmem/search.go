@@ -168,6 +168,19 @@ type cand struct {
 	box  blockBox
 }
 
+// candPool keeps the cand lists of finished searches: a large search's list grows to
+// hundreds of thousands, and growing it again copies it a dozen times.
+var candPool sync.Pool
+
+func getCands() []cand {
+	if p, ok := candPool.Get().(*[]cand); ok {
+		return (*p)[:1]
+	}
+	return make([]cand, 1, 1024)
+}
+
+func putCands(c []cand) { candPool.Put(&c) }
+
 // blockBox is what ubs computed of a block's boxes for one query, in float32, which read
 // takes rather than computing it again: c·x and r·|x|, and g·u's centre and radius (gc·u and
 // gr·|u|, or a one-hot query's gc_v and gr_v).
@@ -213,7 +226,9 @@ func (s *Scanner) Search(ctx context.Context, qs []Query, opt SearchOptions) ([]
 	if opt.Split && opt.Workers > 1 {
 		run = r.runSplit
 	}
-	if err := run(ctx); err != nil {
+	err = run(ctx)
+	putCands(r.cands)
+	if err != nil {
 		return nil, err
 	}
 	out := make([]SearchResult, len(qs))
@@ -277,7 +292,7 @@ func (r *searchRun) init() bool {
 	r.stats.BytesTotal = int64(r.to-r.from) * r.rowBytes
 	r.queues, r.hits = make([]queue, 2*Q), make([]*hitHeap, 2*Q)
 	r.stepDone, r.blkDone = make([]bool, len(ix.sblk)-1), make([]bool, len(ix.bstart)-1)
-	r.head, r.cands = make([]int32, len(ix.bstart)-1), make([]cand, 1, 1024)
+	r.head, r.cands = make([]int32, len(ix.bstart)-1), getCands()
 	for qr := range r.hits {
 		r.hits[qr] = &hitHeap{abs: qr%2 == 0, k: r.k, min: math.Inf(-1)}
 		if r.skip[qr%2] { // nothing beats +Inf: the queue is never seeded nor fed

@@ -12,8 +12,11 @@ type node struct {
 }
 
 // nodeHeap is a max-heap of nodes by ub, typed rather than through container/heap: the
-// queues hold every step and pop many of them.
+// queues hold every step and pop many of them. It is 4-ary: half a binary heap's depth, and
+// a node's children in one or two cache lines, for the pops' cache misses.
 type nodeHeap []node
+
+const heapArity = 4
 
 // queue is one query and ranking's best-first queue: a heap of its best seeded steps and
 // the blocks pushed since, and the other seeded steps unordered in rest, with their best
@@ -71,7 +74,7 @@ func seedQueue(nodes []node) queue {
 func (h nodeHeap) Len() int { return len(h) }
 
 func (h nodeHeap) init() {
-	for i := len(h)/2 - 1; i >= 0; i-- {
+	for i := (len(h) - 2) / heapArity; i >= 0; i-- {
 		h.down(i)
 	}
 }
@@ -80,7 +83,7 @@ func (h *nodeHeap) push(n node) {
 	*h = append(*h, n)
 	a := *h
 	for i := len(a) - 1; i > 0; {
-		p := (i - 1) / 2
+		p := (i - 1) / heapArity
 		if a[p].ub >= a[i].ub {
 			break
 		}
@@ -101,17 +104,20 @@ func (h *nodeHeap) pop() node {
 
 func (h nodeHeap) down(i int) {
 	for {
-		l := 2*i + 1
-		if l >= len(h) {
+		c := heapArity*i + 1
+		if c >= len(h) {
 			return
 		}
-		if r := l + 1; r < len(h) && h[r].ub > h[l].ub {
-			l = r
+		m := c // the best child
+		for j := c + 1; j < min(c+heapArity, len(h)); j++ {
+			if h[j].ub > h[m].ub {
+				m = j
+			}
 		}
-		if h[i].ub >= h[l].ub {
+		if h[i].ub >= h[m].ub {
 			return
 		}
-		h[i], h[l] = h[l], h[i]
-		i = l
+		h[i], h[m] = h[m], h[i]
+		i = m
 	}
 }

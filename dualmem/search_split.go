@@ -64,6 +64,9 @@ func (r *searchRun) runSplit(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	for _, pr := range parts {
+		putCands(pr.cands)
+	}
 	for p, pr := range parts {
 		if errs[p] != nil {
 			return errs[p]
