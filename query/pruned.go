@@ -95,22 +95,23 @@ func topHits(ctx context.Context, sc *dualmem.Scanner, req Request, qs []dualmem
 	return out, read, nil
 }
 
-// splitTokens is the fewest tokens in range for which searchBatch splits a search ranked by
-// contribution: below it a search is short, has few rounds to wait at, and prunes less, so
-// the parts would mostly read blocks that one search's thresholds skip.
+// splitTokens is the fewest tokens in range for which searchBatch splits a search: below it
+// a search is short, has few rounds to wait at, and prunes less, so the parts would mostly
+// read blocks that one search's thresholds skip.
 var splitTokens = 8 << 20
 
 // searchBatch searches queries qs[todo] and returns their results in todo's order with
-// what was read. On a large range ranked by contribution it splits the search into one part
-// per core over its share of the steps, sharing their thresholds (dualmem.SearchOptions.Split),
-// so that no core waits for the other after every round; by |α| the boxes prune few blocks,
-// and a search over all cores reads them faster.
+// what was read. On a large range it splits the search into one part per core over its share
+// of the steps, sharing their thresholds (dualmem.SearchOptions.Split), so that no core
+// waits for the other after every round: at 16M tokens on 2 cores that reads a few more
+// blocks than one search (each part prunes by its own hits until the other's pass them) and
+// takes 0.8× its time by contribution, 0.55× by attention.
 func searchBatch(ctx context.Context, sc *dualmem.Scanner, qs []dualmem.Query, todo []int, opt dualmem.SearchOptions) ([]dualmem.SearchResult, dualmem.ScanStats, error) {
 	batch := make([]dualmem.Query, len(todo))
 	for k, i := range todo {
 		batch[k] = qs[i]
 	}
-	opt.Split = opt.To-opt.From >= splitTokens && opt.SkipAttention
+	opt.Split = opt.To-opt.From >= splitTokens
 	res, err := sc.Search(ctx, batch, opt)
 	if err != nil || len(res) == 0 {
 		return nil, dualmem.ScanStats{}, err
