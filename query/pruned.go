@@ -68,7 +68,7 @@ func (e *Engine) prunedLayer(ctx context.Context, req Request, lq layerQueries) 
 // with 8× as many, alone: each query's top list does not depend on the others of its batch.
 func topHits(ctx context.Context, sc *dualmem.Scanner, req Request, qs []dualmem.Query, rg tokens) ([][]dualmem.Hit, dualmem.ScanStats, error) {
 	byAttention := req.RankBy == RankAttention
-	opt := dualmem.SearchOptions{TopK: 4*req.TopK + 64, From: rg.from, To: rg.to,
+	opt := dualmem.SearchOptions{TopK: searchK(req), From: rg.from, To: rg.to,
 		SkipAttention: !byAttention, SkipContribution: byAttention}
 	read := sc.NoneRead()
 	out := make([][]dualmem.Hit, len(qs))
@@ -93,6 +93,19 @@ func topHits(ctx context.Context, sc *dualmem.Scanner, req Request, qs []dualmem
 		opt.TopK *= 8
 	}
 	return out, read, nil
+}
+
+// searchK is how many hits topHits first searches for per query. Grouped by token, the top
+// list is the first TopK hits of distinct windows in rank order, the same from any prefix of
+// the ranking that holds TopK of them, so a short prefix serves (at 16M tokens the 10th
+// distinct window is about the 10th hit), and a query short of distinct windows is searched
+// again with more; the search's cost grows with its k-th best's rank. Grouped by pattern,
+// the top list draws on deeper hits: as many as the full scan keeps.
+func searchK(req Request) int {
+	if req.GroupBy == GroupToken {
+		return 2*req.TopK + 8
+	}
+	return 4*req.TopK + 64
 }
 
 // splitTokens is the fewest tokens in range for which searchBatch splits a search: below it
