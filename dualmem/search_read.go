@@ -115,8 +115,10 @@ func (r *searchRun) read(b int32, thr []float64, out []found, st *ScanStats, w *
 	L := len(live)
 	y := w.f32(&w.y, L*din)
 	for li, lq := range live {
-		for i, x := range sq.xs[lq.qi*din : (lq.qi+1)*din] {
-			y[li*din+i] = rr[i] * x
+		yr, xr := y[li*din:(li+1)*din], sq.xs[lq.qi*din:(lq.qi+1)*din]
+		xr, rr := xr[:len(yr)], rr[:len(yr)] // one bounds check, not three a value
+		for i := range yr {
+			yr[i] = rr[i] * xr[i]
 		}
 	}
 	at := w.f32(&w.alpha, np*L)
