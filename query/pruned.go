@@ -97,12 +97,14 @@ func topHits(ctx context.Context, sc *dualmem.Scanner, req Request, qs []dualmem
 
 // searchK is how many hits topHits first searches for per query. Grouped by token, the top
 // list is the first TopK hits of distinct windows in rank order, the same from any prefix of
-// the ranking that holds TopK of them, so a short prefix serves (at 16M tokens the 10th
-// distinct window is about the 10th hit), and a query short of distinct windows is searched
-// again with more; the search's cost grows with its k-th best's rank. Grouped by pattern,
-// the top list draws on deeper hits: as many as the full scan keeps.
+// the ranking that holds TopK of them, so a short prefix serves, and a query short of
+// distinct windows is searched again with more; the search's cost grows with its k-th
+// best's rank. By contribution at 16M tokens the 10th distinct window is about the 10th hit;
+// by attention the hits crowd into fewer windows, and the second searches cost more than the
+// short prefix saves. Grouped by pattern, the top list draws on deeper hits: as many as the
+// full scan keeps.
 func searchK(req Request) int {
-	if req.GroupBy == GroupToken {
+	if req.GroupBy == GroupToken && req.RankBy != RankAttention {
 		return 2*req.TopK + 8
 	}
 	return 4*req.TopK + 64

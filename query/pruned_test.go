@@ -227,13 +227,14 @@ func TestPrunedSplitMatchesFull(t *testing.T) {
 	}
 }
 
-// TestPrunedShortPrefix: grouped by token, the search first asks for a short prefix of the
-// ranking (searchK); where it holds too few distinct windows (some query here does), the
-// query is searched again with more, and the top lists stay the full scan's.
+// TestPrunedShortPrefix: grouped by token and ranked by contribution (or margin), the
+// search first asks for a short prefix of the ranking (searchK); where it holds too few
+// distinct windows (some query here does), the query is searched again with more, and the
+// top lists stay the full scan's.
 func TestPrunedShortPrefix(t *testing.T) {
 	e := engine(t)
 	ctx := context.Background()
-	for _, rank := range []string{RankContribution, RankAttention} {
+	for _, rank := range []string{RankContribution, RankMargin} {
 		req := Request{Prompt: "The light ", Tokens: 4, Seed: 3, TopK: 30, GroupBy: GroupToken, RankBy: rank, Layers: []string{lm.OutLayer}}
 		if err := req.Normalize(e.model.Cfg); err != nil {
 			t.Fatal(err)
@@ -264,7 +265,10 @@ func TestPrunedShortPrefix(t *testing.T) {
 			q, _ := e.query(lm.OutLayer, rank, p, tg[i])
 			qs = append(qs, q)
 		}
-		first, err := sc.Search(ctx, qs, dualmem.SearchOptions{TopK: searchK(req), SkipAttention: rank != RankAttention, SkipContribution: rank == RankAttention})
+		if searchK(req) >= 4*req.TopK+64 {
+			t.Fatalf("%s: searchK %d is no shorter than the full scan's", rank, searchK(req))
+		}
+		first, err := sc.Search(ctx, qs, dualmem.SearchOptions{TopK: searchK(req), SkipAttention: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -272,9 +276,6 @@ func TestPrunedShortPrefix(t *testing.T) {
 		all := make([]int, len(first))
 		for i, r := range first {
 			lists[i], all[i] = r.TopContribution, i
-			if rank == RankAttention {
-				lists[i] = r.TopAttention
-			}
 		}
 		if len(shortQueries(sc, req, lists, all, searchK(req), sc.N)) == 0 {
 			t.Fatalf("%s: no query short of distinct windows at k = %d", rank, searchK(req))
