@@ -433,7 +433,11 @@ type scratch struct {
 	toks                                               []int32 // token, position in its step
 	surv                                               []int32
 	live                                               []liveQuery
+	bsel                                               []selBox
 	sel, esel, hs                                      []int
+	pushes                                             []push  // a round's nodes to queue
+	founds                                             []found // a round's hits
+	reads                                              ScanStats
 }
 
 func (w *scratch) f64(p *[]float64, n int) []float64 {

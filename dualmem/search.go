@@ -3,10 +3,8 @@ package dualmem
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"math"
 	"runtime"
-	"slices"
 	"sync"
 	"sync/atomic"
 )
@@ -19,6 +17,10 @@ type SearchOptions struct {
 	// SkipAttention or SkipContribution leaves that ranking out (its lists come back
 	// empty), so the search reads only what the other one needs.
 	SkipAttention, SkipContribution bool
+	// Split deals the steps out to one search per worker, sharing their thresholds (see
+	// runSplit): no worker waits for another, at the cost of the pruning each part's own
+	// early hits could have done for the others.
+	Split bool
 }
 
 // What a search read goes into ScanStats (scanstats.go): BytesTotal is what a full scan
@@ -36,242 +38,39 @@ type SearchResult struct {
 	Stats           ScanStats
 }
 
-// searchIndex is a Scanner's block layout and bounds, built on first use.
-type searchIndex struct {
-	bb     *blockBounds
-	perm   []int32 // token indices, block by block, step by step
-	bstart []int32 // per block: its first position in perm; then len(perm)
-	sblk   []int32 // per step: its first block; then the block count
-	bstep  []int32 // per block: its step
-	tstart []int   // per step: its first token; then N
-	top    boxes   // the whole-step box of every step
-}
-
-func (s *Scanner) index() *searchIndex {
-	s.searchOnce.Do(func() { s.sidx = s.buildIndex() })
-	return s.sidx
-}
-
-func (s *Scanner) buildIndex() *searchIndex {
-	m := s.Mem
-	T := len(m.Steps)
-	ix := &searchIndex{perm: make([]int32, 0, s.N), sblk: make([]int32, 1, T+1), tstart: make([]int, T+1), bstart: []int32{0}}
-	var perm, ends []int32
-	for t, si := range m.Steps {
-		a := ix.tstart[t]
-		ix.tstart[t+1] = a + si.Tokens()
-		perm, ends = stepBlocks(m.Targets[a:ix.tstart[t+1]], make([]int32, si.Tokens()), ends)
-		base := int32(len(ix.perm))
-		for _, j := range perm {
-			ix.perm = append(ix.perm, int32(a)+j)
-		}
-		for _, e := range ends {
-			ix.bstart = append(ix.bstart, base+e)
-		}
-		ix.sblk = append(ix.sblk, int32(len(ix.bstart)-1))
-		for range ends {
-			ix.bstep = append(ix.bstep, int32(t))
-		}
-	}
-	ix.bb = m.bounds
-	if bb := ix.bb; bb != nil {
-		ok := len(bb.nblk) >= T && bb.din == s.DIn && bb.dout == s.DOut
-		for t := 0; ok && t < T; t++ {
-			ok = int(bb.nblk[t]) == int(ix.sblk[t+1]-ix.sblk[t])
-		}
-		if !ok {
-			slog.Warn("block bounds do not match the memory; computing them in memory", "layer", m.Spec.Name)
-			ix.bb = nil
-		}
-	}
-	if ix.bb == nil {
-		ix.bb = computeBounds(m)
-	}
-	w := boxWords(T, s.DIn, s.DOut)
-	ix.top = viewBoxes(make([]float32, w), T, s.DIn, s.DOut)
-	for t := range T {
-		b := ix.bb.step(t)
-		copy(ix.top.c[t*s.DIn:], b.c[:s.DIn])
-		copy(ix.top.r[t*s.DIn:], b.r[:s.DIn])
-		copy(ix.top.gc[t*s.DOut:], b.gc[:s.DOut])
-		copy(ix.top.gr[t*s.DOut:], b.gr[:s.DOut])
-		ix.top.nk[t], ix.top.ng[t], ix.top.rk[t], ix.top.rg[t] = b.nk[0], b.ng[0], b.rk[0], b.rg[0]
-	}
-	ix.top.transpose()
-	return ix
-}
-
-// searchQueries is a batch prepared for the kernels: xs and |xs| query-major, the
-// projections of hidden-layer queries (us, |us|, row hq[q]) and the norms.
-type searchQueries struct {
-	qs      []Query
-	xs, axs []float32
-	us, aus []float32
-	hq      []int
-	nh      int
-	xn, un  []float64
-}
-
-func (s *Scanner) prepare(qs []Query) (*searchQueries, error) {
-	sq := &searchQueries{qs: qs, xs: make([]float32, len(qs)*s.DIn), hq: make([]int, len(qs)),
-		xn: make([]float64, len(qs)), un: make([]float64, len(qs))}
-	for i, q := range qs {
-		if err := s.checkQuery("search", i, q); err != nil {
-			return nil, err
-		}
-		copy(sq.xs[i*s.DIn:], q.X)
-		sq.xn[i] = norm2(q.X)
-		sq.hq[i] = -1
-		if q.Token < 0 {
-			sq.hq[i] = sq.nh
-			sq.nh++
-			sq.us = append(sq.us, q.U...)
-			sq.un[i] = norm2(q.U)
-		}
-	}
-	sq.axs, sq.aus = absAll(sq.xs), absAll(sq.us)
-	return sq, nil
-}
-
-func norm2(v []float32) float64 {
-	var s float64
-	for _, x := range v {
-		s += float64(x) * float64(x)
-	}
-	return math.Sqrt(s) * (1 + 1e-12)
-}
-
-func absAll(v []float32) []float32 {
-	out := make([]float32, len(v))
-	for i, x := range v {
-		out[i] = float32(math.Abs(float64(x)))
-	}
-	return out
-}
-
-// node is a step (−1−t) or a block (≥ 0) with its upper bound for one query and ranking.
-type node struct {
-	ub float64
-	id int32
-}
-
-// nodeHeap is a max-heap of nodes by ub, typed rather than through container/heap: the
-// queues hold every step and pop many of them.
-type nodeHeap []node
-
-// queue is one query and ranking's best-first queue: a heap of its best seeded steps and
-// the blocks pushed since, and the other seeded steps unordered in rest, with their best
-// bound, until the heap's best falls below it (most searches end before: a heap of every
-// step is ten times larger, and each pop walks it down through cache misses).
-type queue struct {
-	h       nodeHeap
-	rest    []node
-	restMax float64
-}
-
-// top is the queue's best node, if any.
-func (q *queue) top() (node, bool) {
-	if len(q.rest) > 0 && (len(q.h) == 0 || q.h[0].ub < q.restMax) {
-		q.h = append(q.h, q.rest...)
-		q.rest = nil
-		q.h.init()
-	}
-	if len(q.h) == 0 {
-		return node{}, false
-	}
-	return q.h[0], true
-}
-
-// seedQueue is a queue of nodes: about the best eighth in its heap (by a sample's cut), the
-// rest aside, both in nodes' array. A NaN bound goes to the heap, as it would without the cut.
-func seedQueue(nodes []node) queue {
-	const sampleEvery, heapShare = 16, 8
-	q := queue{h: nodes, restMax: math.Inf(-1)}
-	if len(nodes) < 2*heapShare*sampleEvery { // small: all in the heap
-		q.h.init()
-		return q
-	}
-	sample := make([]float64, 0, len(nodes)/sampleEvery+1)
-	for i := 0; i < len(nodes); i += sampleEvery {
-		sample = append(sample, nodes[i].ub)
-	}
-	slices.Sort(sample) // NaNs first
-	cut := sample[len(sample)-len(sample)/heapShare]
-	m := 0 // nodes[:m] are those at or above the cut (or NaN)
-	for i, n := range nodes {
-		if n.ub < cut {
-			q.restMax = max(q.restMax, n.ub)
-			continue
-		}
-		nodes[i], nodes[m] = nodes[m], n
-		m++
-	}
-	// The heap's own capacity ends at m, so that its pushes never write over the rest.
-	q.h, q.rest = nodes[:m:m], nodes[m:]
-	q.h.init()
-	return q
-}
-
-func (h nodeHeap) Len() int { return len(h) }
-
-func (h nodeHeap) init() {
-	for i := len(h)/2 - 1; i >= 0; i-- {
-		h.down(i)
-	}
-}
-
-func (h *nodeHeap) push(n node) {
-	*h = append(*h, n)
-	a := *h
-	for i := len(a) - 1; i > 0; {
-		p := (i - 1) / 2
-		if a[p].ub >= a[i].ub {
-			break
-		}
-		a[p], a[i] = a[i], a[p]
-		i = p
-	}
-}
-
-func (h *nodeHeap) pop() node {
-	a := *h
-	top := a[0]
-	last := len(a) - 1
-	a[0] = a[last]
-	*h = a[:last]
-	(*h).down(0)
-	return top
-}
-
-func (h nodeHeap) down(i int) {
-	for {
-		l := 2*i + 1
-		if l >= len(h) {
-			return
-		}
-		if r := l + 1; r < len(h) && h[r].ub > h[l].ub {
-			l = r
-		}
-		if h[i].ub >= h[l].ub {
-			return
-		}
-		h[i], h[l] = h[l], h[i]
-		i = l
-	}
-}
-
 // push is one node for queue qr found by a worker.
 type push struct {
-	qr int
-	n  node
+	qr  int
+	n   node
+	box blockBox
 }
 
-// cand is block bound ub on queue qr, in a block's list (searchRun.head).
+// cand is block bound ub on queue qr, in a block's list (searchRun.head), with the block's
+// products that read needs.
 type cand struct {
 	ub   float64
 	qr   int32
 	next int32
+	box  blockBox
 }
+
+// candPool keeps the cand lists of finished searches: a large search's list grows to
+// hundreds of thousands, and growing it again copies it a dozen times.
+var candPool sync.Pool
+
+func getCands() []cand {
+	if p, ok := candPool.Get().(*[]cand); ok {
+		return (*p)[:1]
+	}
+	return make([]cand, 1, 1024)
+}
+
+func putCands(c []cand) { candPool.Put(&c) }
+
+// blockBox is what ubs computed of a block's boxes for one query, in float32, which read
+// takes rather than computing it again: c·x and r·|x|, and g·u's centre and radius (gc·u and
+// gr·|u|, or a one-hot query's gc_v and gr_v).
+type blockBox struct{ cx, rx, gc, gr float32 }
 
 // found is one hit for queue qr (2q: attention, 2q+1: contribution) found by a worker.
 type found struct {
@@ -309,7 +108,13 @@ func (s *Scanner) Search(ctx context.Context, qs []Query, opt SearchOptions) ([]
 	ix := s.index()
 	r := &searchRun{s: s, ix: ix, sq: sq, from: opt.From, to: opt.To, k: opt.TopK, workers: opt.Workers,
 		skip: [2]bool{opt.SkipAttention, opt.SkipContribution}}
-	if err := r.run(ctx); err != nil {
+	run := r.run
+	if opt.Split && opt.Workers > 1 {
+		run = r.runSplit
+	}
+	err = run(ctx)
+	putCands(r.cands)
+	if err != nil {
 		return nil, err
 	}
 	out := make([]SearchResult, len(qs))
@@ -342,17 +147,38 @@ type searchRun struct {
 	// The whole-step bounds of each query: [q*(t1−t0) + t−t0].
 	stepAtt, stepCon []float64
 	rowBytes         int64
+	board            *thetaBoard // a split search's shared thresholds; nil otherwise
+	thr              []float64   // a round's thresholds, per queue
 }
 
-func (r *searchRun) theta(qr int) float64 { return r.hits[qr].min }
+// theta is queue qr's threshold: its k-th best so far, or a better one another part of a
+// split search found (see runSplit).
+func (r *searchRun) theta(qr int) float64 {
+	m := r.hits[qr].min
+	if r.board != nil {
+		m = max(m, r.board.load(qr))
+	}
+	return m
+}
 
 func (r *searchRun) run(ctx context.Context) error {
+	if !r.init() {
+		return nil
+	}
+	ws := make([]scratch, r.workers)
+	r.stepBounds(ws, func(lo, hi int) { r.seedQueues(lo, hi, 0, 1) })
+	return r.loop(ctx, ws)
+}
+
+// init allocates the run's state and counts the blocks in range; false when the range is
+// empty.
+func (r *searchRun) init() bool {
 	s, ix, Q := r.s, r.ix, len(r.sq.qs)
 	r.rowBytes = int64(4 * (s.DIn + s.DOut))
 	r.stats.BytesTotal = int64(r.to-r.from) * r.rowBytes
 	r.queues, r.hits = make([]queue, 2*Q), make([]*hitHeap, 2*Q)
 	r.stepDone, r.blkDone = make([]bool, len(ix.sblk)-1), make([]bool, len(ix.bstart)-1)
-	r.head, r.cands = make([]int32, len(ix.bstart)-1), make([]cand, 1, 1024)
+	r.head, r.cands = make([]int32, len(ix.bstart)-1), getCands()
 	for qr := range r.hits {
 		r.hits[qr] = &hitHeap{abs: qr%2 == 0, k: r.k, min: math.Inf(-1)}
 		if r.skip[qr%2] { // nothing beats +Inf: the queue is never seeded nor fed
@@ -360,18 +186,25 @@ func (r *searchRun) run(ctx context.Context) error {
 		}
 	}
 	if r.from == r.to {
-		return nil
+		return false
 	}
 	r.t0, r.t1 = s.StepIndex(r.from), s.StepIndex(r.to-1)+1
 	for t := r.t0; t < r.t1; t++ {
+		if t > r.t0 && t < r.t1-1 { // a step inside the range: all its blocks
+			r.stats.BlocksTotal += int64(ix.sblk[t+1] - ix.sblk[t])
+			continue
+		}
 		for b := ix.sblk[t]; b < ix.sblk[t+1]; b++ {
 			if r.inRange(b) {
 				r.stats.BlocksTotal++
 			}
 		}
 	}
-	ws := make([]scratch, r.workers)
-	r.seed(ws)
+	return true
+}
+
+// loop runs rounds until no queue can still enter its top-k.
+func (r *searchRun) loop(ctx context.Context, ws []scratch) error {
 	// Each queue nominates perQueue nodes a round; with several workers, while a round has
 	// fewer than minJobs (late in a search, when most queues are done), the live queues
 	// nominate more, so the workers share each round: a node taken early may turn out below
@@ -400,14 +233,15 @@ func (r *searchRun) run(ctx context.Context) error {
 			return nil
 		}
 		r.round(jobs, ws)
+		r.publish()
 	}
 }
 
-// seed computes every query's whole-step bounds and fills its queues with them, a share of
-// the queries on each worker.
-func (r *searchRun) seed(ws []scratch) {
-	ix, Q, n := r.ix, len(r.sq.qs), r.t1-r.t0
-	sub := ix.top.sub(r.t0, r.t1)
+// stepBounds computes every query's whole-step bounds, a share of the queries on each
+// worker, and calls then(lo, hi) on that worker for its share [lo, hi) once they are set.
+func (r *searchRun) stepBounds(ws []scratch, then func(lo, hi int)) {
+	Q, n := len(r.sq.qs), r.t1-r.t0
+	sub := r.ix.top.sub(r.t0, r.t1)
 	r.stepAtt, r.stepCon = make([]float64, n*Q), make([]float64, n*Q)
 	all := make([]int, Q)
 	for qi := range all {
@@ -420,29 +254,37 @@ func (r *searchRun) seed(ws []scratch) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			att, con := r.stepAtt[lo*n:hi*n], r.stepCon[lo*n:hi*n]
-			r.sq.ubs(sub, r.s.SW[r.t0:r.t1], 0, all[lo:hi], att, con, &ws[w])
-			for qi := lo; qi < hi; qi++ {
-				for k, skip := range r.skip {
-					if skip {
-						continue
-					}
-					ubs := att
-					if k == 1 {
-						ubs = con
-					}
-					h := make(nodeHeap, 0, n)
-					for i := range n {
-						if t := r.t0 + i; ix.sblk[t+1] > ix.sblk[t] {
-							h = append(h, node{ubs[(qi-lo)*n+i], int32(-1 - t)})
-						}
-					}
-					r.queues[2*qi+k] = seedQueue(h)
-				}
+			r.sq.ubs(sub, r.s.SW[r.t0:r.t1], 0, all[lo:hi], r.stepAtt[lo*n:hi*n], r.stepCon[lo*n:hi*n], &ws[w])
+			if then != nil {
+				then(lo, hi)
 			}
 		}()
 	}
 	wg.Wait()
+}
+
+// seedQueues fills the queues of queries [lo, hi) with the steps in range that have blocks
+// and that part of parts owns (every parts-th step from the range's first).
+func (r *searchRun) seedQueues(lo, hi, part, parts int) {
+	ix, n := r.ix, r.t1-r.t0
+	for qi := lo; qi < hi; qi++ {
+		for k, skip := range r.skip {
+			if skip {
+				continue
+			}
+			ubs := r.stepAtt[qi*n : (qi+1)*n]
+			if k == 1 {
+				ubs = r.stepCon[qi*n : (qi+1)*n]
+			}
+			h := make(nodeHeap, 0, n/parts+1)
+			for i := part; i < n; i += parts {
+				if t := r.t0 + i; ix.sblk[t+1] > ix.sblk[t] {
+					h = append(h, node{ubs[i], int32(-1 - t)})
+				}
+			}
+			r.queues[2*qi+k] = seedQueue(h)
+		}
+	}
 }
 
 // nominate appends up to n unclaimed nodes of queue qr that can still enter its top-k,
@@ -488,20 +330,26 @@ func (r *searchRun) inRange(b int32) bool {
 // round processes jobs (steps to expand, blocks to read) over the workers, then merges what
 // they found into the queues and the top-k heaps.
 func (r *searchRun) round(jobs []int32, ws []scratch) {
-	thr := make([]float64, len(r.hits))
+	if len(r.thr) != len(r.hits) {
+		r.thr = make([]float64, len(r.hits))
+	}
+	thr := r.thr
 	for qr := range thr {
 		thr[qr] = r.theta(qr)
 	}
 	workers := min(len(ws), len(jobs))
-	pushes, founds := make([][]push, workers), make([][]found, workers)
-	reads := make([]ScanStats, workers)
+	// Each worker's finds go to buffers of its scratch, kept from round to round.
+	for w := range workers {
+		ws[w].pushes, ws[w].founds, ws[w].reads = ws[w].pushes[:0], ws[w].founds[:0], ScanStats{}
+	}
 	var next atomic.Int64
 	work := func(w int) {
+		sw := &ws[w]
 		for i := int(next.Add(1) - 1); i < len(jobs); i = int(next.Add(1) - 1) {
 			if id := jobs[i]; id < 0 {
-				pushes[w] = r.expand(int(-1-id), thr, pushes[w], &ws[w])
+				sw.pushes = r.expand(int(-1-id), thr, sw.pushes, sw)
 			} else {
-				founds[w] = r.read(id, thr, founds[w], &reads[w], &ws[w])
+				sw.founds = r.read(id, thr, sw.founds, &sw.reads, sw)
 			}
 		}
 	}
@@ -517,17 +365,17 @@ func (r *searchRun) round(jobs []int32, ws []scratch) {
 	work(0)
 	wg.Wait()
 	for w := range workers {
-		for _, f := range founds[w] {
+		for _, f := range ws[w].founds {
 			r.hits[f.qr].offer(f.h, r.k)
 		}
-		r.stats.BytesRead += reads[w].BytesRead
-		r.stats.BlocksRead += reads[w].BlocksRead
+		r.stats.BytesRead += ws[w].reads.BytesRead
+		r.stats.BlocksRead += ws[w].reads.BlocksRead
 	}
 	for w := range workers {
-		for _, p := range pushes[w] {
+		for _, p := range ws[w].pushes {
 			if p.n.ub >= r.theta(p.qr) {
 				r.queues[p.qr].h.push(p.n)
-				r.cands = append(r.cands, cand{ub: p.n.ub, qr: int32(p.qr), next: r.head[p.n.id]})
+				r.cands = append(r.cands, cand{ub: p.n.ub, qr: int32(p.qr), next: r.head[p.n.id], box: p.box})
 				r.head[p.n.id] = int32(len(r.cands) - 1)
 			}
 		}
@@ -554,6 +402,8 @@ func (r *searchRun) expand(t int, thr []float64, out []push, w *scratch) []push 
 	att, con := w.f64(&w.att, n*len(sel)), w.f64(&w.con, n*len(sel))
 	sw := r.s.SW[t]
 	r.sq.ubs(b.sub(1, b.n), nil, sw, sel, att, con, w)
+	cx, rx, gcu, gru, hs := w.cx, w.rx, w.gcu, w.gru, w.hs // ubs's products, [l*n+i] (gcu, gru: [hs[l]*n+i])
+	dout := r.s.DOut
 	partial := t == r.t0 || t == r.t1-1
 	for i := range n {
 		id := first + int32(i)
@@ -561,11 +411,22 @@ func (r *searchRun) expand(t int, thr []float64, out []push, w *scratch) []push 
 			continue
 		}
 		for l, qi := range sel {
-			if a := att[l*n+i]; a >= thr[2*qi] {
-				out = append(out, push{2 * qi, node{a, id}})
+			a, c := att[l*n+i], con[l*n+i]
+			ina, inc := a >= thr[2*qi], c >= thr[2*qi+1]
+			if !ina && !inc {
+				continue
 			}
-			if c := con[l*n+i]; c >= thr[2*qi+1] {
-				out = append(out, push{2*qi + 1, node{c, id}})
+			bb := blockBox{cx: cx[l*n+i], rx: rx[l*n+i]}
+			if tok := r.sq.qs[qi].Token; tok >= 0 {
+				bb.gc, bb.gr = b.gc[(i+1)*dout+tok], b.gr[(i+1)*dout+tok]
+			} else {
+				bb.gc, bb.gr = gcu[hs[l]*n+i], gru[hs[l]*n+i]
+			}
+			if ina {
+				out = append(out, push{2 * qi, node{a, id}, bb})
+			}
+			if inc {
+				out = append(out, push{2*qi + 1, node{c, id}, bb})
 			}
 		}
 	}

@@ -6,9 +6,9 @@ import (
 	"testing"
 )
 
-// TestQueueOrder: a seeded queue (its best eighth in a heap, the rest aside) pops the same
-// bounds in the same order as one heap of every node, with nodes pushed between pops, ties
-// and queues too small to split; NaN bounds (whose order no heap keeps) stay in the heap.
+// TestQueueOrder: a seeded queue (its best eighth in a heap, the rest aside) pops every
+// node's bound, largest first, with nodes pushed between pops, ties and queues too small to
+// split; NaN bounds (whose order no heap keeps) stay in the heap.
 func TestQueueOrder(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -28,8 +28,10 @@ func TestQueueOrder(t *testing.T) {
 			for i := range nodes {
 				nodes[i] = node{bound(), int32(i)}
 			}
-			ref := append(nodeHeap(nil), nodes...)
-			ref.init()
+			var left []float64 // every bound not popped yet: the reference
+			for _, n := range nodes {
+				left = append(left, n.ub)
+			}
 			q := seedQueue(append([]node(nil), nodes...))
 			if tc.n >= 1000 && (len(q.rest) == 0 || len(q.h) > tc.n/4) {
 				t.Fatalf("%d nodes: heap %d, rest %d", tc.n, len(q.h), len(q.rest))
@@ -37,20 +39,28 @@ func TestQueueOrder(t *testing.T) {
 			for step := 0; ; step++ {
 				if step%3 == 0 && step < 3*tc.n { // a block pushed between pops
 					p := node{bound(), int32(tc.n + step)}
-					ref.push(p)
+					left = append(left, p.ub)
 					q.h.push(p)
 				}
 				top, ok := q.top()
-				if ok != (ref.Len() > 0) {
-					t.Fatalf("pop %d: queue has a node: %v, reference has %d", step, ok, ref.Len())
+				if ok != (len(left) > 0) {
+					t.Fatalf("pop %d: queue has a node: %v, reference has %d", step, ok, len(left))
 				}
 				if !ok {
 					break
 				}
-				want := ref.pop()
+				best := 0
+				for i, v := range left {
+					if v > left[best] {
+						best = i
+					}
+				}
+				want := left[best]
+				left[best] = left[len(left)-1]
+				left = left[:len(left)-1]
 				q.h.pop()
-				if top.ub != want.ub {
-					t.Fatalf("pop %d: bound %g, reference %g", step, top.ub, want.ub)
+				if top.ub != want {
+					t.Fatalf("pop %d: bound %g, want %g", step, top.ub, want)
 				}
 			}
 		})
@@ -71,5 +81,21 @@ func TestQueueNaN(t *testing.T) {
 	}
 	if len(q.rest) == 0 {
 		t.Fatal("nothing set aside")
+	}
+}
+
+// TestThetaBoard: a split search's shared threshold only rises, from −∞, and ignores NaN.
+func TestThetaBoard(t *testing.T) {
+	b := newThetaBoard(2)
+	for _, tc := range []struct {
+		raise, want float64
+	}{{math.Inf(-1), math.Inf(-1)}, {-3, -3}, {-5, -3}, {math.NaN(), -3}, {2.5, 2.5}, {2.5, 2.5}, {1, 2.5}, {math.Inf(1), math.Inf(1)}} {
+		b.raise(1, tc.raise)
+		if got := b.load(1); got != tc.want {
+			t.Fatalf("after raise(%g): %g, want %g", tc.raise, got, tc.want)
+		}
+		if got := b.load(0); !math.IsInf(got, -1) {
+			t.Fatalf("queue 0 moved to %g", got)
+		}
 	}
 }

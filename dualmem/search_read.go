@@ -22,10 +22,11 @@ func (r *searchRun) read(b int32, thr []float64, out []found, st *ScanStats, w *
 	t := int(ix.bstep[b])
 	p0 := ix.bstart[ix.sblk[t]]
 	bx, k := ix.bb.step(t), int(b-ix.sblk[t])+1
-	c, rr := bx.c[k*din:(k+1)*din], bx.r[k*din:(k+1)*din]
+	rr := bx.r[k*din : (k+1)*din]
 	toks := w.toks[:0]
+	inside := t > r.t0 && t < r.t1-1 // a step inside the range: every token in it
 	for p := ix.bstart[b]; p < ix.bstart[b+1]; p++ {
-		if j := ix.perm[p]; int(j) >= r.from && int(j) < r.to {
+		if j := ix.perm[p]; inside || int(j) >= r.from && int(j) < r.to {
 			toks = append(toks, j, p-p0)
 		}
 	}
@@ -37,57 +38,30 @@ func (r *searchRun) read(b int32, thr []float64, out []found, st *ScanStats, w *
 	g, ga, gg := gamma(din), boundSlack*gamma(din), boundSlack*gamma(dout)
 	sw := s.SW[t]
 	// Only queries whose expand-time bound reached their k-th best then, and still does,
-	// can be served: thresholds only rise.
-	sel := w.sel[:0]
+	// can be served: thresholds only rise. Their block products come from expand.
+	sel := w.bsel[:0]
 	for c := r.head[b]; c != 0; c = r.cands[c].next {
-		if cd := r.cands[c]; cd.ub >= thr[cd.qr] && (len(sel) == 0 || sel[len(sel)-1] != int(cd.qr/2)) {
-			sel = append(sel, int(cd.qr/2))
+		if cd := &r.cands[c]; cd.ub >= thr[cd.qr] && (len(sel) == 0 || sel[len(sel)-1].qi != int(cd.qr/2)) {
+			sel = append(sel, selBox{int(cd.qr / 2), cd.box})
 		}
 	}
-	slices.Sort(sel)
-	sel = slices.Compact(sel)
+	slices.SortFunc(sel, func(a, b selBox) int { return a.qi - b.qi })
+	sel = slices.CompactFunc(sel, func(a, b selBox) bool { return a.qi == b.qi })
+	w.bsel = sel
 	if len(sel) == 0 {
 		return out
 	}
-	// c·x and r·|x| (and gc·u, gr·|u|) in float32, the selected queries' rows as the
-	// kernel's keys; their rounding is within boundSlack's margin, as in ubs.
-	L := len(sel)
-	xs, axs := w.f32(&w.gx, L*din), w.f32(&w.gax, L*din)
-	nh := 0
-	for l, qi := range sel {
-		copy(xs[l*din:(l+1)*din], sq.xs[qi*din:])
-		copy(axs[l*din:(l+1)*din], sq.axs[qi*din:])
-		if h := sq.hq[qi]; h >= 0 {
-			w.gus = append(w.gus[:nh*dout], sq.us[h*dout:(h+1)*dout]...)
-			w.gaus = append(w.gaus[:nh*dout], sq.aus[h*dout:(h+1)*dout]...)
-			nh++
-		}
-	}
-	cxs, rxs := w.f32(&w.cx, L), w.f32(&w.rx, L)
-	dotBlockAVX(xs, L, din, c, 1, cxs)
-	dotBlockAVX(axs, L, din, rr, 1, rxs)
-	var gcs, grs []float32
-	if nh > 0 {
-		gcs, grs = w.f32(&w.gcu, nh), w.f32(&w.gru, nh)
-		dotBlockAVX(w.gus, nh, dout, bx.gc[k*dout:(k+1)*dout], 1, gcs)
-		dotBlockAVX(w.gaus, nh, dout, bx.gr[k*dout:(k+1)*dout], 1, grs)
-	}
 	live := w.live[:0]
-	h := 0
-	for l, qi := range sel {
+	for _, sb := range sel {
+		qi := sb.qi
 		q := sq.qs[qi]
 		ta, tc := thr[2*qi], thr[2*qi+1]
-		cx, rx := float64(cxs[l]), float64(rxs[l])
+		cx, rx := float64(sb.box.cx), float64(sb.box.rx)
 		e := rx*(1.0/254*(1+1e-6)+2*g) + ga*float64(bx.nk[k])*sq.xn[qi]
-		var gc, gr, gr0 float64 // gr0: gr·|u| alone
-		if q.Token >= 0 {
-			gc, gr = float64(bx.gc[k*dout+q.Token]), float64(bx.gr[k*dout+q.Token])
-			gr0 = gr
-		} else {
-			gc, gr = float64(gcs[h]), float64(grs[h])
-			gr0 = gr
+		gc, gr := float64(sb.box.gc), float64(sb.box.gr)
+		gr0 := gr // gr·|u| alone
+		if q.Token < 0 {
 			gr = math.Min(gr, float64(bx.rg[k])*sq.un[qi]) + gg*float64(bx.ng[k])*sq.un[qi]
-			h++
 		}
 		ge := relSlack * (math.Abs(gc) + gr)
 		// G = s_t·(g·u) lies in [glo, ghi]; α·G is largest at an end of α's interval, times
@@ -138,11 +112,13 @@ func (r *searchRun) read(b int32, thr []float64, out []found, st *ScanStats, w *
 			widenI8(cb[i*din:], codes[int(toks[2*i+1])*din:][:din])
 		}
 	}
-	L = len(live)
+	L := len(live)
 	y := w.f32(&w.y, L*din)
 	for li, lq := range live {
-		for i, x := range sq.xs[lq.qi*din : (lq.qi+1)*din] {
-			y[li*din+i] = rr[i] * x
+		yr, xr := y[li*din:(li+1)*din], sq.xs[lq.qi*din:(lq.qi+1)*din]
+		xr, rr := xr[:len(yr)], rr[:len(yr)] // one bounds check, not three a value
+		for i := range yr {
+			yr[i] = rr[i] * xr[i]
 		}
 	}
 	at := w.f32(&w.alpha, np*L)
@@ -153,7 +129,7 @@ func (r *searchRun) read(b int32, thr []float64, out []found, st *ScanStats, w *
 		keep = append(keep, false)
 	}
 	gcodes := ix.bb.gcodes(t, ix.tstart[t+1]-ix.tstart[t])
-	sel = sel[:0]
+	qsel := w.sel[:0]
 	for li, lq := range live {
 		ta, tc := thr[2*lq.qi], thr[2*lq.qi+1]
 		tok := sq.qs[lq.qi].Token
@@ -190,10 +166,10 @@ func (r *searchRun) read(b int32, thr []float64, out []found, st *ScanStats, w *
 			}
 		}
 		if kept {
-			sel = append(sel, lq.qi)
+			qsel = append(qsel, lq.qi)
 		}
 	}
-	w.keep, w.sel = keep, sel
+	w.keep, w.sel = keep, qsel
 	surv := w.surv[:0]
 	for i := range nb {
 		if keep[i] {
@@ -205,7 +181,13 @@ func (r *searchRun) read(b int32, thr []float64, out []found, st *ScanStats, w *
 		return out
 	}
 	st.BytesRead += int64(len(surv)) * r.rowBytes
-	return r.refine(surv, sel, thr, out, w)
+	return r.refine(surv, qsel, thr, out, w)
+}
+
+// selBox is a query that a block's read can serve, with the block's products for it.
+type selBox struct {
+	qi  int
+	box blockBox
 }
 
 // liveQuery is a query that block bounds could not rule out, with what its token test

@@ -147,12 +147,22 @@ func checkSearch(t *testing.T, mems []*LayerMemory, meta Meta, rng *rand.Rand) {
 				if err != nil {
 					t.Fatal(err)
 				}
+				// Split over 2 or 3 parts sharing thresholds: the same lists, reads counted once.
+				split, err := s.Search(ctx, qs, SearchOptions{TopK: k, From: rg[0], To: rg[1], Workers: 2 + k%2, Split: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if sst := split[0].Stats; sst.BytesTotal != st.BytesTotal || sst.BlocksTotal != st.BlocksTotal || sst.BlocksRead > sst.BlocksTotal {
+					t.Fatalf("%s [%d,%d) k=%d: split stats %+v, one search %+v", m.Spec.Name, rg[0], rg[1], k, sst, st)
+				}
 				for qi := range qs {
 					what := func(r string) string {
 						return m.Spec.Name + " " + r + " query " + itoa(qi) + " k=" + itoa(k) + " range " + itoa(rg[0]) + "-" + itoa(rg[1])
 					}
 					sameTop(t, what("attention"), got[qi].TopAttention, want[qi].TopAttention, absAlpha)
 					sameTop(t, what("contribution"), got[qi].TopContribution, want[qi].TopContribution, contribution)
+					sameTop(t, what("split attention"), split[qi].TopAttention, want[qi].TopAttention, absAlpha)
+					sameTop(t, what("split contribution"), split[qi].TopContribution, want[qi].TopContribution, contribution)
 					if k%2 == 0 {
 						sameTop(t, what("contribution only"), only[qi].TopContribution, want[qi].TopContribution, contribution)
 					} else {

@@ -126,11 +126,17 @@ func (e *execs) probeGraph(inputs []*Node) []*Node {
 	return read(out.slots(e.probed))
 }
 
-// nextGraph is the next-token logits at pos [B, V], without the backward pass of probeGraph.
-func (e *execs) nextGraph(inputs []*Node) *Node {
+// nextGraph is the next-token logits at pos [B, V], then each probed layer's input there
+// [B, DIn] in e.probed order: the forward pass of probeGraph, without its backward pass.
+func (e *execs) nextGraph(inputs []*Node) []*Node {
 	P := len(e.specs)
-	logits, _ := forward(e.cfg, e.weightsOf(inputs), inputs[P])
-	return atPos(logits, inputs[P+1])
+	logits, taps := forward(e.cfg, e.weightsOf(inputs), inputs[P])
+	pos := inputs[P+1]
+	out := []*Node{atPos(logits, pos)}
+	for _, l := range e.probed {
+		out = append(out, atPos(taps[l.Name].x, pos))
+	}
+	return out
 }
 
 // atPos selects position pos[b] of each row b of x [B, T, d] → [B, d].

@@ -202,27 +202,53 @@ func (m *Model) window(tok []int32, i int, ctx []int32) int32 {
 // Generate continues a prompt by n tokens and returns the new tokens. Sampling needs only
 // the logits, so it runs the forward pass alone, one row at a time.
 func (m *Model) Generate(prompt []int32, n int, temperature float64, seed uint64) ([]int32, error) {
+	gen, _, err := m.generate(prompt, n, temperature, seed, false)
+	return gen, err
+}
+
+// GenerateProbed is Generate that also returns, per new token, the model read where it was
+// sampled, which is where Probe reads that token's context: the logits and every layer's
+// input X, the same values as Probe's (the same forward pass), without Y, DY or RunnerUp
+// (−1), which need the probe's backward pass or its target.
+func (m *Model) GenerateProbed(prompt []int32, n int, temperature float64, seed uint64) ([]int32, []Probe, error) {
+	return m.generate(prompt, n, temperature, seed, true)
+}
+
+func (m *Model) generate(prompt []int32, n int, temperature float64, seed uint64, keep bool) ([]int32, []Probe, error) {
 	if len(prompt) == 0 {
-		return nil, errors.New("generate: empty prompt")
+		return nil, nil, errors.New("generate: empty prompt")
 	}
 	rng := rand.New(rand.NewPCG(seed, 0x6e6))
 	seq := append([]int32{}, prompt...)
 	tok := make([]int32, m.Cfg.Ctx)
+	var probes []Probe
 	for range n {
 		pos := m.window(tok, 0, seq)
 		m.mu.Lock()
-		out, err := m.ex.next.Exec1(args(m.params,
+		outs, err := m.ex.next.Exec(args(m.params,
 			tensors.FromFlatDataAndDimensions(tok, 1, m.Cfg.Ctx),
 			tensors.FromFlatDataAndDimensions([]int32{pos}, 1))...)
 		m.mu.Unlock()
 		if err != nil {
-			return nil, fmt.Errorf("generate: %w", err)
+			return nil, nil, fmt.Errorf("generate: %w", err)
 		}
-		logits := tensors.MustCopyFlatData[float32](out)
-		out.FinalizeAll()
-		seq = append(seq, Sample(logits, temperature, rng))
+		flat := make([][]float32, len(outs))
+		for i, t := range outs {
+			if keep || i == 0 {
+				flat[i] = tensors.MustCopyFlatData[float32](t)
+			}
+			t.FinalizeAll()
+		}
+		seq = append(seq, Sample(flat[0], temperature, rng))
+		if keep {
+			p := Probe{Logits: flat[0], RunnerUp: -1, Layers: map[string]LayerProbe{}}
+			for i, l := range m.ex.probed {
+				p.Layers[l.Name] = LayerProbe{X: flat[1+i]}
+			}
+			probes = append(probes, p)
+		}
 	}
-	return seq[len(prompt):], nil
+	return seq[len(prompt):], probes, nil
 }
 
 func b2i(b bool) int {

@@ -3,6 +3,7 @@ package lm
 import (
 	"context"
 	"math"
+	"slices"
 	"testing"
 )
 
@@ -62,6 +63,59 @@ func TestProbeObjectives(t *testing.T) {
 			}
 			if got := float64(logp[0].Layers[l.Name].DY[o]); math.Abs(got-want) > 1e-4*(1+math.Abs(want)) {
 				t.Fatalf("%s log p dy[%d] = %g, want %g", l.Name, o, got, want)
+			}
+		}
+	}
+}
+
+// GenerateProbed's logits and layer inputs are Probe's at each generated token's context,
+// bit for bit, and its tokens are Generate's.
+func TestGenerateProbedIsProbe(t *testing.T) {
+	tr, err := NewTrainer(tinyConfig(), testText(20000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	if err := tr.Train(context.Background(), &recorder{}, 6, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		prompt string
+		n      int
+		temp   float64
+	}{{"The light of th", 12, 0.8}, {"T", 3, 0}, {"A long prompt that fills more than the whole context window of the tiny model", 5, 1}} {
+		prompt, err := tr.Tok.Encode(tc.prompt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := tr.Generate(prompt, tc.n, tc.temp, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gen, got, err := tr.GenerateProbed(prompt, tc.n, tc.temp, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(gen, want) || len(got) != tc.n {
+			t.Fatalf("%q: generated %v with %d probes, Generate %v", tc.prompt, gen, len(got), want)
+		}
+		seq := append(append([]int32{}, prompt...), gen...)
+		contexts := make([][]int32, tc.n)
+		for i := range contexts {
+			contexts[i] = seq[:len(prompt)+i]
+		}
+		probes, err := tr.Probe(contexts, gen)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, p := range probes {
+			if !slices.Equal(got[i].Logits, p.Logits) || got[i].RunnerUp != -1 {
+				t.Fatalf("%q token %d: logits or runner-up differ from the probe's", tc.prompt, i)
+			}
+			for name, l := range p.Layers {
+				if g := got[i].Layers[name]; !slices.Equal(g.X, l.X) || g.Y != nil || g.DY != nil {
+					t.Fatalf("%q token %d layer %s: x differs from the probe's", tc.prompt, i, name)
+				}
 			}
 		}
 	}

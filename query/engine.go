@@ -205,7 +205,15 @@ func (e *Engine) generate(ctx context.Context, req Request) (*Answer, error) {
 	if err != nil {
 		return nil, err
 	}
-	gen, err := e.model.Generate(prompt, req.Tokens, *req.Temperature, req.Seed)
+	// Where the answers need only the logits and the layers' inputs, the generation's own
+	// forward passes give the probes: the same values, without a second pass over the text.
+	var gen []int32
+	var probes []lm.Probe
+	if e.forwardOnly(req) {
+		gen, probes, err = e.model.GenerateProbed(prompt, req.Tokens, *req.Temperature, req.Seed)
+	} else {
+		gen, err = e.model.Generate(prompt, req.Tokens, *req.Temperature, req.Seed)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -217,7 +225,7 @@ func (e *Engine) generate(ctx context.Context, req Request) (*Answer, error) {
 	for i := range gen {
 		contexts[i] = seq[:len(prompt)+i]
 	}
-	ans, err := e.explain(ctx, req, contexts, gen)
+	ans, err := e.explain(ctx, req, contexts, gen, probes)
 	if err != nil {
 		return nil, err
 	}
@@ -256,7 +264,7 @@ func (e *Engine) AttributeAt(ctx context.Context, req AttributeRequest, position
 	}
 	opt := Request{TopK: req.TopK, RankBy: req.RankBy, GroupBy: req.GroupBy, Layers: req.Layers, Bins: req.Bins,
 		Passages: req.Passages, Steps: req.Steps, Scan: req.Scan}
-	ans, err := e.explain(ctx, opt, contexts, targets)
+	ans, err := e.explain(ctx, opt, contexts, targets, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -267,17 +275,35 @@ func (e *Engine) AttributeAt(ctx context.Context, req AttributeRequest, position
 	return ans, nil
 }
 
-// explain probes the model at each context and scans every requested layer once for all
-// tokens; req is normalised, and only its attribution options are read.
-func (e *Engine) explain(ctx context.Context, req Request, contexts [][]int32, targets []int32) (*Answer, error) {
+// forwardOnly reports whether req's answers need of the model only what its forward pass
+// gives (logits, the layers' inputs): every layer it asks for is exact, and its ranking
+// needs neither a runner-up nor a gradient.
+func (e *Engine) forwardOnly(req Request) bool {
+	if req.RankBy != RankContribution && req.RankBy != RankAttention {
+		return false
+	}
+	for _, name := range req.Layers {
+		if l, ok := e.table[name]; !ok || !l.Exact {
+			return false
+		}
+	}
+	return true
+}
+
+// explain probes the model at each context (unless probes, one per context, are given) and
+// scans every requested layer once for all tokens; req is normalised, and only its
+// attribution options are read.
+func (e *Engine) explain(ctx context.Context, req Request, contexts [][]int32, targets []int32, probes []lm.Probe) (*Answer, error) {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	if e.closed {
 		return nil, errors.New("query engine is closed")
 	}
-	probes, err := e.probe(ctx, contexts, targets, probeObjective[req.RankBy])
-	if err != nil {
-		return nil, err
+	var err error
+	if probes == nil {
+		if probes, err = e.probe(ctx, contexts, targets, probeObjective[req.RankBy]); err != nil {
+			return nil, err
+		}
 	}
 	ans := &Answer{Step: e.model.Step, Tokens: make([]TokenAnswer, len(targets))}
 	for i, tok := range targets {

@@ -9,6 +9,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/spotlight-lm/spotlight/dualmem"
+	"github.com/spotlight-lm/spotlight/lm"
 )
 
 // relClose reports whether a and b agree to tol relative to the larger of them (and 1e-12).
@@ -178,10 +181,9 @@ func TestScanModeBad(t *testing.T) {
 	}
 }
 
-// TestPrunedSplitMatchesFull: with the batch split into a search per core (as on a large
+// TestPrunedSplitMatchesFull: with the search split into a part per core (as on a large
 // memory), pruned answers still hold the full scan's top lists, by_offset and totals, for
-// one-hot and projection queries, and read more blocks than one search does; by attention
-// the batch is not split.
+// one-hot and projection queries, by contribution and by attention, over the same blocks.
 func TestPrunedSplitMatchesFull(t *testing.T) {
 	e := engine(t)
 	ctx := context.Background()
@@ -217,11 +219,91 @@ func TestPrunedSplitMatchesFull(t *testing.T) {
 				if p.W0Term != o.W0Term || p.BiasTerm != o.BiasTerm || p.DualCheck != o.DualCheck {
 					t.Errorf("%s %s token %d: totals %+v, one search %+v", req.RankBy, name, i, p.DualCheck, o.DualCheck)
 				}
-				if split := req.RankBy != RankAttention; split && p.Scan.BlocksRead <= o.Scan.BlocksRead ||
-					!split && p.Scan.ScanStats != o.Scan.ScanStats || p.Scan.BlocksTotal != o.Scan.BlocksTotal {
+				if p.Scan.BlocksTotal != o.Scan.BlocksTotal || p.Scan.BytesTotal != o.Scan.BytesTotal {
 					t.Errorf("%s %s: split read %+v, one search %+v", req.RankBy, name, p.Scan.ScanStats, o.Scan.ScanStats)
 				}
 			}
 		}
 	}
+}
+
+// TestPrunedShortPrefix: grouped by token and ranked by contribution (or margin), the
+// search first asks for a short prefix of the ranking (searchK); where it holds too few
+// distinct windows (some query here does), the query is searched again with more, and the
+// top lists stay the full scan's.
+func TestPrunedShortPrefix(t *testing.T) {
+	e := engine(t)
+	ctx := context.Background()
+	for _, rank := range []string{RankContribution, RankMargin} {
+		req := Request{Prompt: "The light ", Tokens: 4, Seed: 3, TopK: 30, GroupBy: GroupToken, RankBy: rank, Layers: []string{lm.OutLayer}}
+		if err := req.Normalize(e.model.Cfg); err != nil {
+			t.Fatal(err)
+		}
+		full, err := e.Generate(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Scan = ScanPruned
+		pruned, err := e.Generate(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := e.Scanner(lm.OutLayer)
+		var qs []dualmem.Query
+		for _, tk := range pruned.Tokens {
+			if len(tk.Layers[lm.OutLayer].Top) != req.TopK {
+				t.Fatalf("%s: %d hits, want %d", rank, len(tk.Layers[lm.OutLayer].Top), req.TopK)
+			}
+		}
+		// The first search's lists: some query must be short, or this tests nothing.
+		probes, err := e.probe(ctx, generatedContexts(t, e, req.Prompt, pruned.Text), encodeAll(t, e, pruned.Text), probeObjective[rank])
+		if err != nil {
+			t.Fatal(err)
+		}
+		tg := encodeAll(t, e, pruned.Text)
+		for i, p := range probes {
+			q, _ := e.query(lm.OutLayer, rank, p, tg[i])
+			qs = append(qs, q)
+		}
+		if searchK(req) >= 4*req.TopK+64 {
+			t.Fatalf("%s: searchK %d is no shorter than the full scan's", rank, searchK(req))
+		}
+		first, err := sc.Search(ctx, qs, dualmem.SearchOptions{TopK: searchK(req), SkipAttention: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lists := make([][]dualmem.Hit, len(first))
+		all := make([]int, len(first))
+		for i, r := range first {
+			lists[i], all[i] = r.TopContribution, i
+		}
+		if len(shortQueries(sc, req, lists, all, searchK(req), sc.N)) == 0 {
+			t.Fatalf("%s: no query short of distinct windows at k = %d", rank, searchK(req))
+		}
+		for i, ft := range full.Tokens {
+			f, p := ft.Layers[lm.OutLayer], pruned.Tokens[i].Layers[lm.OutLayer]
+			if !slices.Equal(p.Top, f.Top) || !slices.Equal(p.ByOffset, f.ByOffset) {
+				t.Errorf("%s token %d: top lists differ from the full scan's", rank, i)
+			}
+		}
+	}
+}
+
+// generatedContexts are the contexts of each generated character of text after prompt.
+func generatedContexts(t *testing.T, e *Engine, prompt, text string) [][]int32 {
+	seq := encodeAll(t, e, prompt+text)
+	n := len(encodeAll(t, e, prompt))
+	out := make([][]int32, len(seq)-n)
+	for i := range out {
+		out[i] = seq[:n+i]
+	}
+	return out
+}
+
+func encodeAll(t *testing.T, e *Engine, s string) []int32 {
+	ids, err := e.model.Tok.Encode(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids
 }
