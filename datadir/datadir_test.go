@@ -130,9 +130,45 @@ func TestOpenErrors(t *testing.T) {
 	}
 }
 
+// tipping is a data directory's store whose disk another process fills at the worst moment:
+// when the disk is nearly full, it takes just enough between the trainer's room check and
+// the step's append that the store refuses the step (a commit still fits).
+type tipping struct {
+	*dualmem.Store
+	filler string
+	tipped int // the step whose append was refused, 0 if none yet
+}
+
+func (m *tipping) AppendStep(st *lm.Step) error {
+	if m.tipped == 0 && m.Room(2*st.Tokens()) != nil {
+		f, err := os.OpenFile(m.filler, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return err
+		}
+		for m.Room(st.Tokens()) == nil {
+			if _, err := f.Write(make([]byte, 64<<10)); err != nil {
+				f.Close()
+				return err
+			}
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+		m.tipped = st.Step
+	}
+	return m.Store.AppendStep(st)
+}
+
 // On a real, nearly full tmpfs, training stops with "disk full" before the disk fills,
-// having committed every step it trained, and the directory still opens and verifies.
+// having committed every step it trained (a step the store refuses is undone), and the
+// directory still opens and verifies.
 func TestTrainStopsBeforeDiskFull(t *testing.T) {
+	for _, tip := range []bool{false, true} {
+		t.Run(map[bool]string{false: "filling", true: "tipped"}[tip], func(t *testing.T) { trainToFullDisk(t, tip) })
+	}
+}
+
+func trainToFullDisk(t *testing.T, tip bool) {
 	mnt := t.TempDir()
 	if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, "size=48m"); err != nil {
 		t.Skipf("cannot mount a tmpfs here (%v): needs root", err)
@@ -150,12 +186,25 @@ func TestTrainStopsBeforeDiskFull(t *testing.T) {
 	if err := os.WriteFile(filler, make([]byte, 22<<20), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	err = tr.Train(context.Background(), dir.Store, 100000, nil)
+	var mem lm.Memory = dir.Store
+	tipper := &tipping{Store: dir.Store, filler: filepath.Join(mnt, "filler2")}
+	if tip {
+		mem = tipper
+	}
+	err = tr.Train(context.Background(), mem, 100000, nil)
 	if !errors.Is(err, dualmem.ErrDiskFull) || !strings.HasPrefix(err.Error(), "disk full: need ") {
 		t.Fatalf("Train on a filling disk: %v", err)
 	}
 	if got := dir.Store.Steps(); got != tr.Step || got < 10 {
 		t.Fatalf("stopped at step %d with step %d committed", tr.Step, got)
+	}
+	if tip {
+		if tipper.tipped != tr.Step+1 {
+			t.Fatalf("the append of step %d was refused, the trainer is at step %d", tipper.tipped, tr.Step)
+		}
+		if err := os.Remove(tipper.filler); err != nil { // the close needs its room back
+			t.Fatal(err)
+		}
 	}
 	var st unix.Statfs_t
 	if err := unix.Statfs(mnt, &st); err != nil || st.Bavail*uint64(st.Bsize) < 16<<20 {

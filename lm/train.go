@@ -158,18 +158,32 @@ type Progress struct {
 // Train runs steps until step `until`, capturing each into mem and committing a checkpoint
 // every CheckpointEvery steps, at the end, and when ctx is cancelled. A mem with a
 // Room(tokens) method is asked before each step; when the step would not fit, Train
-// commits what it has and returns Room's error.
+// commits what it has and returns Room's error. A step that the memory then refuses for want
+// of room is undone (the trainer goes back to the state before it) and what was appended is
+// committed, so the trainer's step is always the memory's last.
 func (t *Trainer) Train(ctx context.Context, mem Memory, until int, progress func(Progress)) error {
 	start, startStep, committed := time.Now(), t.Step, t.Step
 	for t.Step < until {
 		if ctx.Err() != nil {
 			return errors.Join(ctx.Err(), t.commit(mem))
 		}
-		if r, ok := mem.(interface{ Room(tokens int) error }); ok {
-			if err := r.Room(t.Cfg.Batch * t.Cfg.Ctx); err != nil && t.Step > committed {
+		var before []byte // the state before this step, kept only when the disk is nearly full
+		r, hasRoom := mem.(interface{ Room(tokens int) error })
+		if hasRoom {
+			n := t.Cfg.Batch * t.Cfg.Ctx
+			if err := r.Room(n); err != nil && t.Step > committed {
 				return errors.Join(err, t.commit(mem))
 			} else if err != nil {
 				return err
+			}
+			// The store checks the room again when the step is appended, and what its
+			// background writer stores in between can tip it over: the state before the
+			// step is then what a commit of the steps already appended needs.
+			if r.Room(2*n) != nil {
+				var err error
+				if before, err = t.Checkpoint(); err != nil {
+					return err
+				}
 			}
 		}
 		st, err := t.TrainStep(t.BatchAt(t.Step + 1))
@@ -177,6 +191,15 @@ func (t *Trainer) Train(ctx context.Context, mem Memory, until int, progress fun
 			return err
 		}
 		if err := mem.AppendStep(st); err != nil { // capture
+			if before == nil || r.Room(t.Cfg.Batch*t.Cfg.Ctx) == nil { // refused for want of room only
+				return err
+			}
+			if rerr := t.Restore(before); rerr != nil {
+				return errors.Join(err, rerr)
+			}
+			if t.Step > committed {
+				return errors.Join(err, mem.Commit(t.Step, before))
+			}
 			return err
 		}
 		p := Progress{Step: t.Step, Steps: until, Loss: st.Loss, EvalLoss: math.NaN(),
