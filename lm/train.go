@@ -171,19 +171,25 @@ func (t *Trainer) Train(ctx context.Context, mem Memory, until int, progress fun
 		r, hasRoom := mem.(interface{ Room(tokens int) error })
 		if hasRoom {
 			n := t.Cfg.Batch * t.Cfg.Ctx
-			if err := r.Room(n); err != nil && t.Step > committed {
-				return errors.Join(err, t.commit(mem))
-			} else if err != nil {
-				return err
-			}
-			// The store checks the room again when the step is appended, and what its
-			// background writer stores in between can tip it over: the state before the
-			// step is then what a commit of the steps already appended needs.
-			if r.Room(2*n) != nil {
+			// Nearly full: the store checks the room again when the step is appended, so
+			// let its writer finish first (what it stores in between could tip the check),
+			// and keep the state before the step, which a commit of the steps already
+			// appended needs if the append is refused all the same.
+			if r.Room(nearFull*n) != nil {
+				if f, ok := mem.(interface{ Flush() error }); ok {
+					if err := f.Flush(); err != nil {
+						return err
+					}
+				}
 				var err error
 				if before, err = t.Checkpoint(); err != nil {
 					return err
 				}
+			}
+			if err := r.Room(n); err != nil && t.Step > committed {
+				return errors.Join(err, t.commit(mem))
+			} else if err != nil {
+				return err
 			}
 		}
 		st, err := t.TrainStep(t.BatchAt(t.Step + 1))
@@ -247,6 +253,9 @@ func (t *Trainer) Replay(ctx context.Context, until int, mask func(step int, b *
 	}
 	return nil
 }
+
+// nearFull: with room for fewer steps than this, Train takes the careful path.
+const nearFull = 4
 
 func (t *Trainer) commit(mem Memory) error {
 	ckpt, err := t.Checkpoint()
