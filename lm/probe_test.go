@@ -1,7 +1,6 @@
 package lm
 
 import (
-	"context"
 	"math"
 	"slices"
 	"testing"
@@ -10,14 +9,7 @@ import (
 // The margin and log p probes are the logit probe's gradients combined: ∂(logit_t −
 // logit_r)/∂y = DY_t − DY_r and ∂log p_t/∂y = DY_t − Σ_c p_c DY_c.
 func TestProbeObjectives(t *testing.T) {
-	tr, err := NewTrainer(tinyConfig(), testText(20000))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tr.Close()
-	if err := tr.Train(context.Background(), &recorder{}, 6, nil); err != nil {
-		t.Fatal(err)
-	}
+	tr := trainedTiny(t, 6)
 	ctx, err := tr.Tok.Encode("The light of th")
 	if err != nil {
 		t.Fatal(err)
@@ -71,14 +63,7 @@ func TestProbeObjectives(t *testing.T) {
 // GenerateProbed's logits and layer inputs are Probe's at each generated token's context,
 // bit for bit, and its tokens are Generate's.
 func TestGenerateProbedIsProbe(t *testing.T) {
-	tr, err := NewTrainer(tinyConfig(), testText(20000))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tr.Close()
-	if err := tr.Train(context.Background(), &recorder{}, 6, nil); err != nil {
-		t.Fatal(err)
-	}
+	tr := trainedTiny(t, 6)
 	for _, tc := range []struct {
 		prompt string
 		n      int

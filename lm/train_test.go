@@ -33,14 +33,7 @@ func tinyConfig() Config {
 
 // Greedy generation (forward pass only) picks what the probe's logits rank first.
 func TestGenerateMatchesProbe(t *testing.T) {
-	tr, err := NewTrainer(tinyConfig(), testText(20000))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tr.Close()
-	if err := tr.Train(context.Background(), &recorder{}, 6, nil); err != nil {
-		t.Fatal(err)
-	}
+	tr := trainedTiny(t, 6)
 	prompt, err := tr.Tok.Encode("The light of the Sun")
 	if err != nil {
 		t.Fatal(err)
@@ -139,4 +132,18 @@ func logSoftmaxAt(logits []float32, target int32) float64 {
 		z += math.Exp(float64(l) - mx)
 	}
 	return float64(logits[target]) - mx - math.Log(z)
+}
+
+// trainedTiny is a tiny model trained for steps on the test text (closed with the test).
+func trainedTiny(t *testing.T, steps int) *Trainer {
+	t.Helper()
+	tr, err := NewTrainer(tinyConfig(), testText(20000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	if err := tr.Train(context.Background(), &recorder{}, steps, nil); err != nil {
+		t.Fatal(err)
+	}
+	return tr
 }
