@@ -387,17 +387,9 @@ func (e *Engine) fullLayer(ctx context.Context, req Request, lq layerQueries) ([
 	// more, the queries that need it alone (as topHits does), keeping the first scan's
 	// member scores.
 	opt.Score = nil
-	all := make([]int, len(qs))
-	for i := range all {
-		all[i] = i
-	}
-	for short := shortQueries(sc, req, rankedLists(req, res), all, opt.TopK, to-from); len(short) > 0; {
+	for short := shortQueries(sc, req, rankedLists(req, res), indices(len(qs)), opt.TopK, to-from); len(short) > 0; {
 		opt.TopK *= 8
-		batch := make([]dualmem.Query, len(short))
-		for k, i := range short {
-			batch[k] = qs[i]
-		}
-		more, err := sc.Scan(ctx, batch, opt)
+		more, err := sc.Scan(ctx, queriesAt(qs, short), opt)
 		if err != nil {
 			return nil, err
 		}
@@ -558,6 +550,24 @@ func shortQueries(sc *dualmem.Scanner, req Request, lists [][]dualmem.Hit, idx [
 		if hits := lists[i]; K < n && len(hits) == K && len(distinctWindows(sc, hits, req.TopK)) < req.TopK {
 			out = append(out, i)
 		}
+	}
+	return out
+}
+
+// indices is 0, 1, …, n−1: every query of a batch, by index.
+func indices(n int) []int {
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = i
+	}
+	return idx
+}
+
+// queriesAt is qs[idx[0]], qs[idx[1]], …: the queries of a batch to search again.
+func queriesAt(qs []dualmem.Query, idx []int) []dualmem.Query {
+	out := make([]dualmem.Query, len(idx))
+	for k, i := range idx {
+		out[k] = qs[i]
 	}
 	return out
 }

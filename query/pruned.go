@@ -72,11 +72,7 @@ func topHits(ctx context.Context, sc *dualmem.Scanner, req Request, qs []dualmem
 		SkipAttention: !byAttention, SkipContribution: byAttention}
 	read := sc.NoneRead()
 	out := make([][]dualmem.Hit, len(qs))
-	todo := make([]int, len(qs)) // the queries to search, by index into qs
-	for i := range todo {
-		todo[i] = i
-	}
-	for len(todo) > 0 {
+	for todo := indices(len(qs)); len(todo) > 0; { // the queries to search, by index into qs
 		res, st, err := searchBatch(ctx, sc, qs, todo, opt)
 		if err != nil {
 			return nil, dualmem.ScanStats{}, err
@@ -123,12 +119,8 @@ var splitTokens = 8 << 20
 // search per core over half the queries each, which read the blocks both halves need twice
 // (0.86× the blocks, 0.85× the search's CPU time).
 func searchBatch(ctx context.Context, sc *dualmem.Scanner, qs []dualmem.Query, todo []int, opt dualmem.SearchOptions) ([]dualmem.SearchResult, dualmem.ScanStats, error) {
-	batch := make([]dualmem.Query, len(todo))
-	for k, i := range todo {
-		batch[k] = qs[i]
-	}
 	opt.Split = opt.To-opt.From >= splitTokens
-	res, err := sc.Search(ctx, batch, opt)
+	res, err := sc.Search(ctx, queriesAt(qs, todo), opt)
 	if err != nil || len(res) == 0 {
 		return nil, dualmem.ScanStats{}, err
 	}
