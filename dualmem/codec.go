@@ -32,7 +32,7 @@ const (
 
 	blobHeader = 8
 
-	layerHeader = 8 // precision, 3 spare bytes, key and grad f16 exponents
+	layerHeader = 8 // precision, sparse flags, 2 spare bytes, key and grad f16 exponents
 	infoSize    = 28
 )
 
@@ -213,14 +213,48 @@ func precisionBytes(p Precision) int {
 	return 4
 }
 
-// encodeLayer stores keys then grads; f16 blocks carry a power-of-two scale each.
+// encodeLayer stores keys then grads; f16 blocks carry a power-of-two scale each, and a
+// float32 array with many zeros is stored sparse (sparse.go), flagged in the header.
 func encodeLayer(p Precision, ls lm.LayerStep) []byte { return encodeLayerInto(nil, p, ls) }
+
+// Flags of a float32 layer record's header byte 1: which arrays are sparse.
+const (
+	sparseKeys  = 1
+	sparseGrads = 2
+)
+
+// layerFlags is the header's sparse flags for ls stored at precision p.
+func layerFlags(p Precision, ls lm.LayerStep) byte {
+	var f byte
+	if p == F16 {
+		return 0
+	}
+	if worthSparse(ls.Keys) {
+		f |= sparseKeys
+	}
+	if worthSparse(ls.Grads) {
+		f |= sparseGrads
+	}
+	return f
+}
 
 // encodeLayerInto is encodeLayer writing into buf when it has the capacity (the writer
 // reuses one buffer per layer instead of allocating and zeroing megabytes every step).
 func encodeLayerInto(buf []byte, p Precision, ls lm.LayerStep) []byte {
+	return encodeFlagged(buf, p, ls, layerFlags(p, ls))
+}
+
+func encodeFlagged(buf []byte, p Precision, ls lm.LayerStep, flags byte) []byte {
 	eb := precisionBytes(p)
-	n := blobHeader + layerHeader + eb*(len(ls.Keys)+len(ls.Grads))
+	arrays := [2][]float32{ls.Keys, ls.Grads}
+	n := blobHeader + layerHeader
+	for i, v := range arrays {
+		if flags&(1<<i) != 0 {
+			n += sparseMaxSize(len(v))
+		} else {
+			n += eb * len(v)
+		}
+	}
 	if cap(buf) < n {
 		buf = make([]byte, n)
 	}
@@ -228,31 +262,43 @@ func encodeLayerInto(buf []byte, p Precision, ls lm.LayerStep) []byte {
 	clear(buf[:blobHeader+layerHeader])
 	h := buf[blobHeader:]
 	h[0] = byte(eb)
-	body := h[layerHeader:]
-	if p != F16 {
-		putF32s(body, ls.Keys)
-		putF32s(body[4*len(ls.Keys):], ls.Grads)
+	h[1] = flags
+	if p == F16 {
+		ke, ge := f16Exponent(maxAbs(ls.Keys)), f16Exponent(maxAbs(ls.Grads))
+		binary.LittleEndian.PutUint16(h[4:], uint16(ke))
+		binary.LittleEndian.PutUint16(h[6:], uint16(ge))
+		putF16s(h[layerHeader:], ls.Keys, ke)
+		putF16s(h[layerHeader+2*len(ls.Keys):], ls.Grads, ge)
 		return buf
 	}
-	ke, ge := f16Exponent(maxAbs(ls.Keys)), f16Exponent(maxAbs(ls.Grads))
-	binary.LittleEndian.PutUint16(h[4:], uint16(ke))
-	binary.LittleEndian.PutUint16(h[6:], uint16(ge))
-	putF16s(body, ls.Keys, ke)
-	putF16s(body[2*len(ls.Keys):], ls.Grads, ge)
-	return buf
+	at := blobHeader + layerHeader
+	for i, v := range arrays {
+		if flags&(1<<i) != 0 {
+			at += encodeSparse(buf[at:], v)
+		} else {
+			putF32s(buf[at:], v)
+			at += 4 * len(v)
+		}
+	}
+	return buf[:at]
 }
 
 // layerEntries makes the chunk entries of one step's record of a layer under base: the blob
-// encodeLayer makes, in chunks of about stepChunk bytes. A float32 record on a little-endian
-// machine is stored as its header chunk followed by chunks of the step's own key and gradient
-// vectors, so Badger's copy is the only one; other records, and those whose keys or grads
-// would make a value too short for the value log, are encoded into buf (reused when it has
-// the capacity), which is returned for the next step. The entries use ls's vectors (or buf)
-// until Badger has written them.
-func layerEntries(base []byte, p Precision, ls lm.LayerStep, buf []byte) ([]*badger.Entry, []byte) {
+// encodeLayer makes, in chunks of about stepChunk bytes. A dense float32 record on a
+// little-endian machine is stored as its header chunk followed by chunks of the step's own
+// key and gradient vectors, so Badger's copy is the only one; other records, and those whose
+// keys or grads would make a value too short for the value log, are encoded into buf (reused
+// when it has the capacity), which is returned for the next step. sparse allows sparse
+// arrays (the store's format has them). The entries use ls's
+// vectors (or buf) until Badger has written them.
+func layerEntries(base []byte, p Precision, ls lm.LayerStep, buf []byte, sparse bool) ([]*badger.Entry, []byte) {
 	tail := min(valueThreshold, stepChunk)
-	if p == F16 || !nativeLittleEndian() || 4*min(len(ls.Keys), len(ls.Grads)) < tail {
-		buf = encodeLayerInto(buf, p, ls)
+	var flags byte
+	if sparse {
+		flags = layerFlags(p, ls)
+	}
+	if p == F16 || flags != 0 || !nativeLittleEndian() || 4*min(len(ls.Keys), len(ls.Grads)) < tail {
+		buf = encodeFlagged(buf, p, ls, flags)
 		binary.LittleEndian.PutUint64(buf, uint64(len(buf)-blobHeader))
 		return appendChunks(nil, base, 0, buf, stepChunk, tail), buf
 	}
@@ -269,18 +315,38 @@ func decodeLayer(b []byte, keys, grads []float32) error {
 	if len(b) < layerHeader {
 		return errors.New("corrupt layer record")
 	}
-	eb := int(b[0])
-	if (eb != 2 && eb != 4) || len(b) != layerHeader+eb*(len(keys)+len(grads)) {
-		return fmt.Errorf("corrupt layer record: %d bytes for %d+%d values", len(b), len(keys), len(grads))
+	eb, flags := int(b[0]), b[1]
+	bad := fmt.Errorf("corrupt layer record: %d bytes for %d+%d values", len(b), len(keys), len(grads))
+	if eb != 2 && eb != 4 || flags&^(sparseKeys|sparseGrads) != 0 || eb == 2 && flags != 0 {
+		return bad
 	}
 	body := b[layerHeader:]
-	if eb == 4 {
-		getF32s(keys, body)
-		getF32s(grads, body[4*len(keys):])
+	if eb == 2 {
+		if len(body) != 2*(len(keys)+len(grads)) {
+			return bad
+		}
+		getF16s(keys, body, int16(binary.LittleEndian.Uint16(b[4:])))
+		getF16s(grads, body[2*len(keys):], int16(binary.LittleEndian.Uint16(b[6:])))
 		return nil
 	}
-	getF16s(keys, body, int16(binary.LittleEndian.Uint16(b[4:])))
-	getF16s(grads, body[2*len(keys):], int16(binary.LittleEndian.Uint16(b[6:])))
+	for i, v := range [2][]float32{keys, grads} {
+		size := 4 * len(v)
+		if flags&(1<<i) != 0 {
+			var err error
+			if size, err = sparseSize(body, len(v)); err != nil {
+				return bad
+			}
+		}
+		if i == 1 && size != len(body) || size > len(body) {
+			return bad
+		}
+		if flags&(1<<i) != 0 {
+			decodeSparse(v, body)
+		} else {
+			getF32s(v, body[:size])
+		}
+		body = body[size:]
+	}
 	return nil
 }
 

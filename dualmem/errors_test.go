@@ -72,6 +72,16 @@ func TestOpenMissing(t *testing.T) {
 func TestFormatMismatch(t *testing.T) {
 	dir := t.TempDir()
 	mustCreate(t, dir, testMeta(F32), rand.New(rand.NewPCG(1, 1))).Close()
+	setFormat(t, dir, 99)
+	_, err := Open(dir)
+	if !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), "format 99") || !strings.Contains(err.Error(), "formats 1 and 2") {
+		t.Fatalf("Open of a format-99 dir: %v", err)
+	}
+}
+
+// setFormat rewrites the format number in the metadata of the closed store in dir.
+func setFormat(t *testing.T, dir string, format int) {
+	t.Helper()
 	db, err := badger.Open(badgerOptions(filepath.Join(dir, "db"), false))
 	if err != nil {
 		t.Fatal(err)
@@ -85,17 +95,15 @@ func TestFormatMismatch(t *testing.T) {
 		if err := json.Unmarshal(mj, &m); err != nil {
 			return err
 		}
-		m["format"] = 99
+		m["format"] = format
 		mj, _ = json.Marshal(m)
 		return txn.Set(keyMeta, mj)
 	})
-	db.Close()
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		t.Fatal(err)
-	}
-	_, err = Open(dir)
-	if !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), "format 99") || !strings.Contains(err.Error(), "format 1") {
-		t.Fatalf("Open of a format-99 dir: %v", err)
 	}
 }
 

@@ -418,9 +418,9 @@ func load(dir string, db *badger.DB, readOnly bool) (*Store, error) {
 		if err := json.Unmarshal(mj, &head); err != nil {
 			return fmt.Errorf("%s: corrupt metadata: %w", dir, err)
 		}
-		if head.Format != FormatVersion {
-			return fmt.Errorf("%s: %w: it has format %d, this program reads format %d",
-				dir, ErrFormat, head.Format, FormatVersion)
+		if head.Format != FormatVersion && head.Format != sparseFormat-1 {
+			return fmt.Errorf("%s: %w: it has format %d, this program reads formats %d and %d",
+				dir, ErrFormat, head.Format, sparseFormat-1, FormatVersion)
 		}
 		if err := json.Unmarshal(mj, &meta); err != nil {
 			return fmt.Errorf("%s: corrupt metadata: %w", dir, err)

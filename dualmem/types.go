@@ -13,8 +13,13 @@ import (
 )
 
 // FormatVersion is the on-disk format of a data directory. A directory written with another
-// version is refused rather than misread.
-const FormatVersion = 1
+// version is refused rather than misread, except format 1: it is format 2 without sparse
+// layer records (sparse.go), so it is read, and written to without them, which keeps it
+// readable by the programs that wrote it.
+const FormatVersion = 2
+
+// sparseFormat is the first format whose layer records may be sparse.
+const sparseFormat = 2
 
 // Precision is how keys and gradients are stored.
 type Precision string

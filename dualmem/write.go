@@ -122,7 +122,7 @@ func (s *Store) writeRecords(st *lm.Step) error {
 		// Badger has copied the values when Flush returns, so st's vectors and the buffers
 		// serve every step.
 		var les []*badger.Entry
-		les, s.wbufs[i] = layerEntries(stepKey(layerPrefix(i), st.Step), s.meta.Precision, st.Layers[l.Name], s.wbufs[i])
+		les, s.wbufs[i] = layerEntries(stepKey(layerPrefix(i), st.Step), s.meta.Precision, st.Layers[l.Name], s.wbufs[i], s.meta.Format >= sparseFormat)
 		es = append(es, les...)
 	}
 	for _, e := range es {
