@@ -46,19 +46,22 @@ func sparseWords(n int) int { return (n + sparseGroup - 1) / sparseGroup }
 func sparseMaxSize(n int) int { return 16*sparseWords(n) + 4*n }
 
 // encodeSparse writes v's sparse encoding at the start of dst, which must hold
-// sparseMaxSize(len(v)) bytes, and returns its length.
+// sparseMaxSize(len(v)) bytes, and returns its length: every group's two masks, then the
+// groups' other values, in order.
 func encodeSparse(dst []byte, v []float32) int {
-	words := sparseWords(len(v))
-	at := 16 * words
-	for w := range words {
+	done, at := encodeSparseFull(dst, v)
+	return encodeSparseGo(dst, v, done, at)
+}
+
+// encodeSparseGo encodes v's groups from first on, their values from dst[at] on, and returns
+// the end of the values.
+func encodeSparseGo(dst []byte, v []float32, first, at int) int {
+	for w := first; w < sparseWords(len(v)); w++ {
 		g := v[w*sparseGroup : min((w+1)*sparseGroup, len(v))]
 		var zero, neg uint64
 		for i, x := range g {
 			b := math.Float32bits(x)
-			z := uint64(0)
-			if b&0x7fffffff == 0 {
-				z = 1
-			}
+			z := uint64((b&0x7fffffff - 1) >> 31) // 1 for ±0, without a branch
 			zero |= z << i
 			neg |= (z & uint64(b>>31)) << i
 		}

@@ -1,6 +1,7 @@
 package dualmem
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -44,7 +45,7 @@ func sameBits(t *testing.T, what string, got, want []float32) {
 
 func TestSparseRoundTrip(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	for _, n := range []int{0, 1, 63, 64, 65, 1000, 4096} {
+	for _, n := range []int{0, 1, 63, 64, 65, 1000, 4096, 64*37 + 5} {
 		for _, zeros := range []float64{0, 0.5, 0.9, 1} {
 			v := reluLike(rng, n, zeros)
 			buf := make([]byte, sparseMaxSize(n)+7)
@@ -58,6 +59,11 @@ func TestSparseRoundTrip(t *testing.T) {
 			}
 			decodeSparse(got, buf)
 			sameBits(t, "decoded", got, v)
+			// The vector encoder (where the CPU has one) and the portable loop agree.
+			portable := make([]byte, len(buf))
+			if end := encodeSparseGo(portable, v, 0, 16*sparseWords(n)); !bytes.Equal(portable[:end], buf[:size]) {
+				t.Fatalf("n=%d zeros=%g: the portable encoding differs", n, zeros)
+			}
 			if nz := 0; zeros == 1 {
 				for _, x := range v {
 					if x != 0 {
