@@ -537,10 +537,10 @@ func (s *Scanner) tokenBias() []float64 {
 
 // Score recomputes token j's α and contribution for query q in float64.
 func (s *Scanner) Score(q Query, j int) (alpha, contribution float64) {
-	for i, k := range s.Mem.Keys[j*s.DIn : (j+1)*s.DIn] {
+	for i, k := range s.Mem.randomKeys()[j*s.DIn : (j+1)*s.DIn] {
 		alpha += float64(k) * float64(q.X[i])
 	}
-	return alpha, alpha * s.SW[s.StepIndex(j)] * q.proj(s.Mem.Grads[j*s.DOut:(j+1)*s.DOut])
+	return alpha, alpha * s.SW[s.StepIndex(j)] * q.proj(s.Mem.randomGrads()[j*s.DOut:(j+1)*s.DOut])
 }
 
 // SameOffset lists the tokens trained on corpus offset off (one per epoch that saw it).

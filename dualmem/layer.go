@@ -30,6 +30,24 @@ type LayerMemory struct {
 	agg    *aggView     // per-step aggregates (aggregates.go); nil without valid ones
 	aggErr error        // why agg is nil
 	bounds *blockBounds // the block bounds sidecar (mapped); nil: Search computes them
+	// rKeys and rGrads are Keys and Grads through the segment files' MADV_RANDOM mappings
+	// (mmap.go), for reads out of memory order; nil on the heap, where Keys and Grads serve.
+	rKeys, rGrads []float32
+}
+
+// randomKeys and randomGrads are the keys and gradients for reads out of memory order.
+func (m *LayerMemory) randomKeys() []float32 {
+	if m.rKeys != nil {
+		return m.rKeys
+	}
+	return m.Keys
+}
+
+func (m *LayerMemory) randomGrads() []float32 {
+	if m.rGrads != nil {
+		return m.rGrads
+	}
+	return m.Grads
 }
 
 // Tokens returns N, the number of training tokens in the memory.

@@ -50,6 +50,14 @@ func (s *Store) Memory(steps int, progress func(layer string, done, total int)) 
 	for li, spec := range s.meta.Layers {
 		m := shared
 		m.Spec, m.Keys, m.Grads = spec, asF32(views[nTokenFiles+2*li]), asF32(views[nTokenFiles+2*li+1])
+		for i, r := range []*[]float32{&m.rKeys, &m.rGrads} {
+			sp, f := sg.specs[nTokenFiles+2*li+i], sg.files[nTokenFiles+2*li+i]
+			b, err := f.randomView(n * int64(sp.elem))
+			if err != nil {
+				return nil, fmt.Errorf("%s: segment of %s: %w", s.dir, sp.what(), err)
+			}
+			*r = asF32(b)
+		}
 		m.agg, m.aggErr = sg.aggView(li, steps)
 		if m.Initial, err = s.Initial(spec.Name); err != nil {
 			return nil, err
@@ -99,6 +107,9 @@ func (m *LayerMemory) Prefix(steps int) (*LayerMemory, error) {
 	c := *m
 	din, dout := m.Spec.DIn, m.Spec.DOut
 	c.Keys, c.Grads = m.Keys[:n*din], m.Grads[:n*dout]
+	if m.rKeys != nil {
+		c.rKeys, c.rGrads = m.rKeys[:n*din], m.rGrads[:n*dout]
+	}
 	c.Step, c.Offsets, c.Targets, c.Rows, c.Pos = m.Step[:n], m.Offsets[:n], m.Targets[:n], m.Rows[:n], m.Pos[:n]
 	c.Steps = m.Steps[:steps]
 	c.index = nil

@@ -19,6 +19,12 @@ type mappedFile struct {
 	path string
 	mu   sync.Mutex
 	data []byte // the newest mapping; its length may exceed the file's, never what is viewed
+	// random is a second mapping of the same pages for readers that jump around (the
+	// search's blocks, single tokens), advised MADV_RANDOM: a fault on it reads its own page
+	// instead of the device's read-ahead around it (8 MB on some disks), which for a memory
+	// larger than the page cache turns each 256-byte key into megabytes of reads. data keeps
+	// the default advice, so sequential scans still read ahead.
+	random []byte
 }
 
 // minMapping is the smallest mapping made: small memories then need no remapping as they grow.
@@ -53,8 +59,43 @@ func (m *mappedFile) view(n int64) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mapping %s: %w", m.path, err)
 	}
-	m.data = data
+	m.data, m.random = data, nil
 	return data[:n:n], nil
+}
+
+// randomView is view's first n bytes through the MADV_RANDOM mapping.
+func (m *mappedFile) randomView(n int64) ([]byte, error) {
+	if _, err := m.view(n); err != nil || n == 0 {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.random == nil {
+		f, err := os.Open(m.path)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		r, err := unix.Mmap(int(f.Fd()), 0, len(m.data), unix.PROT_READ, unix.MAP_SHARED)
+		if err != nil {
+			return nil, fmt.Errorf("mapping %s: %w", m.path, err)
+		}
+		_ = unix.Madvise(r, unix.MADV_RANDOM) // advice only: without it reads are slower, not wrong
+		m.random = r
+	}
+	return m.random[:n:n], nil
+}
+
+// willNeed asks the kernel to read v's pages now, in one request, where v lies in a
+// MADV_RANDOM mapping whose faults would each read one page. It is advice: it reads nothing
+// itself and ignores errors.
+func willNeed(v []float32) {
+	if len(v) == 0 {
+		return
+	}
+	p := unsafe.Pointer(&v[0])
+	off := int(uintptr(p) & uintptr(os.Getpagesize()-1)) // madvise wants a page-aligned start
+	_ = unix.Madvise(unsafe.Slice((*byte)(unsafe.Add(p, -off)), off+4*len(v)), unix.MADV_WILLNEED)
 }
 
 // asF32 and friends reinterpret a view as the little-endian arrays the segment files hold

@@ -314,8 +314,14 @@ func (r *searchRun) refine(toks []int32, sel []int, thr []float64, out []found, 
 	np := (nb + 3) &^ 3
 	kb := w.f32(&w.kb, np*din)
 	clear(kb[nb*din:])
+	keys, grads := s.Mem.randomKeys(), s.Mem.randomGrads()
+	if s.Mem.rKeys != nil { // one read of the span, not a fault per key, when it is on disk
+		lo, hi := slices.Min(toks), slices.Max(toks)+1
+		willNeed(keys[int(lo)*din : int(hi)*din])
+		willNeed(grads[int(lo)*dout : int(hi)*dout])
+	}
 	for i, j := range toks {
-		copy(kb[i*din:(i+1)*din], s.Mem.Keys[int(j)*din:])
+		copy(kb[i*din:(i+1)*din], keys[int(j)*din:])
 	}
 	xs := w.f32(&w.xsel, L*din)
 	var us []float32
@@ -335,7 +341,7 @@ func (r *searchRun) refine(toks []int32, sel []int, thr []float64, out []found, 
 		gb := w.f32(&w.gb, np*dout)
 		clear(gb[nb*dout:])
 		for i, j := range toks {
-			copy(gb[i*dout:(i+1)*dout], s.Mem.Grads[int(j)*dout:])
+			copy(gb[i*dout:(i+1)*dout], grads[int(j)*dout:])
 		}
 		gus = w.f32(&w.gu, np*nh)
 		dotBlockAVX(gb, np, dout, us, nh, gus)
@@ -353,7 +359,7 @@ func (r *searchRun) refine(toks []int32, sel []int, thr []float64, out []found, 
 			a := float64(alpha[li*np+i])
 			var gu float64
 			if hu < 0 {
-				gu = float64(s.Mem.Grads[int(j)*dout+q.Token])
+				gu = float64(grads[int(j)*dout+q.Token])
 			} else {
 				gu = float64(gus[hu*np+i])
 			}
