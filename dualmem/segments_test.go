@@ -31,6 +31,12 @@ func sameMemory(t *testing.T, s *Store, steps int) []*LayerMemory {
 		}
 		closeEnough(t, spec.Name+" keys", got.Keys, want.Keys, 0)
 		closeEnough(t, spec.Name+" grads", got.Grads, want.Grads, 0)
+		// The views for reads out of order are the same bytes through another mapping.
+		closeEnough(t, spec.Name+" keys, random reads", got.randomKeys(), want.Keys, 0)
+		closeEnough(t, spec.Name+" grads, random reads", got.randomGrads(), want.Grads, 0)
+		if p, err := got.Prefix(1); err != nil || len(p.randomKeys()) != len(p.Keys) || len(p.randomGrads()) != len(p.Grads) {
+			t.Fatalf("%s: a prefix's random views: %v", spec.Name, err)
+		}
 		closeEnough(t, spec.Name+" initial", got.Initial.W, want.Initial.W, 0)
 		if !equalInts(got.Offsets, want.Offsets) {
 			t.Fatalf("%s: offsets differ", spec.Name)
@@ -55,6 +61,9 @@ func TestMemoryMatchesDatabase(t *testing.T) {
 				t.Fatal(err)
 			}
 			old := sameMemory(t, s, 3)
+			if m := old[0]; m.rKeys == nil || m.rGrads == nil || &m.rKeys[0] == &m.Keys[0] {
+				t.Fatal("no separate mapping for random reads")
+			}
 			sameMemory(t, s, 2)
 			// Live training: later commits extend the open memory; the earlier views stay valid.
 			appendSteps(t, s, 4, 9, rng)
