@@ -61,6 +61,20 @@ func mustCreate(t *testing.T, dir string, meta Meta, rng *rand.Rand) *Store {
 	return s
 }
 
+// reopenReadOnly closes s and opens dir read-only, closed when the test ends.
+func reopenReadOnly(t *testing.T, s *Store, dir string) *Store {
+	t.Helper()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := OpenReadOnly(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
 func appendSteps(t *testing.T, s *Store, from, to int, rng *rand.Rand) []*lm.Step {
 	t.Helper()
 	var out []*lm.Step

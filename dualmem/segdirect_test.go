@@ -49,14 +49,7 @@ func TestDirectSegmentWrites(t *testing.T) {
 	if err := sg.checkSteps(1, 6); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	r, err := OpenReadOnly(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r := reopenReadOnly(t, s, dir)
 	if r.segments() == nil {
 		t.Fatal("the segment files were not valid on reopening")
 	}

@@ -77,14 +77,7 @@ func TestMemoryMatchesDatabase(t *testing.T) {
 			if _, err := s.Memory(10, nil); !errors.Is(err, ErrNotFound) {
 				t.Fatalf("Memory past the committed step: %v", err)
 			}
-			if err := s.Close(); err != nil {
-				t.Fatal(err)
-			}
-			r, err := OpenReadOnly(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer r.Close()
+			r := reopenReadOnly(t, s, dir)
 			if r.segments() == nil {
 				t.Fatal("valid segment files not opened")
 			}

@@ -175,15 +175,7 @@ func TestStoreSparse(t *testing.T) {
 			if err := s.Commit(1, []byte("ckpt")); err != nil {
 				t.Fatal(err)
 			}
-			if err := s.Close(); err != nil {
-				t.Fatal(err)
-			}
-
-			r, err := OpenReadOnly(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer r.Close()
+			r := reopenReadOnly(t, s, dir)
 			if r.Meta().Format != format {
 				t.Errorf("format %d after writing, want %d", r.Meta().Format, format)
 			}

@@ -32,14 +32,7 @@ func TestRoundTrip(t *testing.T) {
 			if err := s.Commit(3, ckpt); err != nil {
 				t.Fatal(err)
 			}
-			if err := s.Close(); err != nil {
-				t.Fatal(err)
-			}
-			r, err := OpenReadOnly(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer r.Close()
+			r := reopenReadOnly(t, s, dir)
 			checkStore(t, r, meta, init, steps, tol)
 			step, blob, err := r.Checkpoint()
 			if err != nil || step != 3 || !bytes.Equal(blob, ckpt) {
