@@ -225,10 +225,10 @@ const (
 
 // layerFlags is the header's sparse flags for ls stored at precision p.
 func layerFlags(p Precision, ls lm.LayerStep) byte {
-	var f byte
 	if p == F16 {
 		return 0
 	}
+	var f byte
 	if worthSparse(ls.Keys) {
 		f |= sparseKeys
 	}
@@ -289,8 +289,8 @@ func encodeFlagged(buf []byte, p Precision, ls lm.LayerStep, flags byte) []byte 
 // key and gradient vectors, so Badger's copy is the only one; other records, and those whose
 // keys or grads would make a value too short for the value log, are encoded into buf (reused
 // when it has the capacity), which is returned for the next step. sparse allows sparse
-// arrays (the store's format has them). The entries use ls's
-// vectors (or buf) until Badger has written them.
+// arrays (the store's format has them). The entries use ls's vectors (or buf) until Badger
+// has written them.
 func layerEntries(base []byte, p Precision, ls lm.LayerStep, buf []byte, sparse bool) ([]*badger.Entry, []byte) {
 	tail := min(valueThreshold, stepChunk)
 	var flags byte
@@ -330,8 +330,8 @@ func decodeLayer(b []byte, keys, grads []float32) error {
 		return nil
 	}
 	for i, v := range [2][]float32{keys, grads} {
-		size := 4 * len(v)
-		if flags&(1<<i) != 0 {
+		sparse, size := flags&(1<<i) != 0, 4*len(v)
+		if sparse {
 			var err error
 			if size, err = sparseSize(body, len(v)); err != nil {
 				return bad
@@ -340,7 +340,7 @@ func decodeLayer(b []byte, keys, grads []float32) error {
 		if i == 1 && size != len(body) || size > len(body) {
 			return bad
 		}
-		if flags&(1<<i) != 0 {
+		if sparse {
 			decodeSparse(v, body)
 		} else {
 			getF32s(v, body[:size])

@@ -49,7 +49,7 @@ func sparseMaxSize(n int) int { return 16*sparseWords(n) + 4*n }
 // sparseMaxSize(len(v)) bytes, and returns its length: every group's two masks, then the
 // groups' other values, in order.
 func encodeSparse(dst []byte, v []float32) int {
-	done, at := encodeSparseFull(dst, v)
+	done, at := encodeSparseFull(dst, v, 16*sparseWords(len(v)))
 	return encodeSparseGo(dst, v, done, at)
 }
 

@@ -22,14 +22,14 @@ var sparseLUT = func() (t [256][8]int32) {
 	return t
 }()
 
-// encodeSparseFull encodes v's first full groups of 64 (it returns 0 when it cannot and
-// leaves them to the portable loop); see encodeSparse for dst's layout.
-func encodeSparseFull(dst []byte, v []float32) (groups, at int) {
+// encodeSparseFull encodes v's full groups of 64, their values from dst[at] on, and returns
+// how many it encoded and the end of their values (0 groups where the CPU lacks AVX2, left to
+// the portable loop); see encodeSparse for dst's layout.
+func encodeSparseFull(dst []byte, v []float32, at int) (groups, end int) {
 	groups = len(v) / sparseGroup
 	if !haveSparseAVX || groups == 0 {
-		return 0, 16 * sparseWords(len(v))
+		return 0, at
 	}
-	at = 16 * sparseWords(len(v))
 	_ = dst[at+4*sparseGroup*groups-1] // the vector stores stay in the values' room
 	return groups, at + sparseEncodeAVX(&dst[0], &dst[at], &v[0], groups, &sparseLUT)
 }
