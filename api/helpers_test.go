@@ -189,12 +189,15 @@ func decode[T any](tb testing.TB, r response) T {
 	return v
 }
 
-// The OpenAPI document, compiled once.
+// The OpenAPI document, compiled once. The compiler is not safe for concurrent use (tests
+// call the server from several goroutines), so mu guards it and the schemas it compiled.
 var openapi struct {
-	once sync.Once
-	doc  map[string]any
-	c    *jsonschema.Compiler
-	err  error
+	once    sync.Once
+	doc     map[string]any
+	c       *jsonschema.Compiler
+	err     error
+	mu      sync.Mutex
+	schemas map[string]*jsonschema.Schema
 }
 
 var recorded atomic.Int64
@@ -235,6 +238,23 @@ func checkSchema(tb testing.TB, method, path string, r response) {
 	}
 }
 
+func compileSchema(ptr string) (*jsonschema.Schema, error) {
+	openapi.mu.Lock()
+	defer openapi.mu.Unlock()
+	if sch, ok := openapi.schemas[ptr]; ok {
+		return sch, nil
+	}
+	sch, err := openapi.c.Compile("openapi.json#" + ptr)
+	if err != nil {
+		return nil, err
+	}
+	if openapi.schemas == nil {
+		openapi.schemas = map[string]*jsonschema.Schema{}
+	}
+	openapi.schemas[ptr] = sch
+	return sch, nil
+}
+
 func validateResponse(method, path string, status int, body []byte) error {
 	openapi.once.Do(loadOpenAPI)
 	if openapi.err != nil {
@@ -248,7 +268,7 @@ func validateResponse(method, path string, status int, body []byte) error {
 	case lookup(openapi.doc, ptr) == nil:
 		return fmt.Errorf("status %d of %s %s is not documented", status, method, path)
 	}
-	sch, err := openapi.c.Compile("openapi.json#" + ptr)
+	sch, err := compileSchema(ptr)
 	if err != nil {
 		return err
 	}
