@@ -69,8 +69,9 @@ func (s *Store) writer() {
 		s.mu.Unlock()
 		var err error
 		if !failed {
-			if err = s.writeStep(st); err == nil {
-				s.logs.written()
+			var n int64
+			if n, err = s.writeStep(st); err == nil {
+				s.logs.written(n)
 			}
 		}
 		st.Release() // written or dropped: its buffers can serve the next steps
@@ -90,24 +91,25 @@ func (s *Store) writer() {
 // writeStep stores one step in the database and appends it to the segment files, both at
 // once: the database's writes mostly copy and wait for the page cache, the segments' mostly
 // wait for the disk. Their order does not matter, since only a commit record, written after
-// both are synced, makes the step count.
-func (s *Store) writeStep(st *lm.Step) error {
+// both are synced, makes the step count. It returns the bytes given to the database.
+func (s *Store) writeStep(st *lm.Step) (int64, error) {
 	sg := s.segments()
 	if sg == nil {
 		if err := s.vectorsInDB("appending a step without segment files"); err != nil {
-			return err
+			return 0, err
 		}
 		return s.writeRecords(st)
 	}
 	done := make(chan error, 1)
 	go func() { done <- sg.append(s.meta, st) }()
-	err := s.writeRecords(st)
-	return errors.Join(err, <-done)
+	n, err := s.writeRecords(st)
+	return n, errors.Join(err, <-done)
 }
 
-// writeRecords stores one step's records; a batch, not a transaction, because atomicity
-// comes from the committed step number, and a step can outgrow one transaction.
-func (s *Store) writeRecords(st *lm.Step) error {
+// writeRecords stores one step's records and returns their bytes; a batch, not a
+// transaction, because atomicity comes from the committed step number, and a step can
+// outgrow one transaction.
+func (s *Store) writeRecords(st *lm.Step) (int64, error) {
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
 	es := []*badger.Entry{badger.NewEntry(stepKey([]byte{pHeader}, st.Step), encodeInfo(st.StepInfo))}
@@ -125,12 +127,14 @@ func (s *Store) writeRecords(st *lm.Step) error {
 		les, s.wbufs[i] = layerEntries(stepKey(layerPrefix(i), st.Step), s.meta.Precision, st.Layers[l.Name], s.wbufs[i], s.meta.Format >= sparseFormat)
 		es = append(es, les...)
 	}
+	var n int64
 	for _, e := range es {
 		if err := wb.SetEntry(e); err != nil {
-			return err
+			return 0, err
 		}
+		n += int64(len(e.Key) + len(e.Value))
 	}
-	return wb.Flush()
+	return n, wb.Flush()
 }
 
 // flush waits until every appended step up to step is written.

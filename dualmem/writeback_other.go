@@ -2,7 +2,13 @@
 
 package dualmem
 
-import "os"
+import (
+	"errors"
+	"os"
+)
 
 // startWriteback: the kernel's own writeback has to do.
 func startWriteback(*os.File) {}
+
+// allocate: not offered here; the writer stops asking.
+func allocate(*os.File, int64, int64) error { return errors.ErrUnsupported }
