@@ -3,6 +3,7 @@ package gomlxpatch
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
 )
 
 // Register tile of the micro-kernel and cache blocking (BLIS-style: an nc×kc panel of the rhs,
@@ -73,6 +74,23 @@ func parallel(n int, fn func(w int)) {
 	wg.Wait()
 }
 
+// tasksPerWorker is how finely shared work is cut: with fixed shares, a worker that the
+// system deschedules for a while (the capture's writer, another job) holds up the whole op
+// by its share; with small tasks taken in turn, by one task.
+const tasksPerWorker = 4
+
+// spread runs fn(w, t) for every task t in [0, tasks) on up to workers goroutines, which take
+// the tasks in turn; w identifies the goroutine (for its scratch space). Which goroutine
+// runs a task does not change what the task computes.
+func spread(workers, tasks int, fn func(w, t int)) {
+	var next atomic.Int64
+	parallel(min(workers, tasks), func(w int) {
+		for t := int(next.Add(1) - 1); t < tasks; t = int(next.Add(1) - 1) {
+			fn(w, t)
+		}
+	})
+}
+
 // maxWorkers is the parallelism used; tests may lower it.
 var maxWorkers = func() int { return runtime.GOMAXPROCS(0) }
 
@@ -92,21 +110,30 @@ func (p *problem) run(a, b, c []float32) {
 		}
 		scratchPool.Put(s)
 	case p.batch >= workers:
-		// Whole matrix products per worker.
-		if workers > p.batch {
-			workers = p.batch
-		}
-		parallel(workers, func(w int) {
-			s := getScratch()
-			for bi := w * p.batch / workers; bi < (w+1)*p.batch/workers; bi++ {
-				p.gemm(s, a, b, c[bi*mn:(bi+1)*mn], p.aBatch[bi], p.bBatch[bi])
-			}
-			scratchPool.Put(s)
+		// Whole matrix products per task.
+		ss := scratches(min(workers, p.batch))
+		spread(len(ss), p.batch, func(w, bi int) {
+			p.gemm(ss[w], a, b, c[bi*mn:(bi+1)*mn], p.aBatch[bi], p.bBatch[bi])
 		})
+		putScratches(ss)
 	default:
 		for bi := range p.batch {
 			p.gemmParallel(workers, a, b, c[bi*mn:(bi+1)*mn], p.aBatch[bi], p.bBatch[bi])
 		}
+	}
+}
+
+func scratches(n int) []*scratch {
+	ss := make([]*scratch, n)
+	for i := range ss {
+		ss[i] = getScratch()
+	}
+	return ss
+}
+
+func putScratches(ss []*scratch) {
+	for _, s := range ss {
+		scratchPool.Put(s)
 	}
 }
 
@@ -131,10 +158,12 @@ func (p *problem) gemm(s *scratch, a, b, c []float32, aBase, bBase int) {
 // gemmParallel is gemm with the rhs packing and the rows of the output split over workers.
 func (p *problem) gemmParallel(workers int, a, b, c []float32, aBase, bBase int) {
 	mPanels := (p.m + mr - 1) / mr
-	if workers > mPanels {
-		workers = mPanels
-	}
-	chunk := (mPanels + workers - 1) / workers * mr
+	workers = min(workers, mPanels)
+	// Row tasks of whole micro-panels, at most a cache block each.
+	rows := min(mcMax, mr*max(1, (mPanels+tasksPerWorker*workers-1)/(tasksPerWorker*workers)))
+	rowTasks := (p.m + rows - 1) / rows
+	ss := scratches(workers)
+	defer putScratches(ss)
 	shared := getScratch() // its bp holds the packed rhs all workers read
 	defer scratchPool.Put(shared)
 	bp := shared.bp
@@ -142,27 +171,26 @@ func (p *problem) gemmParallel(workers int, a, b, c []float32, aBase, bBase int)
 	for jc := 0; jc < p.n; jc += ncMax {
 		ncur := min(ncMax, p.n-jc)
 		nPanels := (ncur + nr - 1) / nr
+		packTasks := min(nPanels, tasksPerWorker*workers)
 		for pc := 0; pc < p.k; pc += kcMax {
 			kcur := min(kcMax, p.k-pc)
 			bp = grow(bp, nPanels*nr*kcur)
-			parallel(workers, func(w int) {
-				lo, hi := w*nPanels/workers, (w+1)*nPanels/workers
+			spread(workers, packTasks, func(_, t int) {
+				lo, hi := t*nPanels/packTasks, (t+1)*nPanels/packTasks
 				if lo < hi {
 					pack(bp[lo*nr*kcur:hi*nr*kcur], b, bBase, &p.b, jc+lo*nr, min(hi*nr, ncur)-lo*nr, pc, kcur, nr)
 				}
 			})
-			parallel(workers, func(w int) {
-				s := getScratch()
+			spread(workers, rowTasks, func(w, t int) {
+				s := ss[w]
 				sbp := s.bp
 				s.bp = bp
-				for ic := w * chunk; ic < min((w+1)*chunk, p.m); ic += mcMax {
-					mcur := min(mcMax, p.m-ic, (w+1)*chunk-ic)
-					s.ap = grow(s.ap, roundUp(mcur, mr)*kcur)
-					pack(s.ap, a, aBase, &p.a, ic, mcur, pc, kcur, mr)
-					macro(s, c, p.n, ic, mcur, jc, ncur, kcur)
-				}
+				ic := t * rows
+				mcur := min(rows, p.m-ic)
+				s.ap = grow(s.ap, roundUp(mcur, mr)*kcur)
+				pack(s.ap, a, aBase, &p.a, ic, mcur, pc, kcur, mr)
+				macro(s, c, p.n, ic, mcur, jc, ncur, kcur)
 				s.bp = sbp
-				scratchPool.Put(s)
 			})
 		}
 	}

@@ -17,7 +17,6 @@ package gomlxpatch
 
 import (
 	"runtime"
-	"sync"
 	"sync/atomic"
 	"unsafe"
 
@@ -197,7 +196,7 @@ func broadcastStrides(dims, outDims []int) ([]int, bool) {
 const parThreshold = 1 << 15
 
 // run calls row(o, ai, bi) for each row: o, ai, bi are the flat offsets of the row in the
-// output and the operands. Large problems are split over GOMAXPROCS goroutines.
+// output and the operands. Large problems are split into tasks for GOMAXPROCS goroutines.
 func (p *loopPlan) run(row func(o, ai, bi int)) {
 	total := p.rows * p.n
 	workers := min(runtime.GOMAXPROCS(0), p.rows, total/(parThreshold/2))
@@ -205,17 +204,10 @@ func (p *loopPlan) run(row func(o, ai, bi int)) {
 		p.runRange(0, p.rows, row)
 		return
 	}
-	var wg sync.WaitGroup
-	per := (p.rows + workers - 1) / workers
-	for start := 0; start < p.rows; start += per {
-		end := min(start+per, p.rows)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			p.runRange(start, end, row)
-		}()
-	}
-	wg.Wait()
+	tasks := min(p.rows, tasksPerWorker*workers)
+	spread(workers, tasks, func(_, t int) {
+		p.runRange(t*p.rows/tasks, (t+1)*p.rows/tasks, row)
+	})
 }
 
 func (p *loopPlan) runRange(start, end int, row func(o, ai, bi int)) {
