@@ -111,7 +111,7 @@ func (p *problem) run(a, b, c []float32) {
 		scratchPool.Put(s)
 	case p.batch >= workers:
 		// Whole matrix products per task.
-		ss := scratches(min(workers, p.batch))
+		ss := scratches(workers)
 		spread(len(ss), p.batch, func(w, bi int) {
 			p.gemm(ss[w], a, b, c[bi*mn:(bi+1)*mn], p.aBatch[bi], p.bBatch[bi])
 		})
