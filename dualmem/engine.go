@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"runtime"
-	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -161,9 +160,8 @@ type Result struct {
 	StepAlpha, StepAbsAlpha, StepContribution []float64
 	// Per group of ScanOptions.Groups: Σα and Σcontribution (nil without groups).
 	GroupAlpha, GroupContribution []float64
-	// Per token of the query's ScanOptions.Score list, in its order: α and contribution as
-	// Scores computes them (nil without a list).
-	ScoreAlpha, ScoreContribution []float64
+	// Per class of the query's ScanOptions.Members (nil without them).
+	Classes []Class
 }
 
 // Total is W0Term + BiasTerm + Σ contributions: the dual reconstruction of y·u.
@@ -183,10 +181,11 @@ type ScanOptions struct {
 	// Result.GroupAlpha and GroupContribution then hold each group's sums.
 	Groups  []int32
 	NGroups int
-	// Score, if not nil, lists per query memory tokens (ascending, inside [From, To)) to
-	// score exactly as Scores does, while their keys are in cache from the scan: a caller
-	// that needs many scattered tokens' scores then reads the memory once, in order.
-	Score [][]int32
+	// Members, if not nil, lists per query memory tokens (inside [From, To)) in classes,
+	// scored exactly as Scores does while their keys are in cache from the scan; each
+	// class's sums and best TopK tokens are in Result.Classes. A caller that needs figures
+	// over many scattered tokens then reads the memory once, in order.
+	Members []Members
 }
 
 // Scan computes α = k·x for every stored key and all queries in one pass over the keys,
@@ -215,7 +214,7 @@ func (s *Scanner) Scan(ctx context.Context, qs []Query, opt ScanOptions) ([]Resu
 	if opt.Groups != nil && len(opt.Groups) != s.N {
 		return nil, fmt.Errorf("dualmem: scan %q: %d group ids for %d tokens", s.Mem.Spec.Name, len(opt.Groups), s.N)
 	}
-	if err := s.checkScoreLists(qs, opt); err != nil {
+	if err := s.checkMembers(qs, opt); err != nil {
 		return nil, err
 	}
 	xs := make([]float32, Q*s.DIn)
@@ -245,8 +244,8 @@ func (s *Scanner) Scan(ctx context.Context, qs []Query, opt ScanOptions) ([]Resu
 		}
 	}
 	kernU := opt.Kernel.fn(nh)
-	// The listed tokens' scores are read from the block when the kernels compute them as
-	// Scores does; else Scores scores them while their keys are in cache.
+	// The members' scores are read from the block when the kernels compute them as Scores
+	// does; else Scores scores them while their keys are in cache.
 	fromBlock := opt.Kernel == KernelAuto || opt.Kernel == KernelSIMD
 	for _, q := range qs {
 		fromBlock = fromBlock && s.simdScores(q)
@@ -256,11 +255,10 @@ func (s *Scanner) Scan(ctx context.Context, qs []Query, opt ScanOptions) ([]Resu
 	workers := min(opt.Workers, max(nBlocks, 1))
 	parts := make([]*partial, workers)
 	res := make([]Result, Q)
-	if opt.Score != nil {
-		for qi := range res {
-			n := len(opt.Score[qi])
-			res[qi].ScoreAlpha, res[qi].ScoreContribution = make([]float64, n), make([]float64, n)
-		}
+	var totals *memberTotals
+	heaps := make([][]classHeaps, workers)
+	if opt.Members != nil {
+		totals = newMemberTotals(opt.Members)
 	}
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -270,6 +268,12 @@ func (s *Scanner) Scan(ctx context.Context, qs []Query, opt ScanOptions) ([]Resu
 			p.groups, p.ga, p.gc = opt.Groups, make([]float64, Q*opt.NGroups), make([]float64, Q*opt.NGroups)
 		}
 		parts[w] = p
+		if opt.Members != nil {
+			heaps[w] = make([]classHeaps, Q)
+			for qi := range Q {
+				heaps[w][qi] = newClassHeaps(opt.Members[qi].N, opt.TopK)
+			}
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -292,12 +296,10 @@ func (s *Scanner) Scan(ctx context.Context, qs []Query, opt ScanOptions) ([]Resu
 					gatherColumns(s.Mem.Grads[j0*s.DOut:(j0+nb)*s.DOut], s.DOut, toks, proj[nh*nb:(nh+len(toks))*nb])
 				}
 				s.accumulate(p, j0, nb, alpha, proj, row)
-				switch {
-				case opt.Score == nil:
-				case fromBlock:
-					s.scoreFromBlock(opt.Score, res, j0, nb, alpha, proj, row)
-				default:
-					s.scoreListed(qs, opt.Score, res, j0, nb)
+				if opt.Members != nil {
+					b := totals.block(Q)
+					s.foldMembers(b, heaps[w], qs, opt.Members, j0, nb, alpha, proj, row, fromBlock)
+					totals.done(bi, b)
 				}
 			}
 		}()
@@ -337,6 +339,13 @@ func (s *Scanner) Scan(ctx context.Context, qs []Query, opt ScanOptions) ([]Resu
 		}
 		r.TopAttention, r.TopContribution = att.sorted(), con.sorted()
 		r.W0Term, r.BiasTerm = s.terms(qs[qi])
+		if opt.Members != nil {
+			hs := make([]classHeaps, workers)
+			for w := range workers {
+				hs[w] = heaps[w][qi]
+			}
+			r.Classes = totals.classes(qi, hs, opt.TopK)
+		}
 	}
 	return res, nil
 }
@@ -467,23 +476,6 @@ func (p *partial) cutRuns(s *Scanner, j0, nb int) {
 		}
 		p.runs = append(p.runs, run{hi: int32(hi), t: st - s.first, g: g})
 		lo = hi
-	}
-}
-
-// scoreFromBlock copies the listed tokens' α and contribution of block [j0, j0+nb) out of
-// the block's α and projections, for every query (as accumulate computes them). Blocks do
-// not overlap, so workers write disjoint parts of the results.
-func (s *Scanner) scoreFromBlock(lists [][]int32, res []Result, j0, nb int, alpha, proj []float32, row []int) {
-	for qi, l := range lists {
-		lo, _ := slices.BinarySearch(l, int32(j0))
-		hi, _ := slices.BinarySearch(l[lo:], int32(j0+nb))
-		al, gu := alpha[qi*nb:(qi+1)*nb], proj[row[qi]*nb:(row[qi]+1)*nb]
-		ra, rc := res[qi].ScoreAlpha[lo:lo+hi], res[qi].ScoreContribution[lo:lo+hi]
-		for k, j := range l[lo : lo+hi] {
-			b := int(j) - j0
-			a := float64(al[b])
-			ra[k], rc[k] = a, a*s.SW[s.StepIndex(int(j))]*float64(gu[b])
-		}
 	}
 }
 

@@ -1,8 +1,6 @@
 package dualmem
 
 import (
-	"fmt"
-	"slices"
 	"unsafe"
 )
 
@@ -94,37 +92,6 @@ func (s *Scanner) scoresSIMD(q Query, idx []int32, alpha, contribution []float64
 				proj = float64(grads[int(jr)*dout+q.Token])
 			}
 			alpha[i+r], contribution[i+r] = a, a*s.SW[s.StepIndex(int(jr))]*proj
-		}
-	}
-}
-
-// checkScoreLists checks that opt.Score has one ascending list per query inside [From, To).
-func (s *Scanner) checkScoreLists(qs []Query, opt ScanOptions) error {
-	if opt.Score == nil {
-		return nil
-	}
-	if len(opt.Score) != len(qs) {
-		return fmt.Errorf("dualmem: scan %q: %d score lists for %d queries", s.Mem.Spec.Name, len(opt.Score), len(qs))
-	}
-	for qi, l := range opt.Score {
-		for k, j := range l {
-			if int(j) < opt.From || int(j) >= opt.To || (k > 0 && j <= l[k-1]) {
-				return fmt.Errorf("dualmem: scan %q: score list %d is not ascending inside [%d, %d) at token %d", s.Mem.Spec.Name, qi, opt.From, opt.To, j)
-			}
-		}
-	}
-	return nil
-}
-
-// scoreListed scores the listed tokens of block [j0, j0+nb) for every query. Blocks do not
-// overlap, so workers write disjoint parts of the results.
-func (s *Scanner) scoreListed(qs []Query, lists [][]int32, res []Result, j0, nb int) {
-	for qi, l := range lists {
-		lo, _ := slices.BinarySearch(l, int32(j0))
-		hi, _ := slices.BinarySearch(l[lo:], int32(j0+nb))
-		hi += lo
-		if lo < hi {
-			s.Scores(qs[qi], l[lo:hi], res[qi].ScoreAlpha[lo:hi], res[qi].ScoreContribution[lo:hi])
 		}
 	}
 }

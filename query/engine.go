@@ -372,12 +372,12 @@ type layerQueries struct {
 // The pattern members' scores come from the same pass over the keys.
 func (e *Engine) fullLayer(ctx context.Context, req Request, lq layerQueries) ([]LayerAnswer, error) {
 	sc, qs, from, to := lq.sc, lq.qs, lq.rg.from, lq.rg.to
-	lists := make([][]int32, len(qs))
+	members := make([]dualmem.Members, len(qs))
 	for i := range qs {
-		lists[i] = lq.shared[i].js
+		members[i] = lq.shared[i].members()
 	}
-	opt := dualmem.ScanOptions{TopK: 4*req.TopK + 64, From: from, To: to,
-		Groups: e.passageOf, NGroups: len(e.pass.starts) - 1, Score: lists}
+	opt := dualmem.ScanOptions{TopK: memberTop(req), From: from, To: to,
+		Groups: e.passageOf, NGroups: len(e.pass.starts) - 1, Members: members}
 	res, err := sc.Scan(ctx, qs, opt)
 	if err != nil {
 		return nil, err
@@ -385,8 +385,8 @@ func (e *Engine) fullLayer(ctx context.Context, req Request, lq layerQueries) ([
 	read := sc.RangeRead(from, to)
 	// Rarely, more than the spare hits share windows with better ones: scan again with
 	// more, the queries that need it alone (as topHits does), keeping the first scan's
-	// member scores.
-	opt.Score = nil
+	// member classes.
+	opt.Members = nil
 	for short := shortQueries(sc, req, rankedLists(req, res), indices(len(qs)), opt.TopK, to-from); len(short) > 0; {
 		opt.TopK *= 8
 		more, err := sc.Scan(ctx, queriesAt(qs, short), opt)
@@ -394,7 +394,7 @@ func (e *Engine) fullLayer(ctx context.Context, req Request, lq layerQueries) ([
 			return nil, err
 		}
 		for k, i := range short {
-			more[k].ScoreAlpha, more[k].ScoreContribution = res[i].ScoreAlpha, res[i].ScoreContribution
+			more[k].Classes = res[i].Classes
 			res[i] = more[k]
 		}
 		read = read.Plus(sc.RangeRead(from, to))
@@ -407,16 +407,18 @@ func (e *Engine) fullLayer(ctx context.Context, req Request, lq layerQueries) ([
 		if req.RankBy == RankAttention {
 			ranked = r.TopAttention
 		}
-		s := scores{js: sh.js, alpha: r.ScoreAlpha, c: r.ScoreContribution}
-		hits := distinctWindows(sc, ranked, req.TopK)
+		hits, rescored := distinctWindows(sc, ranked, req.TopK), 0
 		if req.GroupBy == GroupPattern {
-			hits = patternTop(sc, sh, s, ranked, req.RankBy == RankAttention, req.TopK)
+			var err error
+			if hits, rescored, err = patternTop(sc, qs[i], sh, r.Classes, ranked, req.RankBy == RankAttention, req.TopK); err != nil {
+				return err
+			}
 		}
 		la := e.layerAnswer(sc, lq.name, req, qs[i], lq.objs[i], r, lq.probes[i], lq.targets[i], hits)
-		la.Patterns = e.patterns(sc, r, sh, s, e.window(lq.contexts[i]), lq.targets[i], lq.rg)
+		la.Patterns = e.patterns(sc, r, sh, r.Classes, e.window(lq.contexts[i]), lq.targets[i], lq.rg)
 		var err error
 		la.Passages, err = e.topPassages(ctx, sc, qs[i], r, req.Passages, lq.rg)
-		rescored := positionTokens(la.ByOffset)
+		rescored += positionTokens(la.ByOffset)
 		for _, p := range la.Passages {
 			rescored += p.Count
 		}

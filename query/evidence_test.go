@@ -45,13 +45,12 @@ func TestPatternsAndPassagesMatchBruteForce(t *testing.T) {
 			t.Fatal(err)
 		}
 		res, err := sc.Scan(context.Background(), []dualmem.Query{q}, dualmem.ScanOptions{TopK: 5, Groups: e.passageOf, NGroups: G,
-			Score: [][]int32{sh.js}})
+			Members: []dualmem.Members{sh.members()}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		r := &res[0]
-		s := scores{js: sh.js, alpha: r.ScoreAlpha, c: r.ScoreContribution}
-		rows := e.patterns(sc, r, sh, s, ctxRunes, target, all)
+		rows := e.patterns(sc, r, sh, r.Classes, ctxRunes, target, all)
 		if rows[0].N != 0 || rows[0].Count != sc.N {
 			t.Fatalf("%s: first row %+v, want n=0 over %d tokens", layer, rows[0], sc.N)
 		}
@@ -99,13 +98,19 @@ func TestPatternsAndPassagesMatchBruteForce(t *testing.T) {
 		}
 
 		// Grouped by pattern, the top list starts with the longest shared context.
-		top := patternTop(sc, sh, s, r.TopContribution, false, 5)
+		top, _, err := patternTop(sc, q, sh, r.Classes, r.TopContribution, false, 5)
+		if err != nil {
+			t.Fatal(err)
+		}
 		longest := sh.longest()
 		for i, h := range top {
 			n := -1
-			for p, j := range sh.js {
-				if int(j) == h.Index {
-					n = int(sh.ns[p])
+			if slices.Contains(sh.js, int32(h.Index)) {
+				n = 1
+			}
+			for _, c := range sh.deep {
+				if int(c.Token) == h.Index {
+					n = int(c.Class) + 1
 				}
 			}
 			if i == 0 && n != longest {
@@ -287,28 +292,6 @@ func TestAttributeAt(t *testing.T) {
 	for _, pos := range [][]int{{0}, {12}, {-1}} {
 		if _, err := e.AttributeAt(context.Background(), req, pos); !IsInputError(err) {
 			t.Errorf("positions %v: %v, want an input error", pos, err)
-		}
-	}
-}
-
-// best's partial selection is the head of a full sort, ties broken by memory order.
-func TestBestMembers(t *testing.T) {
-	rng := rand.New(rand.NewPCG(3, 3))
-	const n = 5000
-	s := scores{js: make([]int32, n), alpha: make([]float64, n), c: make([]float64, n)}
-	ps := make([]int32, n)
-	for i, j := range rng.Perm(100000)[:n] {
-		s.js[i], s.alpha[i], s.c[i] = int32(j), float64(rng.IntN(50)-25), float64(rng.IntN(40)-20)
-		ps[i] = int32(i)
-	}
-	for _, byAttention := range []bool{false, true} {
-		for _, k := range []int{1, 3, 10, 2000, 6000} {
-			full := slices.Clone(ps)
-			slices.SortFunc(full, func(a, b int32) int { return s.better(a, b, byAttention) })
-			got := best(s, ps, k, byAttention)
-			if want := full[:min(k, len(full))]; !slices.Equal(got, want) {
-				t.Fatalf("k=%d attention=%v: best differs from the sorted head", k, byAttention)
-			}
 		}
 	}
 }

@@ -1,9 +1,7 @@
 package query
 
 import (
-	"cmp"
 	"context"
-	"math"
 	"slices"
 	"sort"
 
@@ -36,50 +34,52 @@ func (r tokens) has(j int32) bool { return int(j) >= r.from && int(j) < r.to }
 
 // shared is what one query's context shares with the training tokens, the same for every
 // layer: the members (the training tokens in range whose context ends with the query's last
-// character) in memory order, how many characters each shared, and the members grouped by
-// that count.
+// character) in memory order, and how many characters each shared. Members are classed by
+// that count n, class n−1 for the scan; most share one character only, so only the others
+// are listed with their class, and the list of members is a view of the engine's index:
+// a member costs a request nothing unless it shared two characters or more.
 type shared struct {
-	js    []int32 // member tokens, ascending (a view of the engine's index)
-	ns    []int32 // characters each member shared, at least 1
-	order []int32 // member positions by shared count: class n is order[first[n]:first[n+1]]
-	first []int32
-	same  []int // per count n: the members trained to predict the query's target
+	js    []int32           // member tokens, ascending (a view of the engine's index)
+	deep  []dualmem.ClassOf // the members that shared n ≥ 2 characters, ascending, in class n−1
+	count []int             // per n ≥ 1: the members that shared exactly n characters
+	same  []int             // per n ≥ 1: those of them trained to predict the query's target
 }
-
-// class lists the positions (into js) of the members that shared exactly n characters, in
-// the suffix array's order.
-func (s *shared) class(n int) []int32 { return s.order[s.first[n]:s.first[n+1]] }
 
 // longest is the most characters a member shared (0 without members).
-func (s *shared) longest() int { return len(s.first) - 2 }
+func (s *shared) longest() int { return len(s.count) - 1 }
 
-// scores are the members' α and contribution for one layer's query, by member position.
-type scores struct {
-	js       []int32
-	alpha, c []float64
+// members is the scan's view of the members: class n−1 holds those that shared n.
+func (s *shared) members() dualmem.Members {
+	return dualmem.Members{Tokens: s.js, Classes: s.deep, N: max(1, s.longest())}
 }
 
-func (s scores) hit(p int32) dualmem.Hit {
-	return dualmem.Hit{Index: int(s.js[p]), Alpha: s.alpha[p], Contribution: s.c[p]}
-}
-
-// score is what a member is ranked by: its contribution, or |α| when byAttention.
-func (s scores) score(p int32, byAttention bool) float64 {
-	if byAttention {
-		return math.Abs(s.alpha[p])
+// class lists the members that shared exactly n characters, ascending.
+func (s *shared) class(n int) []int32 {
+	out := make([]int32, 0, s.count[n])
+	if n >= 2 {
+		for _, c := range s.deep {
+			if int(c.Class) == n-1 {
+				out = append(out, c.Token)
+			}
+		}
+		return out
 	}
-	return s.c[p]
+	k := 0
+	for _, j := range s.js {
+		if k < len(s.deep) && s.deep[k].Token == j {
+			k++
+			continue
+		}
+		out = append(out, j)
+	}
+	return out
 }
 
-// better orders members by score, largest first, then by memory order.
-func (s scores) better(a, b int32, byAttention bool) int {
-	return cmp.Or(cmp.Compare(s.score(b, byAttention), s.score(a, byAttention)), cmp.Compare(s.js[a], s.js[b]))
-}
-
-// patterns builds the nested classes for one token and layer from the members of the
-// query's context; target is the generated token; r's totals give the N = 0 row, so the rows
-// add up to the dual total exactly.
-func (e *Engine) patterns(sc *dualmem.Scanner, r *dualmem.Result, sh *shared, s scores, ctx []rune, target int32, rg tokens) []Pattern {
+// patterns builds the nested classes for one token and layer from the scan's figures for
+// the members of the query's context (cls, class n−1 for n characters shared); target is
+// the generated token; r's totals give the N = 0 row, so the rows add up to the dual total
+// exactly.
+func (e *Engine) patterns(sc *dualmem.Scanner, r *dualmem.Result, sh *shared, cls []dualmem.Class, ctx []rune, target int32, rg tokens) []Pattern {
 	var alpha0 float64
 	for _, a := range r.StepAlpha {
 		alpha0 += a
@@ -89,23 +89,22 @@ func (e *Engine) patterns(sc *dualmem.Scanner, r *dualmem.Result, sh *shared, s 
 	for _, h := range r.TopContribution[:min(PatternExamples, len(r.TopContribution))] {
 		rows[0].Examples = append(rows[0].Examples, e.entry(sc, h))
 	}
-	// Class n holds the members that shared n or more: sum by exact n, from the longest down.
+	// Class n holds the members that shared n or more: add the exact classes up from the
+	// longest down.
 	longest := sh.longest()
 	acc := Pattern{}
 	tail := make([]Pattern, longest+1)
 	for n := longest; n >= 1; n-- {
-		exact := sh.class(n)
-		acc.Count += len(exact)
+		c := &cls[n-1]
+		acc.Count += sh.count[n]
 		acc.SameTarget += sh.same[n]
-		for _, p := range exact {
-			acc.Contribution += s.c[p]
-			acc.Alpha += s.alpha[p]
-		}
+		acc.Contribution += c.Contribution
+		acc.Alpha += c.Alpha
 		row := acc
 		row.N, row.Suffix = n, string(ctx[len(ctx)-n:])
 		row.Examples = []Entry{}
-		for _, p := range best(s, exact, PatternExamples, false) {
-			row.Examples = append(row.Examples, e.entry(sc, s.hit(p)))
+		for _, h := range c.TopContribution[:min(PatternExamples, len(c.TopContribution))] {
+			row.Examples = append(row.Examples, e.entry(sc, h))
 		}
 		tail[n] = row
 	}
@@ -124,73 +123,53 @@ func inRange(idx []int32, rg tokens) []int32 {
 	return idx[lo:max(lo, hi)]
 }
 
-// best returns the k best of the members at positions ps, in order, without sorting them
-// all: a class of one shared character can hold a fifth of the memory.
-func best(s scores, ps []int32, k int, byAttention bool) []int32 {
-	order := func(a, b int32) int { return s.better(a, b, byAttention) }
-	if len(ps) <= 4*k {
-		out := slices.Clone(ps)
-		slices.SortFunc(out, order)
-		return out[:min(k, len(out))]
-	}
-	top := make([]int32, 0, k+1) // sorted, best first
-	worst := math.Inf(-1)        // the k-th best score once top is full
-	for _, p := range ps {
-		// Most members score below the k-th best: one comparison rejects them.
-		if len(top) == k && (s.score(p, byAttention) < worst || order(p, top[k-1]) >= 0) {
-			continue
-		}
-		i, _ := slices.BinarySearchFunc(top, p, order)
-		top = slices.Insert(top, i, p)
-		if len(top) > k {
-			top = top[:k]
-		}
-		if len(top) == k {
-			worst = s.score(top[k-1], byAttention)
-		}
-	}
-	return top
-}
+// memberTop is how many hits a full scan keeps per ranking, and per member class, for an
+// answer's top k: spares for the hits that share a window with better ones.
+func memberTop(req Request) int { return 4*req.TopK + 64 }
 
 // patternTop is the top list grouped by pattern: the training tokens that shared the most
 // context with the query first, each class ordered by the ranking; when fewer than k tokens
 // shared any context, the ranking's best of the rest follow. No two come from one training
-// window.
-func patternTop(sc *dualmem.Scanner, sh *shared, s scores, ranked []dualmem.Hit, byAttention bool, k int) []dualmem.Hit {
+// window. cls are the member classes' figures (best memberTop tokens each); a class whose
+// best hold too few distinct windows is scored again, keeping 8× as many, from its members'
+// keys. It returns the list and how many tokens it scored again.
+func patternTop(sc *dualmem.Scanner, q dualmem.Query, sh *shared, cls []dualmem.Class, ranked []dualmem.Hit, byAttention bool, k int) ([]dualmem.Hit, int, error) {
 	var hits []dualmem.Hit
+	rescored := 0
 	for n := sh.longest(); n >= 1; n-- {
-		class := sh.class(n)
-		// Enough candidates for k distinct windows, unless the class repeats windows a lot.
-		want := 4*k + 64
+		cand := cls[n-1].TopContribution
+		if byAttention {
+			cand = cls[n-1].TopAttention
+		}
 		for {
-			cand := best(s, class, want, byAttention)
-			h := append(slices.Clone(hits), make([]dualmem.Hit, 0, len(cand))...)
-			for _, p := range cand {
-				h = append(h, s.hit(p))
-			}
+			h := append(slices.Clone(hits), cand...)
 			if got := distinctWindows(sc, h, k); len(got) == k {
-				return got
-			} else if len(cand) == len(class) {
+				return got, rescored, nil
+			} else if len(cand) == sh.count[n] {
 				hits = h
 				break
 			}
-			want *= 8
+			class := sh.class(n)
+			more, err := sc.ScoreMembers(q, dualmem.Members{Tokens: class, N: 1}, 8*len(cand))
+			if err != nil {
+				return nil, 0, err
+			}
+			rescored += len(class)
+			cand = more[0].TopContribution
+			if byAttention {
+				cand = more[0].TopAttention
+			}
 		}
 	}
-	return distinctWindows(sc, append(hits, ranked...), k)
+	return distinctWindows(sc, append(hits, ranked...), k), rescored, nil
 }
 
 // prevIndex lists, per character, the memory tokens whose target follows that character in
-// the corpus: the members of any context ending with it. Built once per engine, it replaces
-// a suffix-array lookup per query. The members are kept in memory order, for the scan, and
-// in the suffix array's order (by the corpus text from that character on, then memory
-// order), in which the pattern sums add them up.
+// the corpus, in memory order: the members of any context ending with it. Built once per
+// engine, it replaces a suffix-array lookup per query.
 type prevIndex struct {
 	class map[rune]int32
 	toks  targetIndex // per class, its members in memory order
-	// saPos[toks.first[c]:toks.first[c+1]] are the positions of class c's members in its
-	// memory-order list, in suffix-array order.
-	saPos []int32
 }
 
 func (e *Engine) newPrevIndex(sc *dualmem.Scanner) prevIndex {
@@ -209,38 +188,16 @@ func (e *Engine) newPrevIndex(sc *dualmem.Scanner) prevIndex {
 		keys[j] = c
 	}
 	x.toks = newTargetIndex(keys, len(x.class))
-	x.saPos = make([]int32, len(x.toks.tokens))
-	for r, c := range x.class {
-		list := x.toks.of(c)
-		out := x.saPos[x.toks.first[c]:x.toks.first[c]]
-		placed := make([]bool, len(list))
-		for _, b := range e.sa.Lookup([]byte(string(r)), -1) {
-			for _, j := range sc.SameOffset(int64(e.runeAt[b]) + 1) {
-				if p, ok := slices.BinarySearch(list, j); ok && !placed[p] {
-					placed[p] = true
-					out = append(out, int32(p))
-				}
-			}
-		}
-		// Members the suffix array does not reach (a character that is not valid UTF-8
-		// in the corpus) follow in memory order.
-		for p, done := range placed {
-			if !done {
-				out = append(out, int32(p))
-			}
-		}
-	}
 	return x
 }
 
-// of lists the memory tokens trained right after character r, in memory order, and their
-// positions in that list in suffix-array order.
-func (x prevIndex) of(r rune) (toks, saPos []int32) {
+// of lists the memory tokens trained right after character r, in memory order.
+func (x prevIndex) of(r rune) []int32 {
 	c, ok := x.class[r]
 	if !ok {
-		return nil, nil
+		return nil
 	}
-	return x.toks.of(c), x.saPos[x.toks.first[c]:x.toks.first[c+1]]
+	return x.toks.of(c)
 }
 
 // shared finds the training tokens in rg whose context ends with the query's last character
@@ -248,17 +205,12 @@ func (x prevIndex) of(r rune) (toks, saPos []int32) {
 // those trained to predict target. It depends on the training tokens only, not on a layer.
 // A frequent character has many members: it checks cctx every checkEvery of them.
 func (e *Engine) shared(cctx context.Context, sc *dualmem.Scanner, ctx []rune, target int32, rg tokens) (*shared, error) {
-	sh := &shared{first: []int32{0, 0}, same: []int{0}}
+	sh := &shared{count: []int{0}, same: []int{0}}
 	if len(ctx) == 0 {
 		return sh, nil
 	}
 	last := len(ctx) - 1
-	all, saPos := e.byPrev.of(ctx[last])
-	lo := sort.Search(len(all), func(i int) bool { return int(all[i]) >= rg.from })
-	hi := max(lo, sort.Search(len(all), func(i int) bool { return int(all[i]) >= rg.to }))
-	sh.js = all[lo:hi]
-	sh.ns = make([]int32, len(sh.js))
-	longest := 0
+	sh.js = inRange(e.byPrev.of(ctx[last]), rg)
 	for i, j := range sh.js {
 		if i%checkEvery == 0 && cctx.Err() != nil {
 			return nil, cctx.Err()
@@ -269,27 +221,15 @@ func (e *Engine) shared(cctx context.Context, sc *dualmem.Scanner, ctx []rune, t
 		for n < seen && n < len(ctx) && off-int64(n)-1 >= 0 && e.corpus[off-int64(n)-1] == ctx[last-n] {
 			n++
 		}
-		sh.ns[i] = int32(n)
-		longest = max(longest, n)
-	}
-	// A counting sort by n; each class keeps the suffix array's order.
-	sh.first, sh.same = make([]int32, longest+2), make([]int, longest+1)
-	for p, n := range sh.ns {
-		sh.first[n+1]++
-		if sc.Mem.Targets[sh.js[p]] == target {
+		for len(sh.count) <= n {
+			sh.count, sh.same = append(sh.count, 0), append(sh.same, 0)
+		}
+		sh.count[n]++
+		if sc.Mem.Targets[j] == target {
 			sh.same[n]++
 		}
-	}
-	for n := 1; n < len(sh.first); n++ {
-		sh.first[n] += sh.first[n-1]
-	}
-	next := slices.Clone(sh.first)
-	sh.order = make([]int32, len(sh.js))
-	for _, p := range saPos {
-		if p -= int32(lo); p >= 0 && int(p) < len(sh.js) {
-			n := sh.ns[p]
-			sh.order[next[n]] = p
-			next[n]++
+		if n >= 2 {
+			sh.deep = append(sh.deep, dualmem.ClassOf{Token: j, Class: int32(n - 1)})
 		}
 	}
 	return sh, nil

@@ -38,9 +38,15 @@ func (e *Engine) prunedLayer(ctx context.Context, req Request, lq layerQueries) 
 		hits, rescored := distinctWindows(sc, ranked[i], req.TopK), 0
 		if req.GroupBy == GroupPattern {
 			sh := lq.shared[i]
-			s := scores{js: sh.js, alpha: make([]float64, len(sh.js)), c: make([]float64, len(sh.js))}
-			sc.Scores(qs[i], sh.js, s.alpha, s.c)
-			hits, rescored = patternTop(sc, sh, s, ranked[i], req.RankBy == RankAttention, req.TopK), len(sh.js)
+			cls, err := sc.ScoreMembers(qs[i], sh.members(), memberTop(req))
+			if err != nil {
+				return err
+			}
+			var more int
+			if hits, more, err = patternTop(sc, qs[i], sh, cls, ranked[i], req.RankBy == RankAttention, req.TopK); err != nil {
+				return err
+			}
+			rescored = len(sh.js) + more
 		}
 		sm := &sums[i]
 		la := e.hitsAnswer(sc, lq.name, qs[i], lq.objs[i], lq.probes[i], lq.targets[i], hits)
@@ -103,7 +109,7 @@ func searchK(req Request) int {
 	if req.GroupBy == GroupToken && req.RankBy != RankAttention {
 		return 2*req.TopK + 8
 	}
-	return 4*req.TopK + 64
+	return memberTop(req)
 }
 
 // splitTokens is the fewest tokens in range for which searchBatch splits a search: below it

@@ -15,7 +15,8 @@ import (
 
 // The evidence as it was computed before the members' scores came from the scan: the
 // members found through the suffix array, in its order, each scored on its own, one token
-// and one layer at a time. The engine must give the same answer, bit for bit.
+// and one layer at a time; each class's sum adds its members in memory order. The engine
+// must give the same answer, bit for bit.
 
 type refMember struct {
 	j     int32
@@ -57,6 +58,9 @@ func refByShared(ms []refMember) [][]refMember {
 	out := make([][]refMember, longest+1)
 	for _, m := range ms {
 		out[m.n] = append(out[m.n], m)
+	}
+	for _, c := range out {
+		slices.SortFunc(c, func(a, b refMember) int { return int(a.j - b.j) })
 	}
 	return out
 }
@@ -114,14 +118,17 @@ func (e *Engine) refPatterns(sc *dualmem.Scanner, r *dualmem.Result, members []r
 	acc := Pattern{}
 	tail := make([]Pattern, len(byN))
 	for n := len(byN) - 1; n >= 1; n-- {
+		var alpha, c float64
 		for _, m := range byN[n] {
 			acc.Count++
-			acc.Contribution += m.c
-			acc.Alpha += m.alpha
+			c += m.c
+			alpha += m.alpha
 			if sc.Mem.Targets[m.j] == target {
 				acc.SameTarget++
 			}
 		}
+		acc.Contribution += c
+		acc.Alpha += alpha
 		row := acc
 		row.N, row.Suffix = n, string(ctx[len(ctx)-n:])
 		row.Examples = []Entry{}
@@ -293,5 +300,53 @@ func sameJSON(t *testing.T, a, b any) {
 	}
 	if len(diffs) > 10 {
 		t.Errorf("and %d more differences", len(diffs)-10)
+	}
+}
+
+// A class whose best tokens hold too few distinct windows is scored again from its
+// members: with room for only two of each class's best, the top list grouped by pattern is
+// still the reference's.
+func TestPatternTopScoresClassesAgain(t *testing.T) {
+	e := engine(t)
+	sc := e.Scanner("out")
+	all := tokens{0, sc.N}
+	rescoredAny := false
+	for _, prompt := range []string{"The light ", "of the Rays", "Colours"} {
+		seq, err := e.encode("prompt", prompt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		probes, err := e.probe(context.Background(), [][]int32{seq}, []int32{seq[0]}, lm.ObjLogit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, _ := e.query("out", RankContribution, probes[0], seq[0])
+		ctx := e.window(seq)
+		sh, err := e.shared(context.Background(), sc, ctx, seq[0], all)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := sc.Scan(context.Background(), []dualmem.Query{q}, dualmem.ScanOptions{TopK: 2, Members: []dualmem.Members{sh.members()}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		members := refScored(sc, q, e.refShared(sc, ctx, all))
+		for _, byAttention := range []bool{false, true} {
+			ranked := res[0].TopContribution
+			if byAttention {
+				ranked = res[0].TopAttention
+			}
+			got, rescored, err := patternTop(sc, q, sh, res[0].Classes, ranked, byAttention, 8)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rescoredAny = rescoredAny || rescored > 0
+			if want := refPatternTop(sc, members, ranked, byAttention, 8); !slices.Equal(got, want) {
+				t.Errorf("%q attention=%v: pattern top %v, want %v", prompt, byAttention, got, want)
+			}
+		}
+	}
+	if !rescoredAny {
+		t.Error("no class was scored again")
 	}
 }
