@@ -1,7 +1,6 @@
 package dualmem
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -124,26 +123,37 @@ type offsetIndex struct {
 	first  []int32 // [max offset + 2]: first[off] is the first index into sorted with offset ≥ off
 }
 
+// newOffsetIndex sorts the tokens by offset with a counting sort (the offsets are corpus
+// positions): linear, where a comparison sort took most of a large memory's start-up. It is
+// stable, so each offset's tokens stay in memory order; tokens without an offset (negative)
+// come first.
 func newOffsetIndex(offsets []int64) *offsetIndex {
-	x := &offsetIndex{sorted: make([]int32, len(offsets))}
-	ordered, top := true, int64(-1)
-	for j := range x.sorted {
-		x.sorted[j] = int32(j)
-		ordered = ordered && (j == 0 || offsets[j-1] <= offsets[j])
-		top = max(top, offsets[j])
+	top := int64(-1)
+	for _, o := range offsets {
+		top = max(top, o)
 	}
-	if !ordered {
-		slices.SortFunc(x.sorted, func(a, b int32) int {
-			return cmp.Or(cmp.Compare(offsets[a], offsets[b]), cmp.Compare(a, b))
-		})
-	}
-	x.first = make([]int32, top+2)
-	i := 0
-	for off := range x.first {
-		for i < len(x.sorted) && offsets[x.sorted[i]] < int64(off) {
-			i++
+	x := &offsetIndex{sorted: make([]int32, len(offsets)), first: make([]int32, top+2)}
+	neg := int32(0)
+	for _, o := range offsets {
+		if o < 0 {
+			neg++
+		} else {
+			x.first[o+1]++
 		}
-		x.first[off] = int32(i)
+	}
+	x.first[0] = neg
+	for off := 1; off < len(x.first); off++ {
+		x.first[off] += x.first[off-1]
+	}
+	next, nneg := slices.Clone(x.first[:top+1]), int32(0)
+	for j, o := range offsets {
+		if o < 0 {
+			x.sorted[nneg] = int32(j)
+			nneg++
+		} else {
+			x.sorted[next[o]] = int32(j)
+			next[o]++
+		}
 	}
 	return x
 }
