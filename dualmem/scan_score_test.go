@@ -42,24 +42,23 @@ func bruteClasses(s *Scanner, q Query, m Members, k int) []Class {
 		hits[cl] = append(hits[cl], Hit{Index: int(j), Alpha: a[0], Contribution: c[0]})
 	}
 	for cl, h := range hits {
-		for _, abs := range []bool{true, false} {
-			hh := &hitHeap{abs: abs}
-			sorted := slices.Clone(h)
-			slices.SortFunc(sorted, func(x, y Hit) int {
-				if hh.better(x, y) {
-					return -1
-				}
-				return 1
-			})
-			sorted = sorted[:min(k, len(sorted))]
-			if abs {
-				out[cl].TopAttention = sorted
-			} else {
-				out[cl].TopContribution = sorted
-			}
-		}
+		out[cl].TopAttention, out[cl].TopContribution = sortedHead(h, k, true), sortedHead(h, k, false)
 	}
 	return out
+}
+
+// sortedHead is the best k of hits by |α| (abs) or contribution, by a full sort, ties by
+// index.
+func sortedHead(hits []Hit, k int, abs bool) []Hit {
+	h := &hitHeap{abs: abs}
+	out := slices.Clone(hits)
+	slices.SortFunc(out, func(x, y Hit) int {
+		if h.better(x, y) {
+			return -1
+		}
+		return 1
+	})
+	return out[:min(k, len(out))]
 }
 
 // sameClasses reports whether got and want hold the same counts, sums and top lists, bit
@@ -214,15 +213,7 @@ func TestMemberSumsTies(t *testing.T) {
 				}
 			}
 			for _, abs := range []bool{true, false} {
-				h := &hitHeap{abs: abs}
-				want := slices.Clone(all)
-				slices.SortFunc(want, func(x, y Hit) int {
-					if h.better(x, y) {
-						return -1
-					}
-					return 1
-				})
-				want = want[:min(k, len(want))]
+				want := sortedHead(all, k, abs)
 				gotTop := got[cl].TopContribution
 				if abs {
 					gotTop = got[cl].TopAttention
