@@ -2,6 +2,7 @@ package dualmem
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"math"
 	"slices"
@@ -242,8 +243,9 @@ const memberChunk = 4096
 
 // ScoreMembers is the member part of a scan (ScanOptions.Members) for one query, from
 // Scores: per class the sums and the best k tokens, each scored as Scores does, reading the
-// members' keys only. Its figures are those a scan gives the same members, bit for bit.
-func (s *Scanner) ScoreMembers(q Query, m Members, k int) ([]Class, error) {
+// members' keys only. Its figures are those a scan gives the same members, bit for bit. A
+// frequent character's members run to millions: it checks ctx between chunks.
+func (s *Scanner) ScoreMembers(ctx context.Context, q Query, m Members, k int) ([]Class, error) {
 	if k < 1 {
 		return nil, fmt.Errorf("dualmem: score members %q: top-k %d, want at least 1", s.Mem.Spec.Name, k)
 	}
@@ -256,6 +258,9 @@ func (s *Scanner) ScoreMembers(q Query, m Members, k int) ([]Class, error) {
 	t, hs := newMemberTotals([]Members{m}), newClassHeaps(m.N, k)
 	b := t.block(1)
 	for lo := 0; lo < len(m.Tokens); lo += memberChunk {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		b.reset(1)
 		src := m.Tokens[lo:min(lo+memberChunk, len(m.Tokens))]
 		toks, cl, a, c := b.grow(0, len(src))

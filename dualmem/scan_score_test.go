@@ -2,6 +2,7 @@ package dualmem
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -122,7 +123,7 @@ func scanMembers(t *testing.T, dout int) {
 						t.Errorf("%d outputs, %s, kernel %d, %d workers, query %d: classes differ from Scores'", dout, tt.name, kern, workers, qi)
 					}
 					if kern == KernelSIMD && workers == 1 {
-						got, err := s.ScoreMembers(q, lists[qi], k)
+						got, err := s.ScoreMembers(context.Background(), q, lists[qi], k)
 						if err != nil {
 							t.Fatal(err)
 						}
@@ -156,7 +157,7 @@ func TestScanMembersBadInput(t *testing.T) {
 			t.Errorf("%s: no error", name)
 		}
 		if m := opt.Members[0]; name != "two lists" && opt.From == 0 && opt.To == 0 {
-			if _, err := s.ScoreMembers(q[0], m, 1); err == nil {
+			if _, err := s.ScoreMembers(context.Background(), q[0], m, 1); err == nil {
 				t.Errorf("%s: ScoreMembers gave no error", name)
 			}
 		}
@@ -232,5 +233,17 @@ func TestMemberSumsTies(t *testing.T) {
 					got[cl].Alpha, got[cl].Contribution, len(all), sa, sc)
 			}
 		}
+	}
+}
+
+// A cancelled request stops scoring members and says why.
+func TestScoreMembersCancelled(t *testing.T) {
+	mem, meta := randomMemory(3000, 8, 3, 5)
+	s := NewScanner(mem, meta)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	m := randomMembers(rand.New(rand.NewPCG(1, 1)), 0, 3000, 2, 2)
+	if _, err := s.ScoreMembers(ctx, Query{X: make([]float32, 8), Token: 0}, m, 3); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled: %v, want context.Canceled", err)
 	}
 }

@@ -410,7 +410,7 @@ func (e *Engine) fullLayer(ctx context.Context, req Request, lq layerQueries) ([
 		hits, rescored := distinctWindows(sc, ranked, req.TopK), 0
 		if req.GroupBy == GroupPattern {
 			var err error
-			if hits, rescored, err = patternTop(sc, qs[i], sh, r.Classes, ranked, req.RankBy == RankAttention, req.TopK); err != nil {
+			if hits, rescored, err = patternTop(ctx, sc, qs[i], sh, r.Classes, ranked, req.RankBy == RankAttention, req.TopK); err != nil {
 				return err
 			}
 		}

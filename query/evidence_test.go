@@ -98,7 +98,7 @@ func TestPatternsAndPassagesMatchBruteForce(t *testing.T) {
 		}
 
 		// Grouped by pattern, the top list starts with the longest shared context.
-		top, _, err := patternTop(sc, q, sh, r.Classes, r.TopContribution, false, 5)
+		top, _, err := patternTop(context.Background(), sc, q, sh, r.Classes, r.TopContribution, false, 5)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -133,7 +133,7 @@ func memberTop(req Request) int { return 4*req.TopK + 64 }
 // window. cls are the member classes' figures (best memberTop tokens each); a class whose
 // best hold too few distinct windows is scored again, keeping 8× as many, from its members'
 // keys. It returns the list and how many tokens it scored again.
-func patternTop(sc *dualmem.Scanner, q dualmem.Query, sh *shared, cls []dualmem.Class, ranked []dualmem.Hit, byAttention bool, k int) ([]dualmem.Hit, int, error) {
+func patternTop(ctx context.Context, sc *dualmem.Scanner, q dualmem.Query, sh *shared, cls []dualmem.Class, ranked []dualmem.Hit, byAttention bool, k int) ([]dualmem.Hit, int, error) {
 	var hits []dualmem.Hit
 	rescored := 0
 	for n := sh.longest(); n >= 1; n-- {
@@ -150,7 +150,7 @@ func patternTop(sc *dualmem.Scanner, q dualmem.Query, sh *shared, cls []dualmem.
 				break
 			}
 			class := sh.class(n)
-			more, err := sc.ScoreMembers(q, dualmem.Members{Tokens: class, N: 1}, 8*len(cand))
+			more, err := sc.ScoreMembers(ctx, q, dualmem.Members{Tokens: class, N: 1}, 8*len(cand))
 			if err != nil {
 				return nil, 0, err
 			}

@@ -38,12 +38,12 @@ func (e *Engine) prunedLayer(ctx context.Context, req Request, lq layerQueries) 
 		hits, rescored := distinctWindows(sc, ranked[i], req.TopK), 0
 		if req.GroupBy == GroupPattern {
 			sh := lq.shared[i]
-			cls, err := sc.ScoreMembers(qs[i], sh.members(), memberTop(req))
+			cls, err := sc.ScoreMembers(ctx, qs[i], sh.members(), memberTop(req))
 			if err != nil {
 				return err
 			}
 			var more int
-			if hits, more, err = patternTop(sc, qs[i], sh, cls, ranked[i], req.RankBy == RankAttention, req.TopK); err != nil {
+			if hits, more, err = patternTop(ctx, sc, qs[i], sh, cls, ranked[i], req.RankBy == RankAttention, req.TopK); err != nil {
 				return err
 			}
 			rescored = len(sh.js) + more

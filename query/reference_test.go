@@ -336,7 +336,7 @@ func TestPatternTopScoresClassesAgain(t *testing.T) {
 			if byAttention {
 				ranked = res[0].TopAttention
 			}
-			got, rescored, err := patternTop(sc, q, sh, res[0].Classes, ranked, byAttention, 8)
+			got, rescored, err := patternTop(context.Background(), sc, q, sh, res[0].Classes, ranked, byAttention, 8)
 			if err != nil {
 				t.Fatal(err)
 			}
