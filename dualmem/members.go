@@ -121,32 +121,30 @@ func (m *Members) classify(toks []int32, cl []int32) {
 	}
 }
 
-// memberBlock is one block's members for every query, in memory order, with their classes
-// and scores.
+// memberBlock is the classes and scores of one block's members for every query, in memory
+// order (the tokens are the members' own list).
 type memberBlock struct {
 	ends []int // per query, the end of its members in the lists below
-	toks []int32
 	cl   []int32
 	a, c []float64
 }
 
 // reset empties b for the members of Q queries, keeping its arrays.
 func (b *memberBlock) reset(Q int) {
-	b.ends, b.toks, b.cl, b.a, b.c = b.ends[:0], b.toks[:0], b.cl[:0], b.a[:0], b.c[:0]
+	b.ends, b.cl, b.a, b.c = b.ends[:0], b.cl[:0], b.a[:0], b.c[:0]
 	for range Q {
 		b.ends = append(b.ends, 0)
 	}
 }
 
 // grow appends room for n members of query qi (the queries come in order) and returns it.
-func (b *memberBlock) grow(qi, n int) (toks, cl []int32, a, c []float64) {
-	lo := len(b.toks)
-	b.toks, b.cl = slices.Grow(b.toks, n)[:lo+n], slices.Grow(b.cl, n)[:lo+n]
-	b.a, b.c = slices.Grow(b.a, n)[:lo+n], slices.Grow(b.c, n)[:lo+n]
+func (b *memberBlock) grow(qi, n int) (cl []int32, a, c []float64) {
+	lo := len(b.cl)
+	b.cl, b.a, b.c = slices.Grow(b.cl, n)[:lo+n], slices.Grow(b.a, n)[:lo+n], slices.Grow(b.c, n)[:lo+n]
 	for q := qi; q < len(b.ends); q++ {
 		b.ends[q] = lo + n
 	}
-	return b.toks[lo:], b.cl[lo:], b.a[lo:], b.c[lo:]
+	return b.cl[lo:], b.a[lo:], b.c[lo:]
 }
 
 type classTotal struct {
@@ -255,16 +253,14 @@ func (s *Scanner) ScoreMembers(ctx context.Context, q Query, m Members, k int) (
 	if err := m.check(0, s.N); err != nil {
 		return nil, fmt.Errorf("dualmem: score members %q: %w", s.Mem.Spec.Name, err)
 	}
-	t, hs := newMemberTotals([]Members{m}), newClassHeaps(m.N, k)
-	b := t.block(1)
+	t, hs, b := newMemberTotals([]Members{m}), newClassHeaps(m.N, k), &memberBlock{}
 	for lo := 0; lo < len(m.Tokens); lo += memberChunk {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		b.reset(1)
-		src := m.Tokens[lo:min(lo+memberChunk, len(m.Tokens))]
-		toks, cl, a, c := b.grow(0, len(src))
-		copy(toks, src)
+		toks := m.Tokens[lo:min(lo+memberChunk, len(m.Tokens))]
+		cl, a, c := b.grow(0, len(toks))
 		m.classify(toks, cl)
 		s.Scores(q, toks, a, c)
 		hs.offer(toks, cl, a, c)
@@ -285,8 +281,8 @@ func (s *Scanner) foldMembers(b *memberBlock, heaps []classHeaps, qs []Query, li
 		if hi == 0 {
 			continue
 		}
-		toks, cl, a, c := b.grow(qi, hi)
-		copy(toks, m.Tokens[lo:lo+hi])
+		toks := m.Tokens[lo : lo+hi]
+		cl, a, c := b.grow(qi, hi)
 		m.classify(toks, cl)
 		if fromBlock {
 			al, gu := alpha[qi*nb:(qi+1)*nb], proj[row[qi]*nb:(row[qi]+1)*nb]

@@ -197,8 +197,8 @@ func TestMemberSumsTies(t *testing.T) {
 		for _, p := range []int{1, 0, 2} {
 			cut := [][2]int{{0, 1700}, {1700, 3100}, {3100, n}}[p]
 			b := totals.block(1)
-			tk, cl, ba, bc := b.grow(0, cut[1]-cut[0])
-			copy(tk, toks[cut[0]:cut[1]])
+			tk := toks[cut[0]:cut[1]]
+			cl, ba, bc := b.grow(0, len(tk))
 			copy(ba, a[cut[0]:cut[1]])
 			copy(bc, c[cut[0]:cut[1]])
 			m.classify(tk, cl)

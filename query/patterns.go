@@ -141,6 +141,7 @@ func patternTop(ctx context.Context, sc *dualmem.Scanner, q dualmem.Query, sh *s
 		if byAttention {
 			cand = cls[n-1].TopAttention
 		}
+		var class []int32 // the class's members, listed when first scored again
 		for {
 			h := append(slices.Clone(hits), cand...)
 			if got := distinctWindows(sc, h, k); len(got) == k {
@@ -149,7 +150,9 @@ func patternTop(ctx context.Context, sc *dualmem.Scanner, q dualmem.Query, sh *s
 				hits = h
 				break
 			}
-			class := sh.class(n)
+			if class == nil {
+				class = sh.class(n)
+			}
 			more, err := sc.ScoreMembers(ctx, q, dualmem.Members{Tokens: class, N: 1}, 8*len(cand))
 			if err != nil {
 				return nil, 0, err
