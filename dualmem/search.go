@@ -21,6 +21,20 @@ type SearchOptions struct {
 	// runSplit): no worker waits for another, at the cost of the pruning each part's own
 	// early hits could have done for the others.
 	Split bool
+	// Steps, when set, holds each query's step bounds from BoundSteps over [From, To) on
+	// this scanner, which the search then does not compute.
+	Steps []StepBounds
+}
+
+// StepBounds are one query's bounds on every whole step of a token range, by attention and
+// by contribution: what a search computes first, before it looks at any block. A caller
+// that learns its queries one at a time (a generation, token by token) computes them with
+// BoundSteps as each comes, while the next is still being generated, and hands them to
+// Search in SearchOptions.Steps.
+type StepBounds struct {
+	s        *Scanner
+	from, to int
+	att, con []float64 // per step of the range
 }
 
 // What a search read goes into ScanStats (scanstats.go): BytesTotal is what a full scan
@@ -92,11 +106,19 @@ func (s *Scanner) Search(ctx context.Context, qs []Query, opt SearchOptions) ([]
 	if opt.Workers <= 0 {
 		opt.Workers = runtime.GOMAXPROCS(0)
 	}
-	if opt.To == 0 {
-		opt.To = s.N
+	var err error
+	if opt.From, opt.To, err = s.searchRange("search", opt.From, opt.To); err != nil {
+		return nil, err
 	}
-	if opt.From < 0 || opt.From > opt.To || opt.To > s.N {
-		return nil, fmt.Errorf("dualmem: search %q: token range [%d, %d) outside [0, %d)", name, opt.From, opt.To, s.N)
+	if opt.Steps != nil {
+		if len(opt.Steps) != len(qs) {
+			return nil, fmt.Errorf("dualmem: search %q: %d step bounds for %d queries", name, len(opt.Steps), len(qs))
+		}
+		for i, sb := range opt.Steps {
+			if sb.s != s || sb.from != opt.From || sb.to != opt.To {
+				return nil, fmt.Errorf("dualmem: search %q: query %d's step bounds are for another memory or token range", name, i)
+			}
+		}
 	}
 	if len(qs) == 0 {
 		return nil, nil
@@ -107,7 +129,7 @@ func (s *Scanner) Search(ctx context.Context, qs []Query, opt SearchOptions) ([]
 	}
 	ix := s.index()
 	r := &searchRun{s: s, ix: ix, sq: sq, from: opt.From, to: opt.To, k: opt.TopK, workers: opt.Workers,
-		skip: [2]bool{opt.SkipAttention, opt.SkipContribution}}
+		skip: [2]bool{opt.SkipAttention, opt.SkipContribution}, given: opt.Steps}
 	run := r.run
 	if opt.Split && opt.Workers > 1 {
 		run = r.runSplit
@@ -144,8 +166,9 @@ type searchRun struct {
 	cands  []cand
 	stats  ScanStats
 	t0, t1 int // steps in range
-	// The whole-step bounds of each query: [q*(t1−t0) + t−t0].
-	stepAtt, stepCon []float64
+	// The whole-step bounds of each query: [q][t−t0]; given, when the caller computed them.
+	stepAtt, stepCon [][]float64
+	given            []StepBounds
 	rowBytes         int64
 	board            *thetaBoard // a split search's shared thresholds; nil otherwise
 	thr              []float64   // a round's thresholds, per queue
@@ -166,8 +189,70 @@ func (r *searchRun) run(ctx context.Context) error {
 		return nil
 	}
 	ws := make([]scratch, r.workers)
-	r.stepBounds(ws, func(lo, hi int) { r.seedQueues(lo, hi, 0, 1) })
+	if r.useGiven() {
+		r.seedQueues(0, len(r.sq.qs), 0, 1)
+	} else {
+		r.stepBounds(ws, func(lo, hi int) { r.seedQueues(lo, hi, 0, 1) })
+	}
 	return r.loop(ctx, ws)
+}
+
+// useGiven takes the caller's step bounds, if any, and reports whether there were.
+func (r *searchRun) useGiven() bool {
+	if r.given == nil {
+		return false
+	}
+	r.stepAtt, r.stepCon = make([][]float64, len(r.given)), make([][]float64, len(r.given))
+	for qi, sb := range r.given {
+		r.stepAtt[qi], r.stepCon[qi] = sb.att, sb.con
+	}
+	return true
+}
+
+// searchRange checks a token range [from, to) (to 0 meaning N) and returns it with to set.
+func (s *Scanner) searchRange(op string, from, to int) (int, int, error) {
+	if to == 0 {
+		to = s.N
+	}
+	if from < 0 || from > to || to > s.N {
+		return 0, 0, fmt.Errorf("dualmem: %s %q: token range [%d, %d) outside [0, %d)", op, s.Mem.Spec.Name, from, to, s.N)
+	}
+	return from, to, nil
+}
+
+// stepRange is the steps [t0, t1) that hold the tokens [from, to), none when it is empty.
+func (s *Scanner) stepRange(from, to int) (t0, t1 int) {
+	if from == to {
+		return 0, 0
+	}
+	return s.StepIndex(from), s.StepIndex(to-1) + 1
+}
+
+// BoundSteps computes, on the calling goroutine, the step bounds that Search over
+// [from, to) (to 0 meaning N) would compute first for each query of qs.
+func (s *Scanner) BoundSteps(qs []Query, from, to int) ([]StepBounds, error) {
+	from, to, err := s.searchRange("bound steps", from, to)
+	if err != nil {
+		return nil, err
+	}
+	sq, err := s.prepare(qs)
+	if err != nil {
+		return nil, err
+	}
+	t0, t1 := s.stepRange(from, to)
+	n, all := t1-t0, make([]int, len(qs))
+	for qi := range all {
+		all[qi] = qi
+	}
+	att, con := make([]float64, n*len(qs)), make([]float64, n*len(qs))
+	if n > 0 {
+		sq.ubs(s.index().top.sub(t0, t1), s.SW[t0:t1], 0, all, att, con, &scratch{})
+	}
+	out := make([]StepBounds, len(qs))
+	for qi := range out {
+		out[qi] = StepBounds{s: s, from: from, to: to, att: att[qi*n : (qi+1)*n : (qi+1)*n], con: con[qi*n : (qi+1)*n : (qi+1)*n]}
+	}
+	return out, nil
 }
 
 // init allocates the run's state and counts the blocks in range; false when the range is
@@ -188,7 +273,7 @@ func (r *searchRun) init() bool {
 	if r.from == r.to {
 		return false
 	}
-	r.t0, r.t1 = s.StepIndex(r.from), s.StepIndex(r.to-1)+1
+	r.t0, r.t1 = s.stepRange(r.from, r.to)
 	for t := r.t0; t < r.t1; t++ {
 		if t > r.t0 && t < r.t1-1 { // a step inside the range: all its blocks
 			r.stats.BlocksTotal += int64(ix.sblk[t+1] - ix.sblk[t])
@@ -242,10 +327,12 @@ func (r *searchRun) loop(ctx context.Context, ws []scratch) error {
 func (r *searchRun) stepBounds(ws []scratch, then func(lo, hi int)) {
 	Q, n := len(r.sq.qs), r.t1-r.t0
 	sub := r.ix.top.sub(r.t0, r.t1)
-	r.stepAtt, r.stepCon = make([]float64, n*Q), make([]float64, n*Q)
+	att, con := make([]float64, n*Q), make([]float64, n*Q)
+	r.stepAtt, r.stepCon = make([][]float64, Q), make([][]float64, Q)
 	all := make([]int, Q)
 	for qi := range all {
 		all[qi] = qi
+		r.stepAtt[qi], r.stepCon[qi] = att[qi*n:(qi+1)*n], con[qi*n:(qi+1)*n]
 	}
 	workers := min(len(ws), Q)
 	var wg sync.WaitGroup
@@ -254,7 +341,7 @@ func (r *searchRun) stepBounds(ws []scratch, then func(lo, hi int)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r.sq.ubs(sub, r.s.SW[r.t0:r.t1], 0, all[lo:hi], r.stepAtt[lo*n:hi*n], r.stepCon[lo*n:hi*n], &ws[w])
+			r.sq.ubs(sub, r.s.SW[r.t0:r.t1], 0, all[lo:hi], att[lo*n:hi*n], con[lo*n:hi*n], &ws[w])
 			if then != nil {
 				then(lo, hi)
 			}
@@ -272,9 +359,9 @@ func (r *searchRun) seedQueues(lo, hi, part, parts int) {
 			if skip {
 				continue
 			}
-			ubs := r.stepAtt[qi*n : (qi+1)*n]
+			ubs := r.stepAtt[qi]
 			if k == 1 {
-				ubs = r.stepCon[qi*n : (qi+1)*n]
+				ubs = r.stepCon[qi]
 			}
 			h := make(nodeHeap, 0, n/parts+1)
 			for i := part; i < n; i += parts {
@@ -385,10 +472,10 @@ func (r *searchRun) round(jobs []int32, ws []scratch) {
 // expand computes the bounds of step t's blocks for the queries whose whole-step bound can
 // still enter their top-k, and returns those that can still enter a queue's top-k.
 func (r *searchRun) expand(t int, thr []float64, out []push, w *scratch) []push {
-	nt, it := r.t1-r.t0, t-r.t0
+	it := t - r.t0
 	sel := w.esel[:0]
 	for qi := range r.sq.qs {
-		if r.stepAtt[qi*nt+it] >= thr[2*qi] || r.stepCon[qi*nt+it] >= thr[2*qi+1] {
+		if r.stepAtt[qi][it] >= thr[2*qi] || r.stepCon[qi][it] >= thr[2*qi+1] {
 			sel = append(sel, qi)
 		}
 	}

@@ -51,7 +51,9 @@ func (r *searchRun) runSplit(ctx context.Context) error {
 		parts[p] = &searchRun{s: r.s, ix: r.ix, sq: r.sq, from: r.from, to: r.to, k: r.k, workers: 1, skip: r.skip, board: &board}
 		parts[p].init()
 	}
-	r.stepBounds(ws, nil)
+	if !r.useGiven() {
+		r.stepBounds(ws, nil)
+	}
 	errs := make([]error, W)
 	var wg sync.WaitGroup
 	for p, pr := range parts {

@@ -155,6 +155,31 @@ func checkSearch(t *testing.T, mems []*LayerMemory, meta Meta, rng *rand.Rand) {
 				if sst := split[0].Stats; sst.BytesTotal != st.BytesTotal || sst.BlocksTotal != st.BlocksTotal || sst.BlocksRead > sst.BlocksTotal {
 					t.Fatalf("%s [%d,%d) k=%d: split stats %+v, one search %+v", m.Spec.Name, rg[0], rg[1], k, sst, st)
 				}
+				// Step bounds computed beforehand, a few queries at a time: the same search.
+				var steps []StepBounds
+				for lo := 0; lo < len(qs); lo += 5 {
+					sb, err := s.BoundSteps(qs[lo:min(lo+5, len(qs))], rg[0], rg[1])
+					if err != nil {
+						t.Fatal(err)
+					}
+					steps = append(steps, sb...)
+				}
+				// One worker: with more, what a round reads depends on which worker takes what.
+				given, err := s.Search(ctx, qs, SearchOptions{TopK: k, From: rg[0], To: rg[1], Workers: 1, Steps: steps})
+				if err != nil {
+					t.Fatal(err)
+				}
+				one, err := s.Search(ctx, qs, SearchOptions{TopK: k, From: rg[0], To: rg[1], Workers: 1})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if given[0].Stats != one[0].Stats {
+					t.Fatalf("%s [%d,%d) k=%d: stats %+v with the step bounds given, %+v without", m.Spec.Name, rg[0], rg[1], k, given[0].Stats, one[0].Stats)
+				}
+				givenSplit, err := s.Search(ctx, qs, SearchOptions{TopK: k, From: rg[0], To: rg[1], Workers: 2, Split: true, Steps: steps})
+				if err != nil {
+					t.Fatal(err)
+				}
 				for qi := range qs {
 					what := func(r string) string {
 						return m.Spec.Name + " " + r + " query " + itoa(qi) + " k=" + itoa(k) + " range " + itoa(rg[0]) + "-" + itoa(rg[1])
@@ -163,6 +188,9 @@ func checkSearch(t *testing.T, mems []*LayerMemory, meta Meta, rng *rand.Rand) {
 					sameTop(t, what("contribution"), got[qi].TopContribution, want[qi].TopContribution, contribution)
 					sameTop(t, what("split attention"), split[qi].TopAttention, want[qi].TopAttention, absAlpha)
 					sameTop(t, what("split contribution"), split[qi].TopContribution, want[qi].TopContribution, contribution)
+					sameTop(t, what("given attention"), given[qi].TopAttention, want[qi].TopAttention, absAlpha)
+					sameTop(t, what("given contribution"), given[qi].TopContribution, want[qi].TopContribution, contribution)
+					sameTop(t, what("given split contribution"), givenSplit[qi].TopContribution, want[qi].TopContribution, contribution)
 					if k%2 == 0 {
 						sameTop(t, what("contribution only"), only[qi].TopContribution, want[qi].TopContribution, contribution)
 					} else {
@@ -301,5 +329,51 @@ func TestSearchBoundsFiles(t *testing.T) {
 	s.Close()
 	if b, err := os.ReadFile(filepath.Join(seg, "out.bounds")); err != nil || !bytes.Equal(b, orig["out"]) {
 		t.Fatalf("rebuilt out.bounds differs from the appended one (%v)", err)
+	}
+}
+
+// Step bounds for another range, another memory or another number of queries are refused,
+// as is a bad range or query for BoundSteps itself.
+func TestSearchStepBoundsBadInput(t *testing.T) {
+	mem, meta := randomMemory(3000, 8, 3, 5)
+	s, other := NewScanner(mem, meta), NewScanner(mem, meta)
+	qs := []Query{{X: make([]float32, 8), Token: 0}, {X: make([]float32, 8), Token: 1}}
+	at := func(sc *Scanner, from, to int) []StepBounds {
+		sb, err := sc.BoundSteps(qs, from, to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sb
+	}
+	for name, tc := range map[string]struct {
+		from, to int
+		steps    []StepBounds
+	}{
+		"another range":        {0, 2000, at(s, 0, 0)},
+		"another memory":       {0, 0, at(other, 0, 0)},
+		"one query short":      {0, 0, at(s, 0, 0)[:1]},
+		"To 0 is N, not 2999":  {0, 2999, at(s, 0, 0)},
+		"a range's own bounds": {10, 20, at(s, 10, 21)},
+	} {
+		if _, err := s.Search(context.Background(), qs, SearchOptions{TopK: 3, From: tc.from, To: tc.to, Steps: tc.steps}); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+	for _, rg := range [][2]int{{-1, 0}, {10, 5}, {0, 3001}} {
+		if _, err := s.BoundSteps(qs, rg[0], rg[1]); err == nil {
+			t.Errorf("BoundSteps [%d, %d): no error", rg[0], rg[1])
+		}
+	}
+	if _, err := s.BoundSteps([]Query{{X: make([]float32, 7), Token: 0}}, 0, 0); err == nil {
+		t.Error("BoundSteps with a short query: no error")
+	}
+	// The bounds given back are the ones Search computes: the same answer, the same reads.
+	want, err := s.Search(context.Background(), qs, SearchOptions{TopK: 3, From: 10, To: 2500, Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Search(context.Background(), qs, SearchOptions{TopK: 3, From: 10, To: 2500, Workers: 1, Steps: at(s, 10, 2500)})
+	if err != nil || got[0].Stats != want[0].Stats {
+		t.Fatalf("given bounds: stats %+v, want %+v (%v)", got[0].Stats, want[0].Stats, err)
 	}
 }

@@ -202,19 +202,21 @@ func (m *Model) window(tok []int32, i int, ctx []int32) int32 {
 // Generate continues a prompt by n tokens and returns the new tokens. Sampling needs only
 // the logits, so it runs the forward pass alone, one row at a time.
 func (m *Model) Generate(prompt []int32, n int, temperature float64, seed uint64) ([]int32, error) {
-	gen, _, err := m.generate(prompt, n, temperature, seed, false)
+	gen, _, err := m.generate(prompt, n, temperature, seed, false, nil)
 	return gen, err
 }
 
 // GenerateProbed is Generate that also returns, per new token, the model read where it was
 // sampled, which is where Probe reads that token's context: the logits and every layer's
 // input X, the same values as Probe's (the same forward pass), without Y, DY or RunnerUp
-// (−1), which need the probe's backward pass or its target.
-func (m *Model) GenerateProbed(prompt []int32, n int, temperature float64, seed uint64) ([]int32, []Probe, error) {
-	return m.generate(prompt, n, temperature, seed, true)
+// (−1), which need the probe's backward pass or its target. each, if not nil, is called on
+// the generating goroutine with every new token's index, id and probe as soon as it is
+// sampled, so that work on it can start while the next is generated.
+func (m *Model) GenerateProbed(prompt []int32, n int, temperature float64, seed uint64, each func(i int, tok int32, p Probe)) ([]int32, []Probe, error) {
+	return m.generate(prompt, n, temperature, seed, true, each)
 }
 
-func (m *Model) generate(prompt []int32, n int, temperature float64, seed uint64, keep bool) ([]int32, []Probe, error) {
+func (m *Model) generate(prompt []int32, n int, temperature float64, seed uint64, keep bool, each func(int, int32, Probe)) ([]int32, []Probe, error) {
 	if len(prompt) == 0 {
 		return nil, nil, errors.New("generate: empty prompt")
 	}
@@ -246,6 +248,9 @@ func (m *Model) generate(prompt []int32, n int, temperature float64, seed uint64
 				p.Layers[l.Name] = LayerProbe{X: flat[1+i]}
 			}
 			probes = append(probes, p)
+			if each != nil {
+				each(len(probes)-1, seq[len(seq)-1], p)
+			}
 		}
 	}
 	return seq[len(prompt):], probes, nil

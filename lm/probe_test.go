@@ -77,12 +77,18 @@ func TestGenerateProbedIsProbe(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		gen, got, err := tr.GenerateProbed(prompt, tc.n, tc.temp, 3)
+		var seen []int32 // each's tokens, in its calls' order
+		gen, got, err := tr.GenerateProbed(prompt, tc.n, tc.temp, 3, func(i int, tok int32, p Probe) {
+			if i != len(seen) || len(p.Logits) != tr.Tok.Size() {
+				t.Errorf("%q: call %d for token %d, %d logits", tc.prompt, len(seen), i, len(p.Logits))
+			}
+			seen = append(seen, tok)
+		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !slices.Equal(gen, want) || len(got) != tc.n {
-			t.Fatalf("%q: generated %v with %d probes, Generate %v", tc.prompt, gen, len(got), want)
+		if !slices.Equal(gen, want) || len(got) != tc.n || !slices.Equal(seen, gen) {
+			t.Fatalf("%q: generated %v with %d probes (each saw %v), Generate %v", tc.prompt, gen, len(got), seen, want)
 		}
 		seq := append(append([]int32{}, prompt...), gen...)
 		contexts := make([][]int32, tc.n)

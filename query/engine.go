@@ -207,10 +207,18 @@ func (e *Engine) generate(ctx context.Context, req Request) (*Answer, error) {
 	}
 	// Where the answers need only the logits and the layers' inputs, the generation's own
 	// forward passes give the probes: the same values, without a second pass over the text.
+	// Pruned layers' step bounds are then computed token by token as the generation goes.
 	var gen []int32
 	var probes []lm.Probe
+	var pre map[string]*prefetchLayer
 	if e.forwardOnly(req) {
-		gen, probes, err = e.model.GenerateProbed(prompt, req.Tokens, *req.Temperature, req.Seed)
+		pf := e.prefetchSteps(req)
+		var each func(int, int32, lm.Probe)
+		if pf != nil {
+			each = pf.add
+		}
+		gen, probes, err = e.model.GenerateProbed(prompt, req.Tokens, *req.Temperature, req.Seed, each)
+		pre = pf.finish(len(gen))
 	} else {
 		gen, err = e.model.Generate(prompt, req.Tokens, *req.Temperature, req.Seed)
 	}
@@ -225,7 +233,7 @@ func (e *Engine) generate(ctx context.Context, req Request) (*Answer, error) {
 	for i := range gen {
 		contexts[i] = seq[:len(prompt)+i]
 	}
-	ans, err := e.explain(ctx, req, contexts, gen, probes)
+	ans, err := e.explain(ctx, req, contexts, gen, probes, pre)
 	if err != nil {
 		return nil, err
 	}
@@ -264,7 +272,7 @@ func (e *Engine) AttributeAt(ctx context.Context, req AttributeRequest, position
 	}
 	opt := Request{TopK: req.TopK, RankBy: req.RankBy, GroupBy: req.GroupBy, Layers: req.Layers, Bins: req.Bins,
 		Passages: req.Passages, Steps: req.Steps, Scan: req.Scan}
-	ans, err := e.explain(ctx, opt, contexts, targets, nil)
+	ans, err := e.explain(ctx, opt, contexts, targets, nil, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -292,8 +300,8 @@ func (e *Engine) forwardOnly(req Request) bool {
 
 // explain probes the model at each context (unless probes, one per context, are given) and
 // scans every requested layer once for all tokens; req is normalised, and only its
-// attribution options are read.
-func (e *Engine) explain(ctx context.Context, req Request, contexts [][]int32, targets []int32, probes []lm.Probe) (*Answer, error) {
+// attribution options are read. pre holds step bounds computed during the generation.
+func (e *Engine) explain(ctx context.Context, req Request, contexts [][]int32, targets []int32, probes []lm.Probe, pre map[string]*prefetchLayer) (*Answer, error) {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	if e.closed {
@@ -339,7 +347,7 @@ func (e *Engine) explain(ctx context.Context, req Request, contexts [][]int32, t
 			}
 		}
 		lq := layerQueries{sc: sc, name: name, rg: rg, contexts: contexts, targets: targets, probes: probes, shared: sh,
-			qs: make([]dualmem.Query, len(targets)), objs: make([]objective, len(targets))}
+			qs: make([]dualmem.Query, len(targets)), objs: make([]objective, len(targets)), steps: stepsFor(pre, name, sc, rg)}
 		for i, tok := range targets {
 			lq.qs[i], lq.objs[i] = e.query(name, req.RankBy, probes[i], tok)
 		}
@@ -366,6 +374,7 @@ type layerQueries struct {
 	shared   []*shared // nil for a pruned answer grouped by token
 	qs       []dualmem.Query
 	objs     []objective
+	steps    []dualmem.StepBounds // per token, from the generation (stepPrefetch); or nil
 }
 
 // fullLayer answers every token of one layer from complete scans of its memory in range.

@@ -28,7 +28,7 @@ func (e *Engine) prunedLayer(ctx context.Context, req Request, lq layerQueries) 
 		defer close(done)
 		sums, sumErr = sc.SumsSpans(ctx, qs, lq.rg.from, lq.rg.to, cuts)
 	}()
-	ranked, read, err := topHits(ctx, sc, req, qs, lq.rg)
+	ranked, read, err := topHits(ctx, sc, req, qs, lq.rg, lq.steps)
 	<-done
 	if err = cmp.Or(err, sumErr); err != nil {
 		return nil, err
@@ -72,13 +72,21 @@ func (e *Engine) prunedLayer(ctx context.Context, req Request, lq layerQueries) 
 // the top list (dualmem.Search), with the same answer as a full scan. A query whose hits
 // hold too few distinct windows (a memory that saw its corpus many times) is searched again
 // with 8× as many, alone: each query's top list does not depend on the others of its batch.
-func topHits(ctx context.Context, sc *dualmem.Scanner, req Request, qs []dualmem.Query, rg tokens) ([][]dualmem.Hit, dualmem.ScanStats, error) {
+// steps, if not nil, are the queries' step bounds, computed beforehand.
+func topHits(ctx context.Context, sc *dualmem.Scanner, req Request, qs []dualmem.Query, rg tokens, steps []dualmem.StepBounds) ([][]dualmem.Hit, dualmem.ScanStats, error) {
 	byAttention := req.RankBy == RankAttention
 	opt := dualmem.SearchOptions{TopK: searchK(req), From: rg.from, To: rg.to,
 		SkipAttention: !byAttention, SkipContribution: byAttention}
 	read := sc.NoneRead()
 	out := make([][]dualmem.Hit, len(qs))
 	for todo := indices(len(qs)); len(todo) > 0; { // the queries to search, by index into qs
+		opt.Steps = nil
+		if steps != nil {
+			opt.Steps = make([]dualmem.StepBounds, len(todo))
+			for k, i := range todo {
+				opt.Steps[k] = steps[i]
+			}
+		}
 		res, st, err := searchBatch(ctx, sc, qs, todo, opt)
 		if err != nil {
 			return nil, dualmem.ScanStats{}, err
