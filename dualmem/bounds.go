@@ -463,3 +463,21 @@ func widenI8Go(dst []float32, src []int8) {
 		dst[i] = float32(q)
 	}
 }
+
+func mulF32Go(dst, a, b []float32) {
+	a, b = a[:len(dst)], b[:len(dst)]
+	for i := range dst {
+		dst[i] = a[i] * b[i]
+	}
+}
+
+// outsideGo is outside for at most 64 values.
+func outsideGo(v []float32, lo, hi float32) uint64 {
+	var m uint64
+	for i, x := range v {
+		if !(x > lo && x < hi) {
+			m |= 1 << i
+		}
+	}
+	return m
+}

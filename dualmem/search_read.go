@@ -2,8 +2,12 @@ package dualmem
 
 import (
 	"math"
+	"math/bits"
 	"slices"
 )
+
+// A block's tokens fit one 64-bit mask (outside).
+const _ = uint(64 - boundsBlock)
 
 // The token level of Search: a block's codes bound each token's α and contribution, and
 // the survivors are read in float32 as Scan reads them.
@@ -115,11 +119,7 @@ func (r *searchRun) read(b int32, thr []float64, out []found, st *ScanStats, w *
 	L := len(live)
 	y := w.f32(&w.y, L*din)
 	for li, lq := range live {
-		yr, xr := y[li*din:(li+1)*din], sq.xs[lq.qi*din:(lq.qi+1)*din]
-		xr, rr := xr[:len(yr)], rr[:len(yr)] // one bounds check, not three a value
-		for i := range yr {
-			yr[i] = rr[i] * xr[i]
-		}
+		mulF32(y[li*din:(li+1)*din], rr, sq.xs[lq.qi*din:(lq.qi+1)*din])
 	}
 	at := w.f32(&w.alpha, np*L)
 	dotBlockAVX(cb, np, din, y, L, at)
@@ -134,11 +134,10 @@ func (r *searchRun) read(b int32, thr []float64, out []found, st *ScanStats, w *
 		ta, tc := thr[2*lq.qi], thr[2*lq.qi+1]
 		tok := sq.qs[lq.qi].Token
 		kept := false
-		for i, v := range at[li*np : li*np+nb] {
-			if v > lq.vlo && v < lq.vhi {
-				continue
-			}
-			a := lq.cx + float64(v)/127
+		row := at[li*np : li*np+nb]
+		for m := outside(row, lq.vlo, lq.vhi); m != 0; m &= m - 1 {
+			i := bits.TrailingZeros64(m)
+			a := lq.cx + float64(row[i])/127
 			ae := lq.e + relSlack*(math.Abs(a)+lq.e)
 			if math.Abs(a)+ae >= ta {
 				keep[i], kept = true, true
