@@ -27,6 +27,7 @@ type LayerMemory struct {
 	Initial lm.Initial
 
 	index  *offsetIndex // shared by the layers of one Memory call; nil: NewScanner builds one
+	layout *blockLayout // Search's blocks, shared as index is; nil: built for this layer alone
 	agg    *aggView     // per-step aggregates (aggregates.go); nil without valid ones
 	aggErr error        // why agg is nil
 	bounds *blockBounds // the block bounds sidecar (mapped); nil: Search computes them

@@ -45,6 +45,7 @@ func (s *Store) Memory(steps int, progress func(layer string, done, total int)) 
 	shared := LayerMemory{Step: asI32(views[0]), Rows: asI32(views[1]), Pos: asI32(views[2]),
 		Targets: asI32(views[3]), Offsets: asI64(views[4]), Steps: infos}
 	shared.index = newOffsetIndex(shared.Offsets)
+	shared.layout = &blockLayout{}
 	out := make([]*LayerMemory, len(s.meta.Layers))
 	for li, spec := range s.meta.Layers {
 		m := shared
@@ -111,7 +112,7 @@ func (m *LayerMemory) Prefix(steps int) (*LayerMemory, error) {
 	}
 	c.Step, c.Offsets, c.Targets, c.Rows, c.Pos = m.Step[:n], m.Offsets[:n], m.Targets[:n], m.Rows[:n], m.Pos[:n]
 	c.Steps = m.Steps[:steps]
-	c.index = nil
+	c.index, c.layout = nil, nil
 	return &c, nil
 }
 

@@ -3,17 +3,26 @@ package dualmem
 import (
 	"log/slog"
 	"math"
+	"sync"
 )
 
 // searchIndex is a Scanner's block layout and bounds, built on first use.
 type searchIndex struct {
-	bb     *blockBounds
+	*blockLayout
+	bb  *blockBounds
+	top boxes // the whole-step box of every step
+}
+
+// blockLayout is Search's grouping of a memory's tokens into blocks, step by step and by
+// target within a step. It depends only on the steps' targets, so the layers of one Memory
+// call share one (4 bytes a token, not 4 a token and layer).
+type blockLayout struct {
+	once   sync.Once
 	perm   []int32 // token indices, block by block, step by step
 	bstart []int32 // per block: its first position in perm; then len(perm)
 	sblk   []int32 // per step: its first block; then the block count
 	bstep  []int32 // per block: its step
 	tstart []int   // per step: its first token; then N
-	top    boxes   // the whole-step box of every step
 }
 
 func (s *Scanner) index() *searchIndex {
@@ -21,27 +30,42 @@ func (s *Scanner) index() *searchIndex {
 	return s.sidx
 }
 
+// blocks is m's block layout: the one its Memory call shares, or its own.
+func (m *LayerMemory) blocks() *blockLayout {
+	lay := m.layout
+	if lay == nil {
+		lay = &blockLayout{}
+	}
+	lay.once.Do(func() { lay.build(m) })
+	return lay
+}
+
+func (lay *blockLayout) build(m *LayerMemory) {
+	T := len(m.Steps)
+	lay.perm, lay.sblk, lay.tstart, lay.bstart = make([]int32, 0, m.Tokens()), make([]int32, 1, T+1), make([]int, T+1), []int32{0}
+	var perm, ends []int32
+	for t, si := range m.Steps {
+		a := lay.tstart[t]
+		lay.tstart[t+1] = a + si.Tokens()
+		perm, ends = stepBlocks(m.Targets[a:lay.tstart[t+1]], make([]int32, si.Tokens()), ends)
+		base := int32(len(lay.perm))
+		for _, j := range perm {
+			lay.perm = append(lay.perm, int32(a)+j)
+		}
+		for _, e := range ends {
+			lay.bstart = append(lay.bstart, base+e)
+		}
+		lay.sblk = append(lay.sblk, int32(len(lay.bstart)-1))
+		for range ends {
+			lay.bstep = append(lay.bstep, int32(t))
+		}
+	}
+}
+
 func (s *Scanner) buildIndex() *searchIndex {
 	m := s.Mem
 	T := len(m.Steps)
-	ix := &searchIndex{perm: make([]int32, 0, s.N), sblk: make([]int32, 1, T+1), tstart: make([]int, T+1), bstart: []int32{0}}
-	var perm, ends []int32
-	for t, si := range m.Steps {
-		a := ix.tstart[t]
-		ix.tstart[t+1] = a + si.Tokens()
-		perm, ends = stepBlocks(m.Targets[a:ix.tstart[t+1]], make([]int32, si.Tokens()), ends)
-		base := int32(len(ix.perm))
-		for _, j := range perm {
-			ix.perm = append(ix.perm, int32(a)+j)
-		}
-		for _, e := range ends {
-			ix.bstart = append(ix.bstart, base+e)
-		}
-		ix.sblk = append(ix.sblk, int32(len(ix.bstart)-1))
-		for range ends {
-			ix.bstep = append(ix.bstep, int32(t))
-		}
-	}
+	ix := &searchIndex{blockLayout: m.blocks()}
 	ix.bb = m.bounds
 	if bb := ix.bb; bb != nil {
 		ok := len(bb.nblk) >= T && bb.din == s.DIn && bb.dout == s.DOut

@@ -223,6 +223,10 @@ func TestSearchMatchesScan(t *testing.T) {
 			t.Fatalf("%s: no block bounds from the sidecar", m.Spec.Name)
 		}
 	}
+	// The layers share one block layout (it depends on the targets alone).
+	if a, b := NewScanner(mems[0], s.Meta()).index(), NewScanner(mems[1], s.Meta()).index(); a.blockLayout != b.blockLayout {
+		t.Fatal("two layers of one memory built a block layout each")
+	}
 	rng := rand.New(rand.NewPCG(7, 7))
 	checkSearch(t, mems, s.Meta(), rng)
 	for _, m := range mems {
