@@ -1,6 +1,10 @@
 package query
 
 import (
+	"cmp"
+	"runtime"
+	"sync"
+
 	"github.com/spotlight-lm/spotlight/dualmem"
 	"github.com/spotlight-lm/spotlight/lm"
 )
@@ -23,7 +27,15 @@ type prefetchLayer struct {
 	sc     *dualmem.Scanner
 	rg     tokens
 	bounds []dualmem.StepBounds // per token; set once the worker is done
-	err    error                // why bounds is incomplete
+
+	mu  sync.Mutex
+	err error // why bounds is incomplete
+}
+
+func (l *prefetchLayer) fail(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.err = cmp.Or(l.err, err)
 }
 
 // sampled is one generated token, as the generation hands it over.
@@ -66,38 +78,54 @@ func (pf *stepPrefetch) add(i int, tok int32, p lm.Probe) {
 }
 
 // work bounds the tokens queued since its last batch, all together: one pass over the step
-// boxes serves a batch.
+// boxes serves a batch. Once the generation is over, what is still queued is split over
+// the cores, which the search is waiting for.
 func (pf *stepPrefetch) work() {
 	defer close(pf.done)
 	var batch []sampled
 	for s := range pf.ch {
 		batch = append(batch[:0], s)
+		over := false
 		for more := true; more; {
 			select {
 			case s, ok := <-pf.ch:
-				if more = ok; ok {
+				if more, over = ok, !ok; ok {
 					batch = append(batch, s)
 				}
 			default:
 				more = false
 			}
 		}
-		for _, l := range pf.layers {
-			if l.err != nil {
-				continue
-			}
-			qs := make([]dualmem.Query, len(batch))
-			for k, s := range batch {
-				qs[k], _ = pf.e.query(l.name, pf.rankBy, s.p, s.tok)
-			}
-			sb, err := l.sc.BoundSteps(qs, l.rg.from, l.rg.to)
-			if err != nil {
-				l.err = err
-				continue
-			}
-			for k, s := range batch {
-				l.bounds[s.i] = sb[k]
-			}
+		parts := 1
+		if over {
+			parts = min(runtime.GOMAXPROCS(0), len(batch))
+		}
+		var wg sync.WaitGroup
+		for p := range parts {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				pf.bound(batch[p*len(batch)/parts : (p+1)*len(batch)/parts])
+			}()
+		}
+		wg.Wait()
+	}
+}
+
+// bound computes every layer's step bounds for batch.
+func (pf *stepPrefetch) bound(batch []sampled) {
+	for _, l := range pf.layers {
+		qs := make([]dualmem.Query, len(batch))
+		for k, s := range batch {
+			qs[k], _ = pf.e.query(l.name, pf.rankBy, s.p, s.tok)
+		}
+		sb, err := l.sc.BoundSteps(qs, l.rg.from, l.rg.to)
+		if err != nil {
+			l.fail(err)
+			continue
+		}
+		for k, s := range batch {
+			l.bounds[s.i] = sb[k]
 		}
 	}
 }
