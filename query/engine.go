@@ -228,17 +228,22 @@ func (e *Engine) generate(ctx context.Context, req Request) (*Answer, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	seq := append(append([]int32{}, prompt...), gen...)
-	contexts := make([][]int32, len(gen))
-	for i := range gen {
-		contexts[i] = seq[:len(prompt)+i]
-	}
-	ans, err := e.explain(ctx, req, contexts, gen, probes, pre)
+	ans, err := e.explain(ctx, req, generatedContexts(prompt, gen), gen, probes, pre)
 	if err != nil {
 		return nil, err
 	}
 	ans.Prompt, ans.Text, ans.Sampling = req.Prompt, e.model.Tok.Decode(gen), req.sampling()
 	return ans, nil
+}
+
+// generatedContexts is, per generated token, the prompt and the tokens generated before it.
+func generatedContexts(prompt, gen []int32) [][]int32 {
+	seq := append(append([]int32{}, prompt...), gen...)
+	contexts := make([][]int32, len(gen))
+	for i := range gen {
+		contexts[i] = seq[:len(prompt)+i]
+	}
+	return contexts
 }
 
 // Attribute scores req.Text teacher-forced: for each position i ≥ 1 the context

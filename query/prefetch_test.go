@@ -60,11 +60,7 @@ func TestPrefetchedStepBounds(t *testing.T) {
 		if stepsFor(pre, lm.OutLayer, sc, tokens{from, to - 1}) != nil || stepsFor(pre, "block0.ff1", sc, rg) != nil {
 			t.Fatal("step bounds offered for another range or layer")
 		}
-		seq := append(append([]int32{}, prompt...), gen...)
-		contexts := make([][]int32, len(gen))
-		for i := range gen {
-			contexts[i] = seq[:len(prompt)+i]
-		}
+		contexts := generatedContexts(prompt, gen)
 		with, err := e.explain(ctx, req, contexts, gen, probes, pre)
 		if err != nil {
 			t.Fatal(err)

@@ -256,7 +256,7 @@ func TestPrunedShortPrefix(t *testing.T) {
 			}
 		}
 		// The first search's lists: some query must be short, or this tests nothing.
-		probes, err := e.probe(ctx, generatedContexts(t, e, req.Prompt, pruned.Text), encodeAll(t, e, pruned.Text), probeObjective[rank])
+		probes, err := e.probe(ctx, generatedContexts(encodeAll(t, e, req.Prompt), encodeAll(t, e, pruned.Text)), encodeAll(t, e, pruned.Text), probeObjective[rank])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -289,16 +289,6 @@ func TestPrunedShortPrefix(t *testing.T) {
 	}
 }
 
-// generatedContexts are the contexts of each generated character of text after prompt.
-func generatedContexts(t *testing.T, e *Engine, prompt, text string) [][]int32 {
-	seq := encodeAll(t, e, prompt+text)
-	n := len(encodeAll(t, e, prompt))
-	out := make([][]int32, len(seq)-n)
-	for i := range out {
-		out[i] = seq[:n+i]
-	}
-	return out
-}
 
 func encodeAll(t *testing.T, e *Engine, s string) []int32 {
 	ids, err := e.model.Tok.Encode(s)
