@@ -289,7 +289,6 @@ func TestPrunedShortPrefix(t *testing.T) {
 	}
 }
 
-
 func encodeAll(t *testing.T, e *Engine, s string) []int32 {
 	ids, err := e.model.Tok.Encode(s)
 	if err != nil {
