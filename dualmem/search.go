@@ -129,7 +129,7 @@ func (s *Scanner) Search(ctx context.Context, qs []Query, opt SearchOptions) ([]
 	}
 	ix := s.index()
 	r := &searchRun{s: s, ix: ix, sq: sq, from: opt.From, to: opt.To, k: opt.TopK, workers: opt.Workers,
-		skip: [2]bool{opt.SkipAttention, opt.SkipContribution}, given: opt.Steps}
+		skip: [2]bool{opt.SkipAttention, opt.SkipContribution}, steps: opt.Steps}
 	run := r.run
 	if opt.Split && opt.Workers > 1 {
 		run = r.runSplit
@@ -162,16 +162,14 @@ type searchRun struct {
 	blkDone  []bool     // per block: read
 	// The queues each block was pushed on, with its bound there: a list per block, from
 	// head[b] through cands[·].next (0 ends it; cands[0] is unused).
-	head   []int32
-	cands  []cand
-	stats  ScanStats
-	t0, t1 int // steps in range
-	// The whole-step bounds of each query: [q][t−t0]; given, when the caller computed them.
-	stepAtt, stepCon [][]float64
-	given            []StepBounds
-	rowBytes         int64
-	board            *thetaBoard // a split search's shared thresholds; nil otherwise
-	thr              []float64   // a round's thresholds, per queue
+	head     []int32
+	cands    []cand
+	stats    ScanStats
+	t0, t1   int          // steps in range
+	steps    []StepBounds // each query's whole-step bounds: the caller's, or computed first
+	rowBytes int64
+	board    *thetaBoard // a split search's shared thresholds; nil otherwise
+	thr      []float64   // a round's thresholds, per queue
 }
 
 // theta is queue qr's threshold: its k-th best so far, or a better one another part of a
@@ -189,24 +187,12 @@ func (r *searchRun) run(ctx context.Context) error {
 		return nil
 	}
 	ws := make([]scratch, r.workers)
-	if r.useGiven() {
+	if r.steps != nil {
 		r.seedQueues(0, len(r.sq.qs), 0, 1)
 	} else {
 		r.stepBounds(ws, func(lo, hi int) { r.seedQueues(lo, hi, 0, 1) })
 	}
 	return r.loop(ctx, ws)
-}
-
-// useGiven takes the caller's step bounds, if any, and reports whether there were.
-func (r *searchRun) useGiven() bool {
-	if r.given == nil {
-		return false
-	}
-	r.stepAtt, r.stepCon = make([][]float64, len(r.given)), make([][]float64, len(r.given))
-	for qi, sb := range r.given {
-		r.stepAtt[qi], r.stepCon[qi] = sb.att, sb.con
-	}
-	return true
 }
 
 // searchRange checks a token range [from, to) (to 0 meaning N) and returns it with to set.
@@ -244,15 +230,22 @@ func (s *Scanner) BoundSteps(qs []Query, from, to int) ([]StepBounds, error) {
 	for qi := range all {
 		all[qi] = qi
 	}
-	att, con := make([]float64, n*len(qs)), make([]float64, n*len(qs))
+	out, att, con := s.newStepBounds(len(qs), from, to, n)
 	if n > 0 {
 		sq.ubs(s.index().top.sub(t0, t1), s.SW[t0:t1], 0, all, att, con, &scratch{})
 	}
-	out := make([]StepBounds, len(qs))
+	return out, nil
+}
+
+// newStepBounds allocates the step bounds of Q queries over [from, to), n steps, each a
+// view of the arrays att and con ([q·n + t−t0]) that ubs fills in.
+func (s *Scanner) newStepBounds(Q, from, to, n int) (out []StepBounds, att, con []float64) {
+	att, con = make([]float64, n*Q), make([]float64, n*Q)
+	out = make([]StepBounds, Q)
 	for qi := range out {
 		out[qi] = StepBounds{s: s, from: from, to: to, att: att[qi*n : (qi+1)*n : (qi+1)*n], con: con[qi*n : (qi+1)*n : (qi+1)*n]}
 	}
-	return out, nil
+	return out, att, con
 }
 
 // init allocates the run's state and counts the blocks in range; false when the range is
@@ -327,12 +320,11 @@ func (r *searchRun) loop(ctx context.Context, ws []scratch) error {
 func (r *searchRun) stepBounds(ws []scratch, then func(lo, hi int)) {
 	Q, n := len(r.sq.qs), r.t1-r.t0
 	sub := r.ix.top.sub(r.t0, r.t1)
-	att, con := make([]float64, n*Q), make([]float64, n*Q)
-	r.stepAtt, r.stepCon = make([][]float64, Q), make([][]float64, Q)
+	var att, con []float64
+	r.steps, att, con = r.s.newStepBounds(Q, r.from, r.to, n)
 	all := make([]int, Q)
 	for qi := range all {
 		all[qi] = qi
-		r.stepAtt[qi], r.stepCon[qi] = att[qi*n:(qi+1)*n], con[qi*n:(qi+1)*n]
 	}
 	workers := min(len(ws), Q)
 	var wg sync.WaitGroup
@@ -359,9 +351,9 @@ func (r *searchRun) seedQueues(lo, hi, part, parts int) {
 			if skip {
 				continue
 			}
-			ubs := r.stepAtt[qi]
+			ubs := r.steps[qi].att
 			if k == 1 {
-				ubs = r.stepCon[qi]
+				ubs = r.steps[qi].con
 			}
 			h := make(nodeHeap, 0, n/parts+1)
 			for i := part; i < n; i += parts {
@@ -475,7 +467,7 @@ func (r *searchRun) expand(t int, thr []float64, out []push, w *scratch) []push 
 	it := t - r.t0
 	sel := w.esel[:0]
 	for qi := range r.sq.qs {
-		if r.stepAtt[qi][it] >= thr[2*qi] || r.stepCon[qi][it] >= thr[2*qi+1] {
+		if r.steps[qi].att[it] >= thr[2*qi] || r.steps[qi].con[it] >= thr[2*qi+1] {
 			sel = append(sel, qi)
 		}
 	}

@@ -51,7 +51,7 @@ func (r *searchRun) runSplit(ctx context.Context) error {
 		parts[p] = &searchRun{s: r.s, ix: r.ix, sq: r.sq, from: r.from, to: r.to, k: r.k, workers: 1, skip: r.skip, board: &board}
 		parts[p].init()
 	}
-	if !r.useGiven() {
+	if r.steps == nil {
 		r.stepBounds(ws, nil)
 	}
 	errs := make([]error, W)
@@ -60,7 +60,7 @@ func (r *searchRun) runSplit(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			pr.stepAtt, pr.stepCon = r.stepAtt, r.stepCon
+			pr.steps = r.steps
 			pr.seedQueues(0, len(r.sq.qs), p, W)
 			errs[p] = pr.loop(ctx, ws[p:p+1])
 		}()

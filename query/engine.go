@@ -288,6 +288,12 @@ func (e *Engine) AttributeAt(ctx context.Context, req AttributeRequest, position
 	return ans, nil
 }
 
+// answersPruned reports whether req's answer for sc's layer is pruned: asked for, and the
+// layer has the aggregates it needs (else it is a full scan).
+func answersPruned(req Request, sc *dualmem.Scanner) bool {
+	return req.Scan == ScanPruned && sc.HasAggregates() == nil
+}
+
 // forwardOnly reports whether req's answers need of the model only what its forward pass
 // gives (logits, the layers' inputs): every layer it asks for is exact, and its ranking
 // needs neither a runner-up nor a gradient.
@@ -339,7 +345,7 @@ func (e *Engine) explain(ctx context.Context, req Request, contexts [][]int32, t
 			return nil, err
 		}
 		rg := tokens{from, to}
-		answer, pruned := e.fullLayer, req.Scan == ScanPruned && sc.HasAggregates() == nil
+		answer, pruned := e.fullLayer, answersPruned(req, sc)
 		if pruned {
 			answer = e.prunedLayer
 		}
@@ -403,7 +409,7 @@ func (e *Engine) fullLayer(ctx context.Context, req Request, lq layerQueries) ([
 	opt.Members = nil
 	for short := shortQueries(sc, req, rankedLists(req, res), indices(len(qs)), opt.TopK, to-from); len(short) > 0; {
 		opt.TopK *= 8
-		more, err := sc.Scan(ctx, queriesAt(qs, short), opt)
+		more, err := sc.Scan(ctx, at(qs, short), opt)
 		if err != nil {
 			return nil, err
 		}
@@ -579,11 +585,15 @@ func indices(n int) []int {
 	return idx
 }
 
-// queriesAt is qs[idx[0]], qs[idx[1]], …: the queries of a batch to search again.
-func queriesAt(qs []dualmem.Query, idx []int) []dualmem.Query {
-	out := make([]dualmem.Query, len(idx))
+// at is xs[idx[0]], xs[idx[1]], …: the queries of a batch to search again, or what goes
+// with them; nil for nil xs.
+func at[T any](xs []T, idx []int) []T {
+	if xs == nil {
+		return nil
+	}
+	out := make([]T, len(idx))
 	for k, i := range idx {
-		out[k] = qs[i]
+		out[k] = xs[i]
 	}
 	return out
 }

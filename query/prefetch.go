@@ -48,13 +48,13 @@ type sampled struct {
 // prefetchSteps starts the worker for req, or returns nil when no layer of it is answered
 // pruned from the generation's own probes (the only probes known before the generation ends).
 func (e *Engine) prefetchSteps(req Request) *stepPrefetch {
-	if req.Scan != ScanPruned || !e.forwardOnly(req) {
+	if !e.forwardOnly(req) {
 		return nil
 	}
 	pf := &stepPrefetch{e: e, rankBy: req.RankBy, ch: make(chan sampled, req.Tokens), done: make(chan struct{})}
 	for _, name := range req.Layers {
 		sc := e.Scanner(name)
-		if sc == nil || sc.HasAggregates() != nil {
+		if sc == nil || !answersPruned(req, sc) {
 			continue
 		}
 		from, to, err := tokenRange(sc, req.Steps)

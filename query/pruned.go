@@ -80,13 +80,7 @@ func topHits(ctx context.Context, sc *dualmem.Scanner, req Request, qs []dualmem
 	read := sc.NoneRead()
 	out := make([][]dualmem.Hit, len(qs))
 	for todo := indices(len(qs)); len(todo) > 0; { // the queries to search, by index into qs
-		opt.Steps = nil
-		if steps != nil {
-			opt.Steps = make([]dualmem.StepBounds, len(todo))
-			for k, i := range todo {
-				opt.Steps[k] = steps[i]
-			}
-		}
+		opt.Steps = at(steps, todo)
 		res, st, err := searchBatch(ctx, sc, qs, todo, opt)
 		if err != nil {
 			return nil, dualmem.ScanStats{}, err
@@ -134,7 +128,7 @@ var splitTokens = 8 << 20
 // (0.86× the blocks, 0.85× the search's CPU time).
 func searchBatch(ctx context.Context, sc *dualmem.Scanner, qs []dualmem.Query, todo []int, opt dualmem.SearchOptions) ([]dualmem.SearchResult, dualmem.ScanStats, error) {
 	opt.Split = opt.To-opt.From >= splitTokens
-	res, err := sc.Search(ctx, queriesAt(qs, todo), opt)
+	res, err := sc.Search(ctx, at(qs, todo), opt)
 	if err != nil || len(res) == 0 {
 		return nil, dualmem.ScanStats{}, err
 	}
