@@ -108,9 +108,6 @@ func (v *logSync) written(n int64) {
 			if fi, err := v.curFile.Stat(); err == nil {
 				v.release(fi.Size())
 			}
-			if v.noRelease {
-				startWriteback(v.curFile)
-			}
 			v.curFile.Close()
 		}
 		v.curFile, v.cur, v.wrote, v.alloc, v.prev, v.released = nil, newest, n, 0, 0, 0
@@ -132,9 +129,6 @@ func (v *logSync) written(n int64) {
 func (v *logSync) hint() {
 	v.release(v.prev)
 	v.prev = v.wrote
-	if v.noRelease {
-		startWriteback(v.curFile)
-	}
 	if v.noAlloc || v.wrote+allocAhead/2 < v.alloc {
 		return
 	}
@@ -155,14 +149,19 @@ func (v *logSync) hint() {
 }
 
 // release writes curFile's bytes from the last release up to to back and hands their pages
-// to the kernel; errors are left to the next try and the commit's sync.
+// to the kernel, or where the system lacks the calls starts the writeback of the file;
+// errors are left to the next try and the commit's sync.
 func (v *logSync) release(to int64) {
-	if v.noRelease || to <= v.released {
+	if v.noRelease {
+		startWriteback(v.curFile)
+		return
+	}
+	if to <= v.released {
 		return
 	}
 	if err := release(v.curFile, v.released, to); errors.Is(err, errors.ErrUnsupported) {
 		v.noRelease = true
-		return
+		startWriteback(v.curFile)
 	} else if err == nil {
 		v.released = alignDown(to)
 	}

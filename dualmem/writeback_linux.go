@@ -27,9 +27,9 @@ func allocate(f *os.File, off, n int64) error {
 // range flushes once. MADV_PAGEOUT never discards data (a page still dirty is kept, just
 // unmapped), and an address range that no longer maps f (Badger remaps a value-log file
 // when it truncates it, on the writer's goroutine, never during a release) would at worst
-// be anonymous memory pushed to swap. Then it writes the range back, waits, and drops the now clean pages. It is a hint:
-// errors.ErrUnsupported means the kernel lacks the call, anything else is left to the
-// next try.
+// be anonymous memory pushed to swap. Then it writes the range back, waits, and drops the
+// now clean pages. It is a hint: errors.ErrUnsupported means the kernel lacks the call,
+// anything else is left to the next try.
 func release(f *os.File, from, to int64) error {
 	from, to = alignDown(from), alignDown(to)
 	if to <= from {
