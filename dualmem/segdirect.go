@@ -2,6 +2,7 @@ package dualmem
 
 import (
 	"errors"
+	"hash/crc32"
 	"log/slog"
 	"os"
 	"syscall"
@@ -23,51 +24,60 @@ const (
 // so that no page holds both directly written bytes and bytes written through the cache.
 var directAlign = int64(max(4096, os.Getpagesize()))
 
-// writeAt writes b at offset off of segment file i.
-func (sg *segments) writeAt(i int, b []byte, off int64) error {
+// writeAt writes b at offset off of segment file i and folds b into the checksum *crc. A
+// staged chunk is checksummed from the staging buffer, while it is still in the cache,
+// instead of in a pass of its own over the step's bytes.
+func (sg *segments) writeAt(i int, b []byte, off int64, crc *uint32) error {
 	var d *os.File
 	if i < len(sg.direct) {
 		d = sg.direct[i]
 	}
 	lo, hi := alignUp(off), alignDown(off+int64(len(b)))
 	if d == nil || hi-lo < directMin {
+		*crc = crc32.Update(*crc, crcTable, b)
 		_, err := sg.out[i].WriteAt(b, off)
 		return err
 	}
 	head, mid, tail := b[:lo-off], b[lo-off:hi-off], b[hi-off:]
+	*crc = crc32.Update(*crc, crcTable, head)
 	if _, err := sg.out[i].WriteAt(head, off); err != nil {
 		return err
 	}
-	if err := sg.writeDirect(i, mid, lo); err != nil {
+	if err := sg.writeDirect(i, mid, lo, crc); err != nil {
 		return err
 	}
+	*crc = crc32.Update(*crc, crcTable, tail)
 	_, err := sg.out[i].WriteAt(tail, hi)
 	return err
 }
 
 // writeDirect writes the aligned run b at the aligned offset off with direct I/O, staged
-// through an aligned buffer when b itself is not aligned in memory. A file system that turns
-// the direct write down gets the rest through the page cache, and no more direct writes.
-func (sg *segments) writeDirect(i int, b []byte, off int64) error {
+// through an aligned buffer when b itself is not aligned in memory, and folds b into *crc. A
+// file system that turns the direct write down gets the rest through the page cache, and no
+// more direct writes.
+func (sg *segments) writeDirect(i int, b []byte, off int64, crc *uint32) error {
 	for len(b) > 0 {
-		chunk := b
+		chunk := b[:min(len(b), directStage)]
 		if int64(uintptr(unsafe.Pointer(&b[0])))%directAlign != 0 {
 			if sg.stage == nil {
 				sg.stage = alignedBuffer(directStage)
 			}
 			chunk = sg.stage[:copy(sg.stage, b)]
 		}
+		sum := crc32.Update(*crc, crcTable, chunk)
 		n, err := sg.direct[i].WriteAt(chunk, off)
 		if errors.Is(err, syscall.EINVAL) {
 			slog.Debug("direct write refused; writing the segment file through the page cache", "file", sg.specs[i].name, "err", err)
 			sg.direct[i].Close()
 			sg.direct[i] = nil
+			*crc = crc32.Update(*crc, crcTable, b)
 			_, err = sg.out[i].WriteAt(b[n:], off+int64(n))
 			return err
 		}
 		if err != nil {
 			return err
 		}
+		*crc = sum
 		b, off = b[n:], off+int64(n)
 	}
 	return nil

@@ -1,6 +1,8 @@
 package dualmem
 
 import (
+	"bytes"
+	"hash/crc32"
 	"math/rand/v2"
 	"path/filepath"
 	"testing"
@@ -54,4 +56,50 @@ func TestDirectSegmentWrites(t *testing.T) {
 		t.Fatal("the segment files were not valid on reopening")
 	}
 	sameMemory(t, r, 6)
+}
+
+// A segment write folds exactly the bytes it writes into the step's checksum, whatever the
+// file offset, the length and the buffer's alignment in memory, on the direct and the
+// page-cache paths alike.
+func TestSegmentWriteChecksum(t *testing.T) {
+	sg, err := createSegments(t.TempDir(), testMeta(F32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sg.close()
+	rng := rand.New(rand.NewPCG(5, 6))
+	pool := alignedBuffer(4<<20 + 64)
+	for i := range pool {
+		pool[i] = byte(rng.Uint32())
+	}
+	const file = nTokenFiles // the first layer's keys
+	var off int64
+	for _, tc := range []struct {
+		name       string
+		skip, size int // where in the aligned pool the data starts, and its length
+	}{
+		{"small", 0, 10},
+		{"below the direct minimum", 3, directMin - 1},
+		{"aligned in memory", 0, 3*directStage + 4099},
+		{"unaligned in memory", 1, 2*directStage + 17},
+		{"one stage", 4096 - 8, directStage},
+		{"word-aligned", 4, 5*directMin + 1},
+	} {
+		b := pool[tc.skip : tc.skip+tc.size]
+		var crc uint32
+		if err := sg.writeAt(file, b, off, &crc); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if want := crc32.Checksum(b, crcTable); crc != want {
+			t.Errorf("%s: checksum %08x, want %08x", tc.name, crc, want)
+		}
+		got := make([]byte, len(b))
+		if _, err := sg.out[file].ReadAt(got, off); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if !bytes.Equal(got, b) {
+			t.Errorf("%s: the file does not hold the bytes written", tc.name)
+		}
+		off += int64(tc.size)
+	}
 }

@@ -133,13 +133,18 @@ func (sg *segments) record(tokens int, data [][]byte) []uint32 {
 	rec := make([]uint32, sg.width())
 	rec[0] = uint32(tokens)
 	for i, b := range data {
-		slot := 1
-		if i >= nTokenFiles {
-			slot = 2 + (i-nTokenFiles)/2
-		}
-		rec[slot] = crc32.Update(rec[slot], crcTable, b)
+		rec[sg.slot(i)] = crc32.Update(rec[sg.slot(i)], crcTable, b)
 	}
 	return rec
+}
+
+// slot is where segment file i's checksum goes in a step's index record: the token arrays
+// share one, each layer's keys and grads another.
+func (sg *segments) slot(i int) int {
+	if i < nTokenFiles {
+		return 1
+	}
+	return 2 + (i-nTokenFiles)/2
 }
 
 // append writes one step after the last one held (writable segments only).
@@ -158,8 +163,10 @@ func (sg *segments) append(meta Meta, st *lm.Step) error {
 	if st.Step != k+1 {
 		return fmt.Errorf("segments: step %d appended after step %d", st.Step, k)
 	}
+	rec := make([]uint32, sg.width())
+	rec[0] = uint32(st.Tokens())
 	for i, b := range data {
-		if err := sg.writeAt(i, b, at*int64(sg.specs[i].elem)); err != nil {
+		if err := sg.writeAt(i, b, at*int64(sg.specs[i].elem), &rec[sg.slot(i)]); err != nil {
 			return fmt.Errorf("segment %s: %w", sg.specs[i].name, err)
 		}
 	}
@@ -169,7 +176,6 @@ func (sg *segments) append(meta Meta, st *lm.Step) error {
 	if err := sg.appendBounds(data, st.Targets); err != nil {
 		return err
 	}
-	rec := sg.record(st.Tokens(), data)
 	if _, err := sg.index.WriteAt(u32Bytes(rec), int64(segHeader+k*sg.recBytes())); err != nil {
 		return fmt.Errorf("segment index: %w", err)
 	}
