@@ -14,6 +14,25 @@ type BenchResult struct {
 	// CPUMsPerStep is the process's CPU time (user and system, all threads) per step: what a
 	// configuration costs even when other jobs share the cores. Zero where not measured.
 	CPUMsPerStep float64 `json:"cpu_ms_per_step,omitempty"`
+	// SysMsPerStep is the system (kernel) part of it, and MinorFaultsPerStep the page faults
+	// served without reading the disk: where a store's writes cost the process.
+	SysMsPerStep       float64 `json:"sys_ms_per_step,omitempty"`
+	MinorFaultsPerStep float64 `json:"minor_faults_per_step,omitempty"`
+}
+
+// Usage is what a process has used: CPU time (user and system), the system part, and the
+// page faults served without reading the disk. Zero where not measured.
+type Usage struct {
+	CPU, Sys    time.Duration
+	MinorFaults int64
+}
+
+func (u Usage) sub(v Usage) Usage {
+	return Usage{CPU: u.CPU - v.CPU, Sys: u.Sys - v.Sys, MinorFaults: u.MinorFaults - v.MinorFaults}
+}
+
+func (u Usage) add(v Usage) Usage {
+	return Usage{CPU: u.CPU + v.CPU, Sys: u.Sys + v.Sys, MinorFaults: u.MinorFaults + v.MinorFaults}
 }
 
 // DisableCapture recompiles the train step to capture nothing: the baseline that capture's
@@ -46,7 +65,7 @@ func Bench(runs []BenchRun, warmup, steps, round int) ([]BenchResult, error) {
 	}
 	res := make([]BenchResult, len(runs))
 	wall := make([]time.Duration, len(runs))
-	cpu := make([]time.Duration, len(runs))
+	use := make([]Usage, len(runs))
 	for i, r := range runs {
 		res[i].Name = r.Name
 		if err := benchSteps(r, warmup, 0); err != nil {
@@ -56,12 +75,12 @@ func Bench(runs []BenchRun, warmup, steps, round int) ([]BenchResult, error) {
 	for done := 0; done < steps; done += round {
 		n := min(round, steps-done)
 		for i, r := range runs {
-			w0, c0 := time.Now(), ProcessCPU()
+			w0, u0 := time.Now(), ProcessUsage()
 			if err := benchSteps(r, n, warmup+steps); err != nil {
 				return nil, err
 			}
 			wall[i] += time.Since(w0)
-			cpu[i] += ProcessCPU() - c0
+			use[i] = use[i].add(ProcessUsage().sub(u0))
 		}
 	}
 	for i, r := range runs {
@@ -69,8 +88,10 @@ func Bench(runs []BenchRun, warmup, steps, round int) ([]BenchResult, error) {
 		dt := wall[i].Seconds() / float64(steps)
 		res[i].Steps, res[i].MsPerStep = steps, 1000*dt
 		res[i].TokensPerSec = float64(c.Batch*c.Ctx) / dt
-		if cpu[i] > 0 {
-			res[i].CPUMsPerStep = 1000 * cpu[i].Seconds() / float64(steps)
+		if u := use[i]; u.CPU > 0 {
+			res[i].CPUMsPerStep = 1000 * u.CPU.Seconds() / float64(steps)
+			res[i].SysMsPerStep = 1000 * u.Sys.Seconds() / float64(steps)
+			res[i].MinorFaultsPerStep = float64(u.MinorFaults) / float64(steps)
 		}
 	}
 	return res, nil

@@ -8,10 +8,14 @@ import (
 )
 
 // ProcessCPU is the CPU time the process has used, user and system, all threads.
-func ProcessCPU() time.Duration {
+func ProcessCPU() time.Duration { return ProcessUsage().CPU }
+
+// ProcessUsage is what the process has used so far, all threads.
+func ProcessUsage() Usage {
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
+		return Usage{}
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	sys := time.Duration(ru.Stime.Nano())
+	return Usage{CPU: time.Duration(ru.Utime.Nano()) + sys, Sys: sys, MinorFaults: int64(ru.Minflt)}
 }

@@ -179,9 +179,9 @@ func lastLine(s string) string {
 
 func printBench(doc trainBench) {
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(w, "preset %s, backend %s, vocab %d\nrun\tms/step\ttokens/s\t\n", doc.Preset, doc.Backend, doc.Vocab)
+	fmt.Fprintf(w, "preset %s, backend %s, vocab %d\nrun\tms/step\ttokens/s\tCPU ms/step\tof it system\tminor faults/step\t\n", doc.Preset, doc.Backend, doc.Vocab)
 	for _, r := range doc.Results {
-		fmt.Fprintf(w, "%s\t%.1f\t%.0f\t\n", r.Name, r.MsPerStep, r.TokensPerSec)
+		fmt.Fprintf(w, "%s\t%.1f\t%.0f\t%.1f\t%.1f\t%.0f\t\n", r.Name, r.MsPerStep, r.TokensPerSec, r.CPUMsPerStep, r.SysMsPerStep, r.MinorFaultsPerStep)
 	}
 	_ = w.Flush()
 	fmt.Printf("capture overhead: %.1f%%\n", 100*doc.CaptureOverhead)
