@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -34,6 +35,7 @@ type BenchTrainCommand struct {
 	Preset        string
 	Warmup, Steps int
 	Round         int    // steps of one run before the next takes its turn
+	Reps          int    // whole comparisons, each with fresh stores
 	Torch         string // "builtin": the embedded bench/torch_charlm.py; "off": skip; else a path
 	Python        string // interpreter, looked up on PATH
 	CPUProfile    string
@@ -42,13 +44,16 @@ type BenchTrainCommand struct {
 
 // trainBench is the JSON document of `spotlight bench train --json`.
 type trainBench struct {
-	Preset          string           `json:"preset"`
-	Backend         string           `json:"backend"`
-	Vocab           int              `json:"vocab"`
-	Results         []lm.BenchResult `json:"results"`
-	CaptureOverhead float64          `json:"capture_overhead"` // 1 − capture/no-capture tokens/s (results 1 and 0)
-	PyTorch         json.RawMessage  `json:"pytorch,omitempty"`
-	VsPyTorch       float64          `json:"vs_pytorch,omitempty"` // no-capture tokens/s ÷ PyTorch's
+	Preset  string           `json:"preset"`
+	Backend string           `json:"backend"`
+	Vocab   int              `json:"vocab"`
+	Results []lm.BenchResult `json:"results"` // over all repetitions
+	// CaptureOverhead is 1 − capture/no-capture tokens/s (results 1 and 0), the median over
+	// the repetitions, each of which is in CaptureOverheads.
+	CaptureOverhead  float64         `json:"capture_overhead"`
+	CaptureOverheads []float64       `json:"capture_overheads"`
+	PyTorch          json.RawMessage `json:"pytorch,omitempty"`
+	VsPyTorch        float64         `json:"vs_pytorch,omitempty"` // no-capture tokens/s ÷ PyTorch's
 }
 
 func newBenchTrainCmd() *cobra.Command {
@@ -67,6 +72,7 @@ func newBenchTrainCmd() *cobra.Command {
 	fl.IntVar(&c.Warmup, "warmup", 3, "untimed steps first")
 	fl.IntVar(&c.Steps, "steps", 50, "timed steps (the capture run ends with a durable commit; short runs overstate its cost)")
 	fl.IntVar(&c.Round, "round", 25, "steps of one run before the next takes its turn (the runs share the machine's load alike)")
+	fl.IntVar(&c.Reps, "reps", 1, "whole comparisons, each with fresh stores; the overhead reported is their median (it varies more between comparisons than within one)")
 	fl.StringVar(&c.Torch, "torch", "builtin", "PyTorch reference script: builtin (bench/torch_charlm.py), a path, or off")
 	fl.StringVar(&c.Python, "python", "python3", "Python interpreter for the reference (name on PATH or a path)")
 	fl.BoolVar(&c.JSON, "json", false, "print one JSON document")
@@ -80,8 +86,8 @@ func (c *BenchTrainCommand) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if c.Warmup < 0 || c.Steps <= 0 || c.Round <= 0 {
-		return fmt.Errorf("--steps and --round must be positive and --warmup non-negative")
+	if c.Warmup < 0 || c.Steps <= 0 || c.Round <= 0 || c.Reps <= 0 {
+		return fmt.Errorf("--steps, --round and --reps must be positive and --warmup non-negative")
 	}
 	python, skip := c.torchReady(ctx)
 	if skip != "" {
@@ -99,17 +105,21 @@ func (c *BenchTrainCommand) Run(ctx context.Context) error {
 		defer pprof.StopCPUProfile()
 	}
 	doc := trainBench{Preset: c.Preset, Backend: backendName()}
-	runs, vocab, cleanup, err := benchRuns(cfg, corpora.Default())
-	defer cleanup()
-	if err != nil {
-		return err
-	}
-	doc.Vocab = vocab
 	fmt.Fprintf(os.Stderr, "bench: %d steps of each run, %d at a time in turn\n", c.Steps, c.Round)
-	if doc.Results, err = lm.Bench(runs, c.Warmup, c.Steps, c.Round); err != nil {
-		return err
+	for rep := range c.Reps {
+		res, vocab, err := benchOnce(cfg, c.Warmup, c.Steps, c.Round)
+		if err != nil {
+			return err
+		}
+		doc.Vocab = vocab
+		doc.Results = mergeBench(doc.Results, res, rep)
+		over := 1 - res[1].TokensPerSec/res[0].TokensPerSec
+		doc.CaptureOverheads = append(doc.CaptureOverheads, over)
+		if c.Reps > 1 {
+			fmt.Fprintf(os.Stderr, "bench: repetition %d of %d: capture overhead %.1f%%\n", rep+1, c.Reps, 100*over)
+		}
 	}
-	doc.CaptureOverhead = 1 - doc.Results[1].TokensPerSec/doc.Results[0].TokensPerSec
+	doc.CaptureOverhead = median(doc.CaptureOverheads)
 	if skip == "" {
 		if doc.PyTorch, doc.VsPyTorch, err = c.runTorch(ctx, python, cfg, doc); err != nil {
 			return err
@@ -184,11 +194,59 @@ func printBench(doc trainBench) {
 		fmt.Fprintf(w, "%s\t%.1f\t%.0f\t%.1f\t%.1f\t%.0f\t\n", r.Name, r.MsPerStep, r.TokensPerSec, r.CPUMsPerStep, r.SysMsPerStep, r.MinorFaultsPerStep)
 	}
 	_ = w.Flush()
-	fmt.Printf("capture overhead: %.1f%%\n", 100*doc.CaptureOverhead)
+	if len(doc.CaptureOverheads) > 1 {
+		fmt.Printf("capture overhead: %.1f%% (median of", 100*doc.CaptureOverhead)
+		for _, o := range doc.CaptureOverheads {
+			fmt.Printf(" %.1f%%", 100*o)
+		}
+		fmt.Println(")")
+	} else {
+		fmt.Printf("capture overhead: %.1f%%\n", 100*doc.CaptureOverhead)
+	}
 	if doc.PyTorch != nil {
 		fmt.Printf("pytorch: %s\n", doc.PyTorch)
 		fmt.Printf("spotlight (no capture) / pytorch: %.3f×\n", doc.VsPyTorch)
 	}
+}
+
+// benchOnce times the three configurations once, with fresh trainers and stores.
+func benchOnce(cfg lm.Config, warmup, steps, round int) ([]lm.BenchResult, int, error) {
+	runs, vocab, cleanup, err := benchRuns(cfg, corpora.Default())
+	defer cleanup()
+	if err != nil {
+		return nil, 0, err
+	}
+	res, err := lm.Bench(runs, warmup, steps, round)
+	return res, vocab, err
+}
+
+// mergeBench folds repetition rep's results into the mean of those before it.
+func mergeBench(acc, res []lm.BenchResult, rep int) []lm.BenchResult {
+	if rep == 0 {
+		return res
+	}
+	w := float64(rep) / float64(rep+1)
+	mean := func(a, b float64) float64 { return w*a + (1-w)*b }
+	for i := range acc {
+		a, r := &acc[i], res[i]
+		a.Steps += r.Steps
+		a.MsPerStep = mean(a.MsPerStep, r.MsPerStep)
+		a.TokensPerSec = r.TokensPerSec * r.MsPerStep / a.MsPerStep // tokens a step ÷ the mean step
+		a.CPUMsPerStep = mean(a.CPUMsPerStep, r.CPUMsPerStep)
+		a.SysMsPerStep = mean(a.SysMsPerStep, r.SysMsPerStep)
+		a.MinorFaultsPerStep = mean(a.MinorFaultsPerStep, r.MinorFaultsPerStep)
+	}
+	return acc
+}
+
+// median of a non-empty list.
+func median(xs []float64) float64 {
+	s := slices.Sorted(slices.Values(xs))
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
 }
 
 // benchRuns sets up the three configurations, each with its own trainer and directory: no

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -347,4 +349,34 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// Repeated comparisons report each repetition's overhead and their median; the rows are
+// over all of them.
+func TestBenchReps(t *testing.T) {
+	out, stderr, err := run(t, "bench", "train", "--preset", "tiny", "--steps", "2", "--round", "1", "--warmup", "0", "--reps", "3", "--torch", "off", "--json")
+	if err != nil {
+		t.Fatalf("bench: %v: %s", err, stderr)
+	}
+	var doc trainBench
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.CaptureOverheads) != 3 {
+		t.Fatalf("%d overheads, want 3: %s", len(doc.CaptureOverheads), out)
+	}
+	if m := slices.Sorted(slices.Values(doc.CaptureOverheads))[1]; doc.CaptureOverhead != m {
+		t.Errorf("overhead %g, want the median %g of %v", doc.CaptureOverhead, m, doc.CaptureOverheads)
+	}
+	for _, r := range doc.Results {
+		if r.Steps != 6 || r.MsPerStep <= 0 || r.TokensPerSec <= 0 {
+			t.Errorf("%s: %d steps, %g ms/step, %g tokens/s; want 6 steps over the repetitions", r.Name, r.Steps, r.MsPerStep, r.TokensPerSec)
+		}
+		if perStep := r.TokensPerSec * r.MsPerStep / 1000; math.Abs(perStep-float64(lm.Presets["tiny"].Batch*lm.Presets["tiny"].Ctx)) > 1e-6*perStep {
+			t.Errorf("%s: %g tokens a step", r.Name, perStep)
+		}
+	}
+	if _, stderr, err := run(t, "bench", "train", "--preset", "tiny", "--reps", "0", "--torch", "off"); err == nil || !strings.Contains(stderr, "--reps") {
+		t.Errorf("--reps 0: err %v, stderr %q", err, stderr)
+	}
 }
