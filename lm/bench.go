@@ -27,6 +27,10 @@ type Usage struct {
 	MinorFaults int64
 }
 
+// ProcessCPU is the CPU time the process has used, user and system, all threads (zero
+// where not measured).
+func ProcessCPU() time.Duration { return ProcessUsage().CPU }
+
 func (u Usage) sub(v Usage) Usage {
 	return Usage{CPU: u.CPU - v.CPU, Sys: u.Sys - v.Sys, MinorFaults: u.MinorFaults - v.MinorFaults}
 }

@@ -7,9 +7,6 @@ import (
 	"time"
 )
 
-// ProcessCPU is the CPU time the process has used, user and system, all threads.
-func ProcessCPU() time.Duration { return ProcessUsage().CPU }
-
 // ProcessUsage is what the process has used so far, all threads.
 func ProcessUsage() Usage {
 	var ru syscall.Rusage
