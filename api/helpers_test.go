@@ -24,6 +24,7 @@ import (
 	"github.com/spotlight-lm/spotlight/api/web"
 	"github.com/spotlight-lm/spotlight/corpora"
 	"github.com/spotlight-lm/spotlight/datadir"
+	"github.com/spotlight-lm/spotlight/internal/filemem"
 	"github.com/spotlight-lm/spotlight/lm"
 )
 
@@ -121,6 +122,7 @@ func mustServeShared(t testing.TB, dir *datadir.Dir) *testServer {
 }
 
 func TestMain(m *testing.M) {
+	filemem.MinMapped = 1 // snapshots swap and close with their indexes in files, as in a large memory
 	code := m.Run()
 	if shared.srv != nil {
 		_ = shared.srv.Shutdown(context.Background())

@@ -69,7 +69,7 @@ func stepBlocks(targets []int32, perm []int32, ends []int32) ([]int32, []int32) 
 	for i := 1; i < len(count); i++ {
 		count[i] += count[i-1]
 	}
-	perm = perm[:n]
+	perm = slices.Grow(perm, n)[:n]
 	at := append([]int32(nil), count...)
 	for i, t := range targets {
 		perm[at[t-lo]] = int32(i)

@@ -63,7 +63,7 @@ func NewScannerFrom(prev *Scanner, mem *LayerMemory, meta Meta) *Scanner {
 	if T > 0 {
 		s.first = int32(mem.Steps[0].Step)
 	}
-	s.GSum = make([]float64, T*s.DOut)
+	s.GSum = mem.arena.Float64s(T * s.DOut)
 	from := 0
 	if prev.extendedBy(mem) {
 		from = prev.N
@@ -77,7 +77,7 @@ func NewScannerFrom(prev *Scanner, mem *LayerMemory, meta Meta) *Scanner {
 		}
 	}
 	if s.byOffset = mem.index; s.byOffset == nil {
-		s.byOffset = newOffsetIndex(mem.Offsets)
+		s.byOffset = newOffsetIndex(mem.Offsets, mem.arena)
 	}
 	return s
 }

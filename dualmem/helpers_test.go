@@ -2,8 +2,10 @@ package dualmem
 
 import (
 	"math/rand/v2"
+	"os"
 	"testing"
 
+	"github.com/spotlight-lm/spotlight/internal/filemem"
 	"github.com/spotlight-lm/spotlight/lm"
 )
 
@@ -107,4 +109,11 @@ func closeEnough(t *testing.T, what string, got, want []float32, tol float64) {
 			t.Fatalf("%s[%d] = %g, want %g", what, i, got[i], want[i])
 		}
 	}
+}
+
+// TestMain maps every per-token index into a file (filemem), however small, so that the
+// tests read them the way a large memory does.
+func TestMain(m *testing.M) {
+	filemem.MinMapped = 1
+	os.Exit(m.Run())
 }

@@ -6,6 +6,7 @@ import (
 
 	badger "github.com/dgraph-io/badger/v4"
 
+	"github.com/spotlight-lm/spotlight/internal/filemem"
 	"github.com/spotlight-lm/spotlight/lm"
 )
 
@@ -34,7 +35,15 @@ type LayerMemory struct {
 	// rKeys and rGrads are Keys and Grads through the segment files' MADV_RANDOM mappings
 	// (mmap.go), for reads out of memory order; nil on the heap, where Keys and Grads serve.
 	rKeys, rGrads []float32
+	// arena holds the per-token indexes built for the layers of one Memory call (the offset
+	// index, the block layout, each Scanner's per-step sums) in file-backed pages; nil: the heap.
+	arena *filemem.Arena
 }
+
+// Release frees the indexes that the layers of one Memory call share, and that scanners of
+// them hold, once none of those scanners is in use again: a server calls it when it retires
+// the memory's last reader. Releasing any one of the layers releases them for all.
+func (m *LayerMemory) Release() error { return m.arena.Close() }
 
 // randomKeys and randomGrads are the keys and gradients for reads out of memory order.
 func (m *LayerMemory) randomKeys() []float32 {

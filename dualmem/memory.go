@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
+	"os"
+
+	"github.com/spotlight-lm/spotlight/internal/filemem"
 )
 
 // Memory returns every layer's memory of steps 1..steps (at most the committed step), in
@@ -43,8 +45,9 @@ func (s *Store) Memory(steps int, progress func(layer string, done, total int)) 
 		}
 	}
 	shared := LayerMemory{Step: asI32(views[0]), Rows: asI32(views[1]), Pos: asI32(views[2]),
-		Targets: asI32(views[3]), Offsets: asI64(views[4]), Steps: infos}
-	shared.index = newOffsetIndex(shared.Offsets)
+		Targets: asI32(views[3]), Offsets: asI64(views[4]), Steps: infos,
+		arena: s.IndexArena()}
+	shared.index = newOffsetIndex(shared.Offsets, shared.arena)
 	shared.layout = &blockLayout{}
 	out := make([]*LayerMemory, len(s.meta.Layers))
 	for li, spec := range s.meta.Layers {
@@ -72,6 +75,10 @@ func (s *Store) Memory(steps int, progress func(layer string, done, total int)) 
 	}
 	return out, nil
 }
+
+// IndexArena is where the per-token indexes of a memory read from this store go: files in
+// the store's directory, or in the system's temporary one where that is read-only.
+func (s *Store) IndexArena() *filemem.Arena { return filemem.New(s.dir, os.TempDir()) }
 
 // loadMemory is Memory on the heap, from the database.
 func (s *Store) loadMemory(steps int, progress func(layer string, done, total int)) ([]*LayerMemory, error) {
@@ -112,7 +119,7 @@ func (m *LayerMemory) Prefix(steps int) (*LayerMemory, error) {
 	}
 	c.Step, c.Offsets, c.Targets, c.Rows, c.Pos = m.Step[:n], m.Offsets[:n], m.Targets[:n], m.Rows[:n], m.Pos[:n]
 	c.Steps = m.Steps[:steps]
-	c.index, c.layout = nil, nil
+	c.index, c.layout, c.arena = nil, nil, nil
 	return &c, nil
 }
 
@@ -128,12 +135,13 @@ type offsetIndex struct {
 // positions): linear, where a comparison sort took most of a large memory's start-up. It is
 // stable, so each offset's tokens stay in memory order; tokens without an offset (negative)
 // come first.
-func newOffsetIndex(offsets []int64) *offsetIndex {
+// Both arrays come from arena (nil: the heap).
+func newOffsetIndex(offsets []int64, arena *filemem.Arena) *offsetIndex {
 	top := int64(-1)
 	for _, o := range offsets {
 		top = max(top, o)
 	}
-	x := &offsetIndex{sorted: make([]int32, len(offsets)), first: make([]int32, top+2)}
+	x := &offsetIndex{sorted: arena.Int32s(len(offsets)), first: arena.Int32s(int(top + 2))}
 	neg := int32(0)
 	for _, o := range offsets {
 		if o < 0 {
@@ -146,15 +154,23 @@ func newOffsetIndex(offsets []int64) *offsetIndex {
 	for off := 1; off < len(x.first); off++ {
 		x.first[off] += x.first[off-1]
 	}
-	next, nneg := slices.Clone(x.first[:top+1]), int32(0)
+	// first[o] serves as offset o's cursor, which leaves it at o's end, o+1's start; the
+	// shift below puts the starts back (no second corpus-sized array).
+	nneg := int32(0)
 	for j, o := range offsets {
 		if o < 0 {
 			x.sorted[nneg] = int32(j)
 			nneg++
 		} else {
-			x.sorted[next[o]] = int32(j)
-			next[o]++
+			x.sorted[x.first[o]] = int32(j)
+			x.first[o]++
 		}
+	}
+	for off := top; off >= 1; off-- {
+		x.first[off] = x.first[off-1]
+	}
+	if top >= 0 {
+		x.first[0] = neg
 	}
 	return x
 }

@@ -18,7 +18,7 @@ func TestOffsetIndex(t *testing.T) {
 	ordered := slices.Clone(random)
 	slices.Sort(ordered)
 	for name, offsets := range map[string][]int64{"random": random, "ordered": ordered, "none": nil, "all negative": {-1, -1}} {
-		x := newOffsetIndex(offsets)
+		x := newOffsetIndex(offsets, nil)
 		order := make([]int32, len(offsets))
 		for j := range order {
 			order[j] = int32(j)

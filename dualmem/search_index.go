@@ -42,15 +42,15 @@ func (m *LayerMemory) blocks() *blockLayout {
 
 func (lay *blockLayout) build(m *LayerMemory) {
 	T := len(m.Steps)
-	lay.perm, lay.sblk, lay.tstart, lay.bstart = make([]int32, 0, m.Tokens()), make([]int32, 1, T+1), make([]int, T+1), []int32{0}
+	lay.perm, lay.sblk, lay.tstart, lay.bstart = m.arena.Int32s(m.Tokens()), make([]int32, 1, T+1), make([]int, T+1), []int32{0}
 	var perm, ends []int32
 	for t, si := range m.Steps {
 		a := lay.tstart[t]
 		lay.tstart[t+1] = a + si.Tokens()
-		perm, ends = stepBlocks(m.Targets[a:lay.tstart[t+1]], make([]int32, si.Tokens()), ends)
-		base := int32(len(lay.perm))
-		for _, j := range perm {
-			lay.perm = append(lay.perm, int32(a)+j)
+		perm, ends = stepBlocks(m.Targets[a:lay.tstart[t+1]], perm, ends)
+		base := int32(a) // a step's blocks hold its tokens, so they start where it does
+		for i, j := range perm {
+			lay.perm[a+i] = int32(a) + j
 		}
 		for _, e := range ends {
 			lay.bstart = append(lay.bstart, base+e)

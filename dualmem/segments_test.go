@@ -74,6 +74,20 @@ func TestMemoryMatchesDatabase(t *testing.T) {
 			if &mems[0].Keys[0] != &old[0].Keys[0] {
 				t.Fatal("the memory of 9 steps is a copy, not the same mapping")
 			}
+			// The indexes of one Memory call are file-backed and shared by its layers, and
+			// Release unmaps them without touching another call's.
+			if old[0].arena.Mapped() == 0 || old[1].arena != old[0].arena || mems[0].arena == old[0].arena {
+				t.Fatal("the per-token indexes are not one file-backed arena per Memory call")
+			}
+			if ents, _ := filepath.Glob(filepath.Join(dir, ".spotlight-index-*")); len(ents) != 0 {
+				t.Fatalf("index files left in the directory: %v", ents)
+			}
+			if err := old[1].Release(); err != nil || old[0].arena.Mapped() != 0 {
+				t.Fatalf("Release: %v, %d bytes still mapped", err, old[0].arena.Mapped())
+			}
+			if got := NewScanner(mems[0], s.Meta()).SameOffset(mems[0].Offsets[0]); len(got) == 0 {
+				t.Fatal("the later memory's offset index lost its tokens")
+			}
 			if _, err := s.Memory(10, nil); !errors.Is(err, ErrNotFound) {
 				t.Fatalf("Memory past the committed step: %v", err)
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"index/suffixarray"
+	"log/slog"
 	"math"
 	"runtime"
 	"sort"
@@ -11,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/spotlight-lm/spotlight/dualmem"
+	"github.com/spotlight-lm/spotlight/internal/filemem"
 	"github.com/spotlight-lm/spotlight/lm"
 	"golang.org/x/sync/errgroup"
 )
@@ -43,6 +45,7 @@ type Engine struct {
 	passageOf []int32
 	byTarget  targetIndex
 	byPrev    prevIndex
+	arena     *filemem.Arena // the indexes above, file-backed (filemem); freed by Close
 
 	mu     sync.RWMutex // Close waits for requests in flight
 	closed bool
@@ -86,9 +89,10 @@ func newEngine(prev *Engine, model *lm.Model, store *dualmem.Store, progress fun
 		}
 		e.layers[spec.Name] = dualmem.NewScannerFrom(before[spec.Name], mem, meta)
 		if i == 0 {
-			e.passageOf = passageGroups(mem, e.pass.of)
-			e.byTarget = newTargetIndex(mem.Targets, model.Tok.Size())
-			e.byPrev = e.newPrevIndex(e.layers[spec.Name])
+			e.arena = store.IndexArena()
+			e.passageOf = passageGroups(mem, e.pass.of, e.arena)
+			e.byTarget = newTargetIndex(len(mem.Targets), model.Tok.Size(), func(j int) int32 { return mem.Targets[j] }, e.arena)
+			e.byPrev = e.newPrevIndex(e.layers[spec.Name], e.arena)
 		}
 	}
 	// Hidden layers' output-vector check needs the dual weights (one pass over the memory),
@@ -128,20 +132,24 @@ type targetIndex struct {
 	first, tokens []int32
 }
 
-func newTargetIndex(targets []int32, vocab int) targetIndex {
+// newTargetIndex indexes tokens 0..n-1 by key(j) (in [0, vocab), or none when negative),
+// with its arrays from arena. key is called twice per token.
+func newTargetIndex(n, vocab int, key func(j int) int32, arena *filemem.Arena) targetIndex {
 	x := targetIndex{first: make([]int32, vocab+1)}
-	for _, t := range targets {
-		if t >= 0 && int(t) < vocab {
+	count := 0
+	for j := range n {
+		if t := key(j); t >= 0 && int(t) < vocab {
 			x.first[t+1]++
+			count++
 		}
 	}
 	for t := range vocab {
 		x.first[t+1] += x.first[t]
 	}
-	x.tokens = make([]int32, x.first[vocab])
+	x.tokens = arena.Int32s(count)
 	next := append([]int32(nil), x.first[:vocab]...)
-	for j, t := range targets {
-		if t >= 0 && int(t) < vocab {
+	for j := range n {
+		if t := key(j); t >= 0 && int(t) < vocab {
 			x.tokens[next[t]] = int32(j)
 			next[t]++
 		}
@@ -157,15 +165,31 @@ func (x targetIndex) of(t int32) []int32 {
 	return x.tokens[x.first[t]:x.first[t+1]]
 }
 
+var errClosed = errors.New("query engine is closed")
+
 // Step is the checkpoint the engine answers for.
 func (e *Engine) Step() int { return e.model.Step }
 
 // Close releases the memory once requests in flight are done (the model belongs to the
-// caller); later requests fail.
+// caller); later requests fail. The per-token indexes are unmapped, so nothing of the
+// engine may be used after it.
 func (e *Engine) Close() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.closed {
+		return
+	}
+	for _, sc := range e.layers {
+		if err := sc.Mem.Release(); err != nil {
+			slog.Warn("releasing a memory's indexes", "err", err)
+		}
+		break // the layers share them
+	}
+	if err := e.arena.Close(); err != nil {
+		slog.Warn("releasing the engine's indexes", "err", err)
+	}
 	e.closed, e.layers = true, nil
+	e.passageOf, e.byTarget, e.byPrev = nil, targetIndex{}, prevIndex{}
 }
 
 // Scanner exposes a layer's prepared memory (for tests and tools).
@@ -212,13 +236,7 @@ func (e *Engine) generate(ctx context.Context, req Request) (*Answer, error) {
 	var probes []lm.Probe
 	var pre map[string]*prefetchLayer
 	if e.forwardOnly(req) {
-		pf := e.prefetchSteps(req)
-		var each func(int, int32, lm.Probe)
-		if pf != nil {
-			each = pf.add
-		}
-		gen, probes, err = e.model.GenerateProbed(prompt, req.Tokens, *req.Temperature, req.Seed, each)
-		pre = pf.finish(len(gen))
+		gen, probes, pre, err = e.generateProbed(req, prompt)
 	} else {
 		gen, err = e.model.Generate(prompt, req.Tokens, *req.Temperature, req.Seed)
 	}
@@ -234,6 +252,24 @@ func (e *Engine) generate(ctx context.Context, req Request) (*Answer, error) {
 	}
 	ans.Prompt, ans.Text, ans.Sampling = req.Prompt, e.model.Tok.Decode(gen), req.sampling()
 	return ans, nil
+}
+
+// generateProbed is the generation whose probes serve the answer, with the step bounds of
+// its pruned layers computed as it goes. It holds the engine open: the bounds read the
+// memory's indexes, which Close unmaps.
+func (e *Engine) generateProbed(req Request, prompt []int32) ([]int32, []lm.Probe, map[string]*prefetchLayer, error) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.closed {
+		return nil, nil, nil, errClosed
+	}
+	pf := e.prefetchSteps(req)
+	var each func(int, int32, lm.Probe)
+	if pf != nil {
+		each = pf.add
+	}
+	gen, probes, err := e.model.GenerateProbed(prompt, req.Tokens, *req.Temperature, req.Seed, each)
+	return gen, probes, pf.finish(len(gen)), err
 }
 
 // generatedContexts is, per generated token, the prompt and the tokens generated before it.
@@ -316,7 +352,7 @@ func (e *Engine) explain(ctx context.Context, req Request, contexts [][]int32, t
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	if e.closed {
-		return nil, errors.New("query engine is closed")
+		return nil, errClosed
 	}
 	var err error
 	if probes == nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spotlight-lm/spotlight/corpora"
 	"github.com/spotlight-lm/spotlight/dualmem"
+	"github.com/spotlight-lm/spotlight/internal/filemem"
 	"github.com/spotlight-lm/spotlight/lm"
 )
 
@@ -53,6 +54,7 @@ func engine(t testing.TB) *Engine {
 var fixDir string
 
 func TestMain(m *testing.M) {
+	filemem.MinMapped = 1 // the engines' indexes in files, however small, as in a large memory
 	d, err := osMkdirTemp()
 	if err != nil {
 		panic(err)

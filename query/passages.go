@@ -8,6 +8,7 @@ import (
 	"unicode"
 
 	"github.com/spotlight-lm/spotlight/dualmem"
+	"github.com/spotlight-lm/spotlight/internal/filemem"
 )
 
 // A passage is one sentence of the training text: it ends after a run of '.', '!' or '?'
@@ -74,8 +75,8 @@ func passages(corpus []rune) (starts []int64, of []int32) {
 }
 
 // passageGroups maps every memory token of a layer to the passage of its target.
-func passageGroups(m *dualmem.LayerMemory, of []int32) []int32 {
-	g := make([]int32, len(m.Offsets))
+func passageGroups(m *dualmem.LayerMemory, of []int32, arena *filemem.Arena) []int32 {
+	g := arena.Int32s(len(m.Offsets))
 	for j, off := range m.Offsets {
 		g[j] = -1
 		if off >= 0 && off < int64(len(of)) {

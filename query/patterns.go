@@ -6,6 +6,7 @@ import (
 	"sort"
 
 	"github.com/spotlight-lm/spotlight/dualmem"
+	"github.com/spotlight-lm/spotlight/internal/filemem"
 )
 
 // Pattern is one class of training tokens by how much of the query's context they shared:
@@ -175,22 +176,27 @@ type prevIndex struct {
 	toks  targetIndex // per class, its members in memory order
 }
 
-func (e *Engine) newPrevIndex(sc *dualmem.Scanner) prevIndex {
+func (e *Engine) newPrevIndex(sc *dualmem.Scanner, arena *filemem.Arena) prevIndex {
+	// Per corpus offset, the class of the character before it: the corpus's size, not the
+	// memory's, and dropped once the index is built.
 	x := prevIndex{class: map[rune]int32{}}
-	keys := make([]int32, len(sc.Mem.Offsets))
-	for j, off := range sc.Mem.Offsets {
-		keys[j] = -1
-		if off < 1 || off > int64(len(e.corpus)) {
-			continue
-		}
-		c, ok := x.class[e.corpus[off-1]]
+	before := make([]int32, len(e.corpus)+1)
+	before[0] = -1
+	for i, r := range e.corpus {
+		c, ok := x.class[r]
 		if !ok {
 			c = int32(len(x.class))
-			x.class[e.corpus[off-1]] = c
+			x.class[r] = c
 		}
-		keys[j] = c
+		before[i+1] = c
 	}
-	x.toks = newTargetIndex(keys, len(x.class))
+	offs := sc.Mem.Offsets
+	x.toks = newTargetIndex(len(offs), len(x.class), func(j int) int32 {
+		if off := offs[j]; off >= 1 && off <= int64(len(e.corpus)) {
+			return before[off]
+		}
+		return -1
+	}, arena)
 	return x
 }
 

@@ -47,13 +47,14 @@ type sampled struct {
 
 // prefetchSteps starts the worker for req, or returns nil when no layer of it is answered
 // pruned from the generation's own probes (the only probes known before the generation ends).
+// The caller holds e.mu for reading until finish.
 func (e *Engine) prefetchSteps(req Request) *stepPrefetch {
 	if !e.forwardOnly(req) {
 		return nil
 	}
 	pf := &stepPrefetch{e: e, rankBy: req.RankBy, ch: make(chan sampled, req.Tokens), done: make(chan struct{})}
 	for _, name := range req.Layers {
-		sc := e.Scanner(name)
+		sc := e.layers[name]
 		if sc == nil || !answersPruned(req, sc) {
 			continue
 		}
