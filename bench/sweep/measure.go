@@ -69,6 +69,7 @@ type MeasureOpts struct {
 	ColdReps             int
 	Cold                 bool
 	Seed                 uint64
+	StartupOnly          bool // stop after start-up: its time and RSS, no request
 }
 
 // Measure opens o.Dir through the normal read path (the store maps its segment files),
@@ -116,6 +117,9 @@ func Measure(ctx context.Context, o MeasureOpts) (*Measurement, error) {
 	sc0 := e.Scanner(layers[0])
 	run := &Measurement{Dir: o.Dir, Layers: layers, Tokens: o.Tokens, Memory: sc0.N, Steps: len(sc0.Mem.Steps),
 		StartupS: time.Since(t0).Seconds(), Startup: readRSS(), SegmentsOnly: store.Meta().SegmentsOnly}
+	if o.StartupOnly {
+		return run, nil
+	}
 	temp := query.DefaultTemperature
 	base := query.Request{Prompt: o.Prompt, Tokens: o.Tokens, TopK: 10, GroupBy: query.GroupToken,
 		Layers: layers, Temperature: &temp, Seed: o.Seed}

@@ -78,7 +78,8 @@ func newBenchMemoryCmd() *cobra.Command {
 	fl.IntVar(&m.Tokens, "measure-tokens", 32, "tokens of each measured request")
 	fl.BoolVar(&m.Cold, "measure-cold", false, "also time the requests cold")
 	fl.StringVar(&m.Queries, "measure-queries", "", "write the request's queries here for the numpy reference")
-	for _, h := range []string{"render", "measure", "measure-layers", "measure-tokens", "measure-cold", "measure-queries"} {
+	fl.BoolVar(&m.StartupOnly, "measure-startup-only", false, "measure start-up only (its time and RSS), no request")
+	for _, h := range []string{"render", "measure", "measure-layers", "measure-tokens", "measure-cold", "measure-queries", "measure-startup-only"} {
 		_ = fl.MarkHidden(h)
 	}
 	return cmd

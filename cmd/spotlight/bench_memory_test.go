@@ -121,3 +121,23 @@ func benchMemory(t *testing.T, args ...string) (sweep.Doc, string, string) {
 	}
 	return doc, string(table), scratch
 }
+
+// The measuring process's start-up-only mode reports start-up time and RSS and answers no
+// request; the engine's per-token indexes leave no file in the data directory.
+func TestBenchMemoryStartupOnly(t *testing.T) {
+	data := mustTrain(t, 5)
+	stdout, stderr, err := run(t, "bench", "memory", "--measure", data, "--measure-startup-only")
+	if err != nil {
+		t.Fatalf("bench memory --measure-startup-only: %v: %s", err, stderr)
+	}
+	var m sweep.Measurement
+	if err := json.Unmarshal([]byte(stdout), &m); err != nil {
+		t.Fatalf("%v: %s", err, stdout)
+	}
+	if m.StartupS <= 0 || m.Startup.Anon <= 0 || m.Startup.File <= 0 || len(m.Cases) != 0 || m.Memory != 5*64 {
+		t.Errorf("start-up %g s, RSS %+v, %d cases, %d tokens", m.StartupS, m.Startup, len(m.Cases), m.Memory)
+	}
+	if left, _ := filepath.Glob(filepath.Join(data, ".spotlight-index-*")); len(left) != 0 {
+		t.Errorf("index files left behind: %v", left)
+	}
+}
