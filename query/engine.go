@@ -46,6 +46,7 @@ type Engine struct {
 	byTarget  targetIndex
 	byPrev    prevIndex
 	arena     *filemem.Arena // the indexes above, file-backed (filemem); freed by Close
+	bg        sync.WaitGroup // the background preparation newEngine starts
 
 	mu     sync.RWMutex // Close waits for requests in flight
 	closed bool
@@ -98,11 +99,12 @@ func newEngine(prev *Engine, model *lm.Model, store *dualmem.Store, progress fun
 	// Hidden layers' output-vector check needs the dual weights (one pass over the memory),
 	// and pruned answers the chunk sums of the aggregates; build them in the background so
 	// the first request rarely waits for them.
+	// Close waits for them: they read the per-token sums it unmaps.
 	for name, sc := range e.layers {
 		if !e.table[name].Exact {
-			go sc.Warm()
+			e.bg.Go(sc.Warm)
 		}
-		go sc.PrepareSums()
+		e.bg.Go(sc.PrepareSums)
 	}
 	return e, nil
 }
@@ -179,6 +181,7 @@ func (e *Engine) Close() {
 	if e.closed {
 		return
 	}
+	e.bg.Wait()
 	for _, sc := range e.layers {
 		if err := sc.Mem.Release(); err != nil {
 			slog.Warn("releasing a memory's indexes", "err", err)
