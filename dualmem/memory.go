@@ -16,7 +16,7 @@ import (
 // layers share their token arrays and offset index. Missing or stale segment files are
 // first rebuilt from the database, calling progress per layer; a read-only store without
 // valid ones, or one whose rebuild fails, loads the memory onto the heap instead.
-func (s *Store) Memory(steps int, progress func(layer string, done, total int)) ([]*LayerMemory, error) {
+func (s *Store) Memory(steps int, progress func(layer string, done, total int)) (out []*LayerMemory, err error) {
 	if c := s.Steps(); steps < 0 || steps > c {
 		return nil, fmt.Errorf("memory of %d steps (committed steps are 1..%d): %w", steps, c, ErrNotFound)
 	}
@@ -47,9 +47,14 @@ func (s *Store) Memory(steps int, progress func(layer string, done, total int)) 
 	shared := LayerMemory{Step: asI32(views[0]), Rows: asI32(views[1]), Pos: asI32(views[2]),
 		Targets: asI32(views[3]), Offsets: asI64(views[4]), Steps: infos,
 		arena: s.IndexArena()}
+	defer func() {
+		if err != nil { // nothing holds the indexes yet
+			shared.arena.Close()
+		}
+	}()
 	shared.index = newOffsetIndex(shared.Offsets, shared.arena)
 	shared.layout = &blockLayout{}
-	out := make([]*LayerMemory, len(s.meta.Layers))
+	out = make([]*LayerMemory, len(s.meta.Layers))
 	for li, spec := range s.meta.Layers {
 		m := shared
 		m.Spec, m.Keys, m.Grads = spec, asF32(views[nTokenFiles+2*li]), asF32(views[nTokenFiles+2*li+1])

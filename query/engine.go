@@ -83,14 +83,16 @@ func newEngine(prev *Engine, model *lm.Model, store *dualmem.Store, progress fun
 	if err != nil {
 		return nil, err
 	}
+	e.arena = store.IndexArena()
 	for i, spec := range meta.Layers {
 		mem := mems[i]
 		if e.table[spec.Name], err = model.Cfg.Layer(spec.Name); err != nil {
+			_ = mem.Release() // nothing holds them yet
+			_ = e.arena.Close()
 			return nil, err
 		}
 		e.layers[spec.Name] = dualmem.NewScannerFrom(before[spec.Name], mem, meta)
 		if i == 0 {
-			e.arena = store.IndexArena()
 			e.passageOf = passageGroups(mem, e.pass.of, e.arena)
 			e.byTarget = newTargetIndex(len(mem.Targets), model.Tok.Size(), func(j int) int32 { return mem.Targets[j] }, e.arena)
 			e.byPrev = e.newPrevIndex(e.layers[spec.Name], e.arena)
